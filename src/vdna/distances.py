@@ -1,0 +1,326 @@
+"""Comparing DNAs: EMD between histograms (eq. 3-5), 1-D Fréchet per neuron, Fréchet per layer.
+
+Pure functions over arrays (:func:`emd`, :func:`frechet_1d`, :func:`frechet_distance`), and the
+vdna 0.1.1 wrappers :func:`EMD`, :func:`NFD`, :func:`FD` that check two DNAs are comparable and
+select layers and neurons in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Union
+
+import torch
+
+from .dna import VDNA
+from .distributions import VDNAGauss, VDNAHist, VDNALayerGauss
+
+NeuronSelection = Mapping[str, Union[Sequence[int], torch.Tensor, None]]
+Weights = Union[torch.Tensor, Sequence[float], Mapping[str, Union[torch.Tensor, Sequence[float]]]]
+
+
+# -- functional ------------------------------------------------------------------------------------
+def emd(hist1: torch.Tensor, hist2: torch.Tensor) -> torch.Tensor:
+    """EMD between matching rows of two ``(rows, bins)`` histograms, in bins (eq. 3-4), float64.
+
+    Each row is normalised to sum 1; the distance is the L1 distance of the cumulative
+    histograms, i.e. the 1-D Wasserstein distance in units of one bin width.
+    """
+    if hist1.shape != hist2.shape or hist1.ndim != 2:
+        raise ValueError(f"histograms must be (rows, bins) of equal shapes, got {tuple(hist1.shape)} and {tuple(hist2.shape)}")
+    cumulative = []
+    for hist in (hist1, hist2):
+        if not hist.is_floating_point() and hist.dtype != torch.int64:
+            hist = hist.to(torch.int64)
+        sums = torch.cumsum(hist, dim=1)
+        totals = sums[:, -1:]
+        if (totals <= 0).any():
+            empty = int((totals[:, 0] <= 0).nonzero()[0, 0])
+            raise ValueError(f"histogram row {empty} has no counts: EMD is undefined for an empty histogram")
+        cumulative.append(sums.to(torch.float64) / totals.to(torch.float64))
+    return (cumulative[0] - cumulative[1].to(cumulative[0].device)).abs_().sum(dim=1)
+
+
+def frechet_1d(mu1: torch.Tensor, var1: torch.Tensor, mu2: torch.Tensor, var2: torch.Tensor) -> torch.Tensor:
+    """Fréchet distance between 1-D Gaussians, elementwise: ``(mu1 - mu2)^2 + (sd1 - sd2)^2``.
+
+    Equal to ``(mu1 - mu2)^2 + var1 + var2 - 2 sqrt(var1 var2)``, written so it is never negative.
+    """
+    mu1, var1, mu2, var2 = (t.to(torch.float64) for t in (mu1, var1, mu2, var2))
+    if (var1 < 0).any() or (var2 < 0).any():
+        raise ValueError("variances must not be negative")
+    return (mu1 - mu2).square() + (var1.sqrt() - var2.sqrt()).square()
+
+
+def _psd_sqrt(matrix: torch.Tensor) -> torch.Tensor:
+    values, vectors = torch.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * values.clamp(min=0).sqrt()) @ vectors.T
+
+
+def trace_sqrt_product(sigma1: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
+    """``tr(sqrtm(sigma1 @ sigma2))`` for covariance matrices, from eigenvalues; real and non-negative.
+
+    ``sigma1 @ sigma2`` is similar to the symmetric ``A sigma2 A`` with ``A = sqrtm(sigma1)``, whose
+    eigenvalues are real and non-negative; round-off below zero is clipped.
+    """
+    root = _psd_sqrt(sigma1)
+    middle = root @ sigma2 @ root
+    values = torch.linalg.eigvalsh((middle + middle.T) / 2)
+    return values.clamp(min=0).sqrt().sum()
+
+
+def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
+    """Fréchet distance between multivariate Gaussians (FID's formula), float64, never negative."""
+    mu1, sigma1, mu2, sigma2 = (t.to(torch.float64) for t in (mu1, sigma1, mu2, sigma2))
+    mu1, mu2 = mu1.reshape(-1), mu2.reshape(-1)
+    sigma1, sigma2 = sigma1.reshape(mu1.numel(), -1), sigma2.reshape(mu2.numel(), -1)
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape[0] != sigma1.shape[1]:
+        raise ValueError(
+            f"Gaussians must have equal dimensions, got means {tuple(mu1.shape)}, {tuple(mu2.shape)} "
+            f"and covariances {tuple(sigma1.shape)}, {tuple(sigma2.shape)}"
+        )
+    if torch.equal(mu1, mu2) and torch.equal(sigma1, sigma2):
+        return torch.zeros((), dtype=torch.float64, device=mu1.device)
+    diff = mu1 - mu2
+    value = diff @ diff + torch.trace(sigma1) + torch.trace(sigma2) - 2 * trace_sqrt_product(sigma1, sigma2)
+    return value.clamp(min=0)
+
+
+# -- checks and selection --------------------------------------------------------------------------
+def check_comparable(vdna1: VDNA, vdna2: VDNA, same_type: bool = True) -> None:
+    """Raise ``ValueError`` naming what differs if two DNAs cannot be compared or merged."""
+    for position, vdna in (("first", vdna1), ("second", vdna2)):
+        if not isinstance(vdna, VDNA):
+            raise TypeError(f"the {position} argument is a {type(vdna).__name__}, not a VDNA")
+    differences = []
+    if same_type and vdna1.name != vdna2.name:
+        differences.append(f"distributions differ ({vdna1.name!r} vs {vdna2.name!r})")
+    if vdna1.feature_extractor_name != vdna2.feature_extractor_name:
+        differences.append(
+            f"feature extractors differ ({vdna1.feature_extractor_name!r} vs {vdna2.feature_extractor_name!r})"
+        )
+    if vdna1.neurons_list != vdna2.neurons_list:
+        differences.append(f"layers differ ({_describe_layers(vdna1)} vs {_describe_layers(vdna2)})")
+    for field, label in (("weights_sha256", "extractor weights"), ("ranges_sha256", "activation ranges")):
+        first, second = getattr(vdna1.provenance, field), getattr(vdna2.provenance, field)
+        if field == "ranges_sha256" and vdna1.type != VDNAHist.type:
+            continue
+        if first and second and first != second:
+            differences.append(f"{label} differ (sha256 {first[:12]}... vs {second[:12]}...)")
+    if differences:
+        raise ValueError("cannot compare these DNAs: " + "; ".join(differences))
+
+
+def _describe_layers(vdna: VDNA) -> str:
+    shown = ", ".join(f"{layer}: {count}" for layer, count in list(vdna.neurons_list.items())[:4])
+    more = ", ..." if len(vdna.neurons_list) > 4 else ""
+    return f"{{{shown}{more}}} ({len(vdna.neurons_list)} layers, {vdna.num_neurons} neurons)"
+
+
+def _require(vdna1: VDNA, vdna2: VDNA, classes: tuple[type, ...], metric: str) -> None:
+    names = " or ".join(c.type for c in classes)
+    for position, vdna in (("first", vdna1), ("second", vdna2)):
+        if not isinstance(vdna, VDNA):
+            raise TypeError(f"the {position} argument is a {type(vdna).__name__}, not a VDNA")
+        if not isinstance(vdna, classes):
+            raise ValueError(f"{metric} needs {names} DNAs; the {position} one is {vdna.type}")
+
+
+def _as_index(indices: Sequence[int] | torch.Tensor | None, layer: str, vdna: VDNA) -> torch.Tensor | None:
+    if indices is None:
+        return None
+    index = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
+    count = vdna.neurons_list[layer]
+    if index.numel() and (index.min() < 0 or index.max() >= count):
+        raise ValueError(f"neuron indices for layer {layer!r} must lie in [0, {count}), got {index.tolist()[:10]}")
+    return index
+
+
+def select_neurons(
+    vdna: VDNA,
+    use_neurons_from_layer: str | None = None,
+    use_neuron_index: int | None = None,
+    neurons: NeuronSelection | None = None,
+) -> list[tuple[str, torch.Tensor | None]]:
+    """The ``(layer, neuron indices or None for all)`` pairs a comparison uses, in layer order."""
+    if use_neuron_index is not None and use_neurons_from_layer is None:
+        raise ValueError("use_neuron_index needs use_neurons_from_layer to name its layer")
+    if neurons is not None:
+        if use_neurons_from_layer is not None:
+            raise ValueError("pass either neurons= or use_neurons_from_layer=, not both")
+        for layer in neurons:
+            vdna.check_layer(layer)
+        return [(layer, _as_index(neurons[layer], layer, vdna)) for layer in vdna.neurons_list if layer in neurons]
+    if use_neurons_from_layer is None:
+        return [(layer, None) for layer in vdna.neurons_list]
+    vdna.check_layer(use_neurons_from_layer)
+    if use_neuron_index is None:
+        return [(use_neurons_from_layer, None)]
+    vdna.check_neuron(use_neurons_from_layer, use_neuron_index)
+    return [(use_neurons_from_layer, torch.tensor([use_neuron_index]))]
+
+
+def _pick(values: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+    return values if index is None else values[index.to(values.device)]
+
+
+def _selection_sizes(selection: list[tuple[str, torch.Tensor | None]], vdna: VDNA) -> list[tuple[str, int]]:
+    return [(layer, vdna.neurons_list[layer] if index is None else index.numel()) for layer, index in selection]
+
+
+def _weights_vector(weights: Weights, parts: list[tuple[str, int]], unit: str) -> torch.Tensor:
+    """One float64 weight per compared ``unit`` (neuron or layer), from a vector or ``{layer: weights}``."""
+    if isinstance(weights, Mapping):
+        missing = [layer for layer, _ in parts if layer not in weights]
+        if missing:
+            raise ValueError(f"weights have no entry for layers {missing}")
+        pieces = []
+        for layer, size in parts:
+            piece = torch.as_tensor(weights[layer], dtype=torch.float64).reshape(-1)
+            if piece.numel() != size:
+                raise ValueError(f"weights of layer {layer!r} have {piece.numel()} values, expected {size}")
+            pieces.append(piece)
+        vector = torch.cat(pieces)
+    else:
+        vector = torch.as_tensor(weights, dtype=torch.float64)
+        total = sum(size for _, size in parts)
+        if vector.ndim != 1 or vector.numel() != total:
+            raise ValueError(f"weights must be one value per compared {unit}, shape ({total},), got {tuple(vector.shape)}")
+    if not torch.isfinite(vector).all():
+        raise ValueError("weights contain NaN or infinite values")
+    return vector
+
+
+def _combine(
+    per_layer: dict[str, torch.Tensor],
+    return_neuron_wise: bool,
+    use_neuron_index: int | None,
+    weights: Weights | None,
+    selection: list[tuple[str, torch.Tensor | None]],
+    vdna: VDNA,
+) -> torch.Tensor | dict[str, torch.Tensor]:
+    if return_neuron_wise:
+        if use_neuron_index is not None:
+            raise ValueError("return_neuron_wise cannot be combined with use_neuron_index")
+        if weights is not None:
+            raise ValueError("return_neuron_wise returns unweighted distances; do not pass weights")
+        return per_layer
+    values = torch.cat(list(per_layer.values()))
+    if weights is None:
+        return values.mean()
+    return (_weights_vector(weights, _selection_sizes(selection, vdna), "neuron").to(values.device) * values).sum()
+
+
+def _neuron_metric(
+    metric: str,
+    classes: tuple[type, ...],
+    layer_distance: Callable[[VDNA, VDNA, str, torch.Tensor | None], torch.Tensor],
+    vdna1: VDNA,
+    vdna2: VDNA,
+    use_neurons_from_layer: str | None,
+    use_neuron_index: int | None,
+    return_neuron_wise: bool,
+    weights: Weights | None,
+    neurons: NeuronSelection | None,
+) -> torch.Tensor | dict[str, torch.Tensor]:
+    """Check, select, compute ``layer_distance`` per selected layer, then average, weight or return per neuron."""
+    _require(vdna1, vdna2, classes, metric)
+    check_comparable(vdna1, vdna2, same_type=len(classes) == 1)
+    selection = select_neurons(vdna1, use_neurons_from_layer, use_neuron_index, neurons)
+    per_layer = {layer: layer_distance(vdna1, vdna2, layer, index) for layer, index in selection}
+    return _combine(per_layer, return_neuron_wise, use_neuron_index, weights, selection, vdna1)
+
+
+# -- vdna 0.1.1 API --------------------------------------------------------------------------------
+def EMD(
+    vdna1: VDNAHist,
+    vdna2: VDNAHist,
+    use_neurons_from_layer: str | None = None,
+    use_neuron_index: int | None = None,
+    return_neuron_wise: bool = False,
+    weights: Weights | None = None,
+    neurons: NeuronSelection | None = None,
+) -> torch.Tensor | dict[str, torch.Tensor]:
+    """Earth Mover's Distance between histogram DNAs.
+
+    By default the mean over the selected neurons (EMD_avg); with ``weights`` (one per selected
+    neuron, or ``{layer: weights}``) the weighted sum EMD_W of eq. 5; with ``return_neuron_wise``
+    a ``{layer: per-neuron EMD}`` dict. Select neurons with ``use_neurons_from_layer`` (and
+    ``use_neuron_index``) or with ``neurons={layer: indices or None}``.
+    """
+
+    def layer_emd(a: VDNA, b: VDNA, layer: str, index: torch.Tensor | None) -> torch.Tensor:
+        return emd(_pick(a.data[layer], index), _pick(b.data[layer], index).to(a.data[layer].device))
+
+    return _neuron_metric(
+        "EMD", (VDNAHist,), layer_emd, vdna1, vdna2,
+        use_neurons_from_layer, use_neuron_index, return_neuron_wise, weights, neurons,
+    )
+
+
+def _neuron_gaussians(vdna: VDNA, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+    data = vdna.data[layer]
+    if isinstance(vdna, VDNALayerGauss):
+        return data["mu"], torch.diagonal(data["sigma"])
+    return data["mu"], data["var"]
+
+
+def NFD(
+    vdna1: VDNAGauss | VDNALayerGauss,
+    vdna2: VDNAGauss | VDNALayerGauss,
+    use_neurons_from_layer: str | None = None,
+    use_neuron_index: int | None = None,
+    return_neuron_wise: bool = False,
+    weights: Weights | None = None,
+    neurons: NeuronSelection | None = None,
+) -> torch.Tensor | dict[str, torch.Tensor]:
+    """Neuron-wise Fréchet distance (DNA-FD) between Gaussian DNAs, averaged, weighted or neuron-wise.
+
+    Layer-Gaussian DNAs contribute the diagonal of their covariances, as in vdna 0.1.1.
+    """
+
+    def layer_nfd(a: VDNA, b: VDNA, layer: str, index: torch.Tensor | None) -> torch.Tensor:
+        mu1, var1 = (_pick(t, index) for t in _neuron_gaussians(a, layer))
+        mu2, var2 = (_pick(t, index).to(mu1.device) for t in _neuron_gaussians(b, layer))
+        return frechet_1d(mu1, var1, mu2, var2)
+
+    return _neuron_metric(
+        "NFD", (VDNAGauss, VDNALayerGauss), layer_nfd, vdna1, vdna2,
+        use_neurons_from_layer, use_neuron_index, return_neuron_wise, weights, neurons,
+    )
+
+
+def FD(
+    vdna1: VDNALayerGauss,
+    vdna2: VDNALayerGauss,
+    use_neurons_from_layer: str | None = None,
+    use_neuron_index: int | None = None,
+    return_neuron_wise: bool = False,
+    weights: Weights | None = None,
+) -> torch.Tensor | dict[str, torch.Tensor]:
+    """Fréchet distance between layer-Gaussian DNAs: of one layer, or the mean over layers.
+
+    With ``weights`` (one per layer, or ``{layer: weight}``) the weighted sum over layers, the
+    layer-wise baseline of the paper's Table 2. ``use_neuron_index`` gives one neuron's 1-D
+    distance and ``return_neuron_wise`` the per-neuron 1-D distances, as vdna 0.1.1.
+    """
+    _require(vdna1, vdna2, (VDNALayerGauss,), "FD")
+    check_comparable(vdna1, vdna2)
+    selection = select_neurons(vdna1, use_neurons_from_layer, use_neuron_index)
+    if return_neuron_wise or use_neuron_index is not None:
+        return NFD(vdna1, vdna2, use_neurons_from_layer, use_neuron_index, return_neuron_wise)
+    distances = torch.stack(
+        [
+            frechet_distance(
+                vdna1.data[layer]["mu"],
+                vdna1.data[layer]["sigma"],
+                vdna2.data[layer]["mu"].to(vdna1.data[layer]["mu"].device),
+                vdna2.data[layer]["sigma"].to(vdna1.data[layer]["mu"].device),
+            )
+            for layer, _ in selection
+        ]
+    )
+    if weights is None:
+        return distances.mean()
+    vector = _weights_vector(weights, [(layer, 1) for layer, _ in selection], "layer")
+    return (vector.to(distances.device) * distances).sum()

@@ -1,0 +1,145 @@
+"""What every distribution provides: a DNA class and a streaming accumulator.
+
+An accumulator keeps running sums only (counts; count, mean and sum of squared deviations in
+float64; minima and maxima), so its memory does not grow with the number of images, and two
+accumulators, or two DNAs, merge exactly into the one of the union of their images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from ..dna import VDNA, Provenance
+
+
+class DNAType(VDNA):
+    """A DNA of one distribution type: how it is named, stored and accumulated."""
+
+    @classmethod
+    def parse_name(cls, name: str) -> dict[str, Any] | None:
+        """The parameters encoded in a distribution name (e.g. bins), or None if not this type's name."""
+        return {} if name == cls.type else None
+
+    @classmethod
+    def from_metadata(cls, distribution: Mapping[str, Any], name: str) -> dict[str, Any]:
+        """Parameters from a metadata file's ``distribution`` entry and ``name``."""
+        parameters = cls.parse_name(name)
+        if parameters is None:
+            raise ValueError(f"distribution name {name!r} does not match type {cls.type!r}")
+        return parameters
+
+    @classmethod
+    def accumulator(
+        cls, parameters: dict[str, Any], layers: Mapping[str, int], ranges: Any, device: torch.device
+    ) -> Accumulator:
+        """A fresh accumulator for ``layers`` (neurons per layer)."""
+        raise NotImplementedError
+
+    @classmethod
+    def create(
+        cls,
+        parameters: dict[str, Any],
+        feature_extractor_name: str,
+        neurons_list: Mapping[str, int],
+        data: dict[str, Any],
+        num_images: int,
+        provenance: Provenance | None = None,
+    ) -> DNAType:
+        """A DNA of this type from its parts."""
+        return cls(cls.type, feature_extractor_name, dict(neurons_list), data, num_images, provenance)
+
+    # -- storage ---------------------------------------------------------------------------------
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays of the npz file (vdna 0.1.1's keys and dtypes)."""
+        raise NotImplementedError
+
+    @classmethod
+    def data_from_arrays(
+        cls, arrays: Mapping[str, np.ndarray], neurons_list: Mapping[str, int], parameters: dict[str, Any], origin: str
+    ) -> dict[str, Any]:
+        """Per-layer data from the npz arrays, validated (``ValueError`` naming the problem)."""
+        raise NotImplementedError
+
+
+class Accumulator:
+    """Running state of one distribution over a stream of activation batches."""
+
+    dna_class: ClassVar[type[DNAType]]
+
+    def __init__(self, parameters: dict[str, Any], layers: Mapping[str, int], device: torch.device):
+        self.parameters = parameters
+        self.layers = dict(layers)
+        self.device = torch.device(device)
+        self.num_images = 0
+
+    def update(self, activations: Mapping[str, torch.Tensor]) -> None:
+        """Add a batch: ``{layer: (batch, neurons, positions)}`` for every layer."""
+        missing = [layer for layer in self.layers if layer not in activations]
+        if missing:
+            raise ValueError(f"activations are missing layers {missing}")
+        batch = None
+        for layer, neurons in self.layers.items():
+            values = activations[layer]
+            if values.ndim != 3 or values.shape[1] != neurons:
+                raise ValueError(
+                    f"layer {layer!r}: expected activations (batch, {neurons}, positions), got {tuple(values.shape)}"
+                )
+            if batch is not None and values.shape[0] != batch:
+                raise ValueError(f"layer {layer!r}: batch of {values.shape[0]} images, other layers {batch}")
+            batch = values.shape[0]
+            self._update_layer(layer, values)
+        self.num_images += batch or 0
+
+    def _update_layer(self, layer: str, activations: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def merge(self, other: Accumulator) -> None:
+        """Add another accumulator's images to this one."""
+        if type(other) is not type(self) or other.layers != self.layers or other.parameters != self.parameters:
+            raise ValueError("only accumulators of the same distribution and layers can merge")
+        self._merge_state(other)
+        self.num_images += other.num_images
+
+    def _merge_state(self, other: Accumulator) -> None:
+        raise NotImplementedError
+
+    def layer_data(self) -> dict[str, Any]:
+        """Per-layer data of the DNA, on the CPU."""
+        raise NotImplementedError
+
+    def result(self, feature_extractor_name: str, provenance: Provenance | None = None) -> DNAType:
+        """The DNA of every image added so far."""
+        return self.dna_class.create(
+            self.parameters, feature_extractor_name, self.layers, self.layer_data(), self.num_images, provenance
+        )
+
+
+def require_array(
+    arrays: Mapping[str, np.ndarray], key: str, shape: tuple[int, ...], kinds: str, origin: str
+) -> np.ndarray:
+    """``arrays[key]`` checked for presence, shape, dtype kind (numpy ``kind`` letters) and finiteness.
+
+    Where ``arrays`` can ``peek(key)`` at an array's shape and dtype, they are checked before the
+    array is read, so a file declaring a huge array is refused without allocating it.
+    """
+    if key not in arrays:
+        raise ValueError(f"{origin}: array {key!r} is missing")
+
+    def check(found_shape: tuple[int, ...], dtype: np.dtype) -> None:
+        if dtype.kind not in kinds:
+            raise ValueError(f"{origin}: array {key!r} has dtype {dtype}, expected kind {kinds!r}")
+        if tuple(found_shape) != shape:
+            raise ValueError(f"{origin}: array {key!r} has shape {tuple(found_shape)}, expected {shape}")
+
+    peek = getattr(arrays, "peek", None)
+    if peek is not None:
+        check(*peek(key))
+    array = arrays[key]
+    check(array.shape, array.dtype)
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise ValueError(f"{origin}: array {key!r} contains NaN or infinite values")
+    return array

@@ -1,0 +1,137 @@
+"""DNA-hist: one histogram of normalised activations per neuron (eq. 1-2 of the paper)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..kernels import accumulate_histograms
+from ..ranges import ActivationRanges
+from .base import Accumulator, DNAType, require_array
+
+_NAME = re.compile(r"histogram-(\d+)")
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+class VDNAHist(DNAType):
+    """Histograms ``(neurons, bins)`` of int64 counts per layer, over [-1, 1] after normalisation."""
+
+    type = "histogram"
+
+    def __init__(self, name, feature_extractor_name, neurons_list, data, num_images, provenance=None):
+        super().__init__(name, feature_extractor_name, neurons_list, data, num_images, provenance)
+        parameters = self.parse_name(name)
+        if parameters is None:
+            raise ValueError(f"not a histogram distribution name: {name!r}")
+        self.hist_nb_bins = parameters["bins"]
+
+    @classmethod
+    def parse_name(cls, name: str) -> dict[str, Any] | None:
+        match = _NAME.fullmatch(name)
+        if match is None:
+            return None
+        bins = int(match.group(1))
+        if bins < 2:
+            raise ValueError(f"a histogram needs at least 2 bins, got {name!r}")
+        return {"bins": bins}
+
+    @classmethod
+    def from_metadata(cls, distribution: Mapping[str, Any], name: str) -> dict[str, Any]:
+        parameters = super().from_metadata(distribution, name)
+        stored = distribution.get("hist_nb_bins", parameters["bins"])
+        if stored != parameters["bins"]:
+            raise ValueError(f"name {name!r} and hist_nb_bins {stored!r} disagree")
+        return parameters
+
+    @classmethod
+    def create(cls, parameters, feature_extractor_name, neurons_list, data, num_images, provenance=None):
+        name = f"histogram-{parameters['bins']}"
+        return cls(name, feature_extractor_name, dict(neurons_list), data, num_images, provenance)
+
+    @classmethod
+    def accumulator(cls, parameters, layers, ranges, device) -> HistogramAccumulator:
+        return HistogramAccumulator(parameters, layers, ranges, device)
+
+    def distribution_metadata(self) -> dict[str, Any]:
+        return {"hist_nb_bins": self.hist_nb_bins}
+
+    def get_neuron_dist(self, layer_name: str, neuron_idx: int) -> torch.Tensor:
+        """Counts of one neuron, shaped ``(1, bins)``."""
+        self.check_neuron(layer_name, neuron_idx)
+        return self.data[layer_name][neuron_idx].reshape(1, -1)
+
+    def get_all_neurons_in_layer_dist(self, layer_name: str) -> torch.Tensor:
+        """Counts ``(neurons, bins)`` of one layer."""
+        self.check_layer(layer_name)
+        return self.data[layer_name]
+
+    def get_all_neurons_dists(self) -> torch.Tensor:
+        """Counts ``(all neurons, bins)``, layers in order."""
+        return torch.cat([self.data[layer] for layer in self.neurons_list])
+
+    def _merged_data(self, other: VDNAHist) -> dict[str, torch.Tensor]:
+        return {layer: self.data[layer] + other.data[layer].to(self.data[layer].device) for layer in self.data}
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {}
+        for layer in self.neurons_list:
+            counts = self.data[layer].cpu().numpy()
+            # vdna 0.1.1 stores int32; counts beyond its range keep int64 rather than wrap around.
+            arrays[layer] = counts.astype(np.int32) if counts.max(initial=0) <= _INT32_MAX else counts
+        return arrays
+
+    @classmethod
+    def data_from_arrays(cls, arrays, neurons_list, parameters, origin):
+        extra = sorted(set(arrays) - set(neurons_list))
+        if extra:
+            raise ValueError(f"{origin}: arrays {extra} are not layers of this DNA")
+        data = {}
+        for layer, neurons in neurons_list.items():
+            counts = require_array(arrays, layer, (neurons, parameters["bins"]), "iu", origin)
+            if counts.dtype.kind == "i" and counts.min(initial=0) < 0:
+                raise ValueError(f"{origin}: layer {layer!r} has negative histogram counts")
+            data[layer] = torch.from_numpy(counts.astype(np.int64))
+        return data
+
+
+class HistogramAccumulator(Accumulator):
+    """Running per-neuron counts; activations are normalised with the extractor's ranges, then binned."""
+
+    dna_class = VDNAHist
+
+    def __init__(
+        self,
+        parameters: dict[str, Any],
+        layers: Mapping[str, int],
+        ranges: ActivationRanges | None,
+        device: torch.device,
+    ):
+        super().__init__(parameters, layers, device)
+        if ranges is None:
+            raise ValueError(
+                "histogram DNAs need per-neuron activation ranges, and this extractor has none: "
+                "pass activation_ranges= (a file made with `vdna calibrate`)"
+            )
+        bins = parameters["bins"]
+        self.counts = {
+            layer: torch.zeros((neurons, bins), dtype=torch.int64, device=self.device)
+            for layer, neurons in self.layers.items()
+        }
+        self.normalisation = {layer: ranges.normalisation(layer, self.device) for layer in self.layers}
+
+    def _update_layer(self, layer: str, activations: torch.Tensor) -> None:
+        centre, half_width = self.normalisation[layer]
+        nans = accumulate_histograms(activations, self.counts[layer], centre, half_width)
+        if nans:
+            raise ValueError(f"layer {layer!r}: the extractor produced {nans} NaN activation(s)")
+
+    def _merge_state(self, other: HistogramAccumulator) -> None:
+        for layer in self.counts:
+            self.counts[layer] += other.counts[layer].to(self.device)
+
+    def layer_data(self) -> dict[str, torch.Tensor]:
+        return {layer: counts.to("cpu", copy=True) for layer, counts in self.counts.items()}

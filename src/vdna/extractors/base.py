@@ -1,0 +1,138 @@
+"""The extractor contract: a frozen network plus the facts about it.
+
+``forward(images)`` returns one tensor per layer, shaped ``(batch, neurons, positions)``: spatial
+maps are flattened, ViT tokens are positions (appendix A.1.2 of the paper).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..ranges import ActivationRanges
+
+
+@dataclass(frozen=True)
+class ExtractorInfo:
+    """Facts about an extractor: its input, its layers and where its weights and ranges come from."""
+
+    name: str
+    input_size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    layers: Mapping[str, int]
+    interpolation: str = "bicubic"
+    weights_source: str = "random initialisation"
+    weights_sha256: str | None = None
+    ranges: ActivationRanges | None = field(default=None, repr=False)
+
+    @property
+    def num_neurons(self) -> int:
+        """Neurons over all layers."""
+        return sum(self.layers.values())
+
+
+class Extractor(nn.Module):
+    """A frozen network returning ``{layer: (batch, neurons, positions)}`` activations."""
+
+    info: ExtractorInfo
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def _as_neurons_by_positions(output: torch.Tensor, tokens: bool) -> torch.Tensor:
+    if tokens:
+        return output.transpose(1, 2)
+    return output.flatten(2) if output.ndim > 3 else output.reshape(output.shape[0], output.shape[1], -1)
+
+
+class HookExtractor(Extractor):
+    """Activations of named submodules of a model, captured with forward hooks.
+
+    ``layers`` maps each layer name to a submodule path of ``model``. ``run`` calls the model
+    (by default ``model.forward_features`` where it exists) far enough to reach every hooked module.
+    ``tokens=True`` marks ``(batch, tokens, channels)`` outputs (ViT); otherwise outputs are
+    ``(batch, channels, ...)``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Mapping[str, str],
+        *,
+        name: str,
+        input_size: tuple[int, int],
+        mean: tuple[float, float, float],
+        std: tuple[float, float, float],
+        tokens: bool = False,
+        run: Callable[[nn.Module, torch.Tensor], object] | None = None,
+        weights_source: str = "random initialisation",
+        weights_sha256: str | None = None,
+        ranges: ActivationRanges | None = None,
+        interpolation: str = "bicubic",
+    ):
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self._module_paths = dict(layers)
+        self._tokens = tokens
+        self._run = run or (lambda net, x: net.forward_features(x) if hasattr(net, "forward_features") else net(x))
+        self._captured: dict[str, torch.Tensor] = {}
+        modules = dict(self.model.named_modules())
+        for layer, path in self._module_paths.items():
+            if path not in modules:
+                raise ValueError(f"extractor {name}: model has no submodule {path!r} for layer {layer!r}")
+            modules[path].register_forward_hook(self._capture_hook(layer))
+        neurons = self._probe_neurons(input_size)
+        self.info = ExtractorInfo(
+            name=name,
+            input_size=tuple(input_size),
+            mean=tuple(mean),
+            std=tuple(std),
+            layers=neurons,
+            interpolation=interpolation,
+            weights_source=weights_source,
+            weights_sha256=weights_sha256,
+            ranges=ranges,
+        )
+        if ranges is not None:
+            check_ranges_match(ranges, self.info)
+
+    def _capture_hook(self, layer: str) -> Callable:
+        def hook(module: nn.Module, inputs: object, output: object) -> None:
+            tensor = output[0] if isinstance(output, (tuple, list)) else output
+            self._captured[layer] = tensor
+
+        return hook
+
+    @torch.inference_mode()
+    def _probe_neurons(self, input_size: tuple[int, int]) -> dict[str, int]:
+        parameter = next(self.model.parameters(), None)
+        device = parameter.device if parameter is not None else torch.device("cpu")
+        activations = self(torch.zeros((1, 3, *input_size), device=device))
+        return {layer: int(activations[layer].shape[1]) for layer in self._module_paths}
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._captured = {}
+        self._run(self.model, images)
+        captured, self._captured = self._captured, {}
+        missing = [layer for layer in self._module_paths if layer not in captured]
+        if missing:
+            raise RuntimeError(f"extractor {getattr(self, 'info', None) and self.info.name}: layers not reached: {missing}")
+        return {
+            layer: _as_neurons_by_positions(captured[layer], self._tokens) for layer in self._module_paths
+        }
+
+
+def check_ranges_match(ranges: ActivationRanges, info: ExtractorInfo) -> None:
+    """Raise ``ValueError`` unless ``ranges`` cover exactly the extractor's layers and neurons."""
+    if dict(ranges.neurons_list) != dict(info.layers):
+        theirs = ", ".join(f"{k}: {v}" for k, v in ranges.neurons_list.items())
+        ours = ", ".join(f"{k}: {v}" for k, v in info.layers.items())
+        raise ValueError(
+            f"activation ranges do not match extractor {info.name}: ranges have layers {{{theirs}}}, "
+            f"the extractor {{{ours}}}"
+        )

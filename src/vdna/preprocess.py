@@ -1,0 +1,209 @@
+"""From a raw item to the network's input: decode, EXIF, RGB, square crop, clean resize, mean/std.
+
+The resize is the "clean" one of clean-fid: PIL's bicubic filter applied to each channel as 32-bit
+floats, so no quantisation or aliasing sneaks in between the image and the network.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+CROP_MODES = ("none", "center", "random")
+
+DEFAULT_MAX_IMAGE_PIXELS = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else 178_956_970
+"""Images declaring more pixels than this are refused as decompression bombs (Pillow's own limit)."""
+
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_INTEGER_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+class ImageError(ValueError):
+    """An image that cannot be used, with the name of the image and the reason."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+def _sixteen_to_eight_bits(values: np.ndarray) -> np.ndarray:
+    """Scale 0..65535 to 0..255 with rounding (v / 257, rounded half up)."""
+    wide = np.clip(values.astype(np.int64), 0, 65535)
+    return ((2 * wide + 257) // 514).astype(np.uint8)
+
+
+def _float_to_255(values: np.ndarray, name: str) -> np.ndarray:
+    if not np.all(np.isfinite(values)):
+        raise ImageError(name, "float image with NaN or infinite values")
+    low, high = float(values.min()), float(values.max())
+    if low < 0.0 or high > 1.0:
+        raise ImageError(name, f"float image values must lie in [0, 1], found [{low:g}, {high:g}]")
+    return values.astype(np.float32) * np.float32(255.0)
+
+
+def pil_to_rgb(image: Image.Image, name: str) -> np.ndarray:
+    """An ``(H, W, 3)`` RGB array (uint8, or float32 in [0, 255]) from a PIL image of any mode.
+
+    EXIF orientation is applied; transparent images are composited on white; 16-bit images are
+    scaled (not clipped) to 8 bits; animated images give their first frame.
+    """
+    image = ImageOps.exif_transpose(image)
+    mode = image.mode
+    if mode in _INTEGER_GREY_MODES:
+        grey = _sixteen_to_eight_bits(np.asarray(image))
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode == "F":
+        grey = _float_to_255(np.asarray(image), name)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in _ALPHA_MODES:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    return np.asarray(image.convert("RGB"))
+
+
+def _open_image(raw: Any, name: str, max_pixels: int) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(raw) if isinstance(raw, bytes) else raw)
+        if image.width * image.height > max_pixels:
+            raise ImageError(
+                name,
+                f"declares {image.width}x{image.height} pixels, more than the limit of {max_pixels} "
+                "(a possible decompression bomb; raise max_image_pixels to accept it)",
+            )
+        image.load()
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise ImageError(name, f"refused as a decompression bomb ({error})") from None
+    except UnidentifiedImageError:
+        raise ImageError(name, "not an image file Pillow can identify") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(name, f"cannot be decoded ({error})") from None
+    return image
+
+
+def _array_to_rgb(array: np.ndarray, name: str) -> np.ndarray:
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ImageError(name, f"array of shape {array.shape} is not HxW, HxWx3 or HxWx4")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ImageError(name, f"array of shape {array.shape} has no pixels")
+    if array.dtype == np.uint8:
+        pixels = array
+    elif np.issubdtype(array.dtype, np.floating):
+        pixels = _float_to_255(array, name)
+    else:
+        raise ImageError(name, f"array of dtype {array.dtype} is neither uint8 nor float in [0, 1]")
+    if pixels.ndim == 2:
+        return np.repeat(pixels[:, :, None], 3, axis=2)
+    if pixels.shape[2] == 4:
+        alpha = pixels[:, :, 3:4].astype(np.float32) / np.float32(255.0)
+        rgb = pixels[:, :, :3].astype(np.float32)
+        return rgb * alpha + np.float32(255.0) * (1 - alpha)
+    return pixels
+
+
+def _tensor_to_array(tensor: torch.Tensor) -> np.ndarray:
+    array = tensor.detach().cpu().numpy()
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4):
+        array = np.moveaxis(array, 0, 2)
+    return array
+
+
+def decode_image(raw: Any, name: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Pixels of one image as ``(H, W, 3)``, uint8 or float32 in [0, 255].
+
+    ``raw`` is a path, the bytes of an encoded image, a PIL image, a numpy array (HxW or HxWx3,
+    uint8 or float in [0, 1]), a CHW tensor, or a ``(image, label)`` pair of any of those.
+    """
+    if isinstance(raw, (tuple, list)) and raw:
+        raw = raw[0]
+    if isinstance(raw, (str, os.PathLike)):
+        path = Path(raw)
+        if not path.is_file():
+            raise ImageError(name, "file does not exist" if not path.exists() else "not a regular file")
+        if path.stat().st_size == 0:
+            raise ImageError(name, "empty file (0 bytes)")
+        return pil_to_rgb(_open_image(path, name, max_pixels), name)
+    if isinstance(raw, bytes):
+        if not raw:
+            raise ImageError(name, "empty file (0 bytes)")
+        return pil_to_rgb(_open_image(raw, name, max_pixels), name)
+    if isinstance(raw, Image.Image):
+        return pil_to_rgb(raw, name)
+    if isinstance(raw, torch.Tensor):
+        return _array_to_rgb(_tensor_to_array(raw), name)
+    if isinstance(raw, np.ndarray):
+        return _array_to_rgb(raw, name)
+    raise ImageError(name, f"unsupported item of type {type(raw).__name__}")
+
+
+def crop_to_square(pixels: np.ndarray, mode: str, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Centre or random square crop of side ``min(H, W)``; ``mode="none"`` keeps the image."""
+    height, width = pixels.shape[:2]
+    if mode == "none" or height == width:
+        return pixels
+    side = min(height, width)
+    if mode == "center":
+        top, left = (height - side) // 2, (width - side) // 2
+    elif mode == "random":
+        if rng is None:
+            raise ValueError("a random crop needs a random generator")
+        top = int(rng.integers(0, height - side + 1))
+        left = int(rng.integers(0, width - side + 1))
+    else:
+        raise ValueError(f"crop_to_square_pre_resize must be one of {CROP_MODES}, got {mode!r}")
+    return pixels[top : top + side, left : left + side]
+
+
+def clean_resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bicubic resize of each channel as float32 (PIL mode "F"), clipped to [0, 255]; ``size`` is (H, W)."""
+    height, width = size
+    channels = []
+    for channel in range(pixels.shape[2]):
+        plane = Image.fromarray(np.ascontiguousarray(pixels[:, :, channel], dtype=np.float32))
+        resized = plane.resize((width, height), resample=Image.Resampling.BICUBIC)
+        channels.append(np.asarray(resized))
+    return np.clip(np.stack(channels, axis=2), 0.0, 255.0)
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """Square crop, clean resize to ``size`` (H, W), scaling to [0, 1] and mean/std normalisation."""
+
+    size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    crop: str = "none"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.crop not in CROP_MODES:
+            raise ValueError(f"crop_to_square_pre_resize must be one of {CROP_MODES}, got {self.crop!r}")
+
+    def resized(self, pixels: np.ndarray, index: int) -> np.ndarray:
+        """The cropped and resized image, float32 ``(H, W, 3)`` in [0, 255]; ``index`` seeds a random crop."""
+        rng = np.random.default_rng([self.seed, index]) if self.crop == "random" else None
+        return clean_resize(crop_to_square(pixels, self.crop, rng), self.size)
+
+    def __call__(self, pixels: np.ndarray, index: int) -> torch.Tensor:
+        """The network input for one image: float32 ``(3, H, W)``."""
+        image = torch.from_numpy(self.resized(pixels, index)).permute(2, 0, 1) / 255.0
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1)
+        return (image - mean) / std

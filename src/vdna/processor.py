@@ -1,0 +1,330 @@
+"""Making DNAs: images flow from a source through preprocessing and the extractor into an accumulator.
+
+Decoding and resizing run in DataLoader worker processes; the network and the accumulator run in
+the main process under ``torch.inference_mode``, one layer's activations at a time, and nothing is
+kept per image. On the CPU each image goes through the network on its own (faster there than
+batching, and it makes a DNA independent of the batch size and of the number of workers).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+from tqdm.auto import tqdm
+
+from .distributions import Accumulator, VDNAActivationRanges, VDNAHist, parse_distribution
+from .dna import VDNA, Provenance
+from .extractors import DEFAULT_EXTRACTOR, Extractor, check_ranges_match, create_extractor, resolve_device
+from .preprocess import DEFAULT_MAX_IMAGE_PIXELS, ImageError, Preprocessor, decode_image
+from .ranges import ActivationRanges, load_activation_ranges
+from .sources import ImageCollection, ItemStream, open_source
+
+logger = logging.getLogger(__name__)
+
+ON_ERROR = ("raise", "skip")
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@dataclass
+class Batch:
+    """Preprocessed images of one loader step, and the images of that step that failed."""
+
+    names: list[str]
+    images: torch.Tensor | None
+    failures: list[tuple[str, str]]
+
+
+def _prepare(raw: Any, name: str, index: int, preprocessor: Preprocessor, max_pixels: int) -> tuple:
+    try:
+        return name, preprocessor(decode_image(raw, name, max_pixels), index), None
+    except ImageError as error:
+        return name, None, error.reason
+    except Exception as error:  # a failure to read an item is reported with its name
+        return name, None, f"{type(error).__name__}: {error}"
+
+
+class _CollectionImages(Dataset):
+    def __init__(self, collection: ImageCollection, preprocessor: Preprocessor, max_pixels: int):
+        self.collection = collection
+        self.preprocessor = preprocessor
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.collection)
+
+    def __getitem__(self, index: int) -> tuple:
+        name = self.collection.names[index]
+        try:
+            raw = self.collection.load(index)
+        except Exception as error:
+            return name, None, f"cannot be read ({type(error).__name__}: {error})"
+        return _prepare(raw, name, index, self.preprocessor, self.max_pixels)
+
+
+class _StreamImages(IterableDataset):
+    def __init__(self, stream: ItemStream, preprocessor: Preprocessor, max_pixels: int):
+        self.stream = stream
+        self.preprocessor = preprocessor
+        self.max_pixels = max_pixels
+
+    def __iter__(self) -> Iterator[tuple]:
+        for index, (name, raw) in enumerate(self.stream):
+            yield _prepare(raw, name, index, self.preprocessor, self.max_pixels)
+
+
+def _collate(samples: list[tuple]) -> Batch:
+    good = [(name, image) for name, image, reason in samples if reason is None]
+    return Batch(
+        names=[name for name, _ in good],
+        images=torch.stack([image for _, image in good]) if good else None,
+        failures=[(name, reason) for name, _, reason in samples if reason is not None],
+    )
+
+
+def image_loader(
+    source: ImageCollection | ItemStream,
+    preprocessor: Preprocessor,
+    batch_size: int,
+    num_workers: int,
+    pin_memory: bool = False,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> DataLoader:
+    """A DataLoader of :class:`Batch` es; streams of unknown length are read in the main process."""
+    if isinstance(source, ItemStream):
+        dataset: Dataset = _StreamImages(source, preprocessor, max_pixels)
+        num_workers = 0
+    else:
+        dataset = _CollectionImages(source, preprocessor, max_pixels)
+        num_workers = min(num_workers, len(source))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        pin_memory=pin_memory,
+    )
+
+
+@dataclass
+class ExtractionReport:
+    """What a run used and what it skipped."""
+
+    used: list[str]
+    skipped: list[dict[str, str]]
+
+
+def extract(
+    extractor: Extractor,
+    accumulator: Accumulator,
+    loader: DataLoader,
+    device: torch.device,
+    forward_batch_size: int,
+    on_error: str = "raise",
+    progress: Callable[[int], None] | None = None,
+) -> ExtractionReport:
+    """Run every image of ``loader`` through ``extractor`` into ``accumulator``."""
+    used: list[str] = []
+    skipped: list[dict[str, str]] = []
+    with torch.inference_mode():
+        for batch in loader:
+            for name, reason in batch.failures:
+                if on_error == "raise":
+                    raise ImageError(name, reason)
+                logger.warning("skipped %s: %s", name, reason)
+                skipped.append({"name": name, "reason": reason})
+            if batch.images is not None:
+                images = batch.images.to(device, non_blocking=True)
+                for chunk in images.split(forward_batch_size):
+                    accumulator.update(extractor(chunk))
+                used.extend(batch.names)
+            if progress is not None:
+                progress(len(batch.names) + len(batch.failures))
+    return ExtractionReport(used, skipped)
+
+
+def resolve_ranges(
+    activation_ranges: str | os.PathLike | ActivationRanges | VDNA | None, extractor: Extractor
+) -> ActivationRanges | None:
+    """The ranges a histogram uses: the given ones (file, object or activation-ranges DNA), else the extractor's."""
+    if activation_ranges is None:
+        return extractor.info.ranges
+    if isinstance(activation_ranges, VDNAActivationRanges):
+        ranges = activation_ranges.to_ranges()
+    elif isinstance(activation_ranges, ActivationRanges):
+        ranges = activation_ranges
+    elif isinstance(activation_ranges, (str, os.PathLike)):
+        ranges = load_activation_ranges(activation_ranges, extractor.info.name)
+    else:
+        raise TypeError(
+            f"activation_ranges must be a path, ActivationRanges or an activation-ranges VDNA, "
+            f"got {type(activation_ranges).__name__}"
+        )
+    check_ranges_match(ranges, extractor.info)
+    return ranges
+
+
+def _describe_source(source: Any) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, (list, tuple)):
+        return f"list of {len(source)} items"
+    return type(source).__name__
+
+
+def _save_sample_images(
+    folder: str | os.PathLike, collection: ImageCollection | ItemStream, preprocessor: Preprocessor, count: int, seed: int
+) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(collection, ItemStream):
+        chosen = [(index, name, raw) for index, (name, raw) in zip(range(count), collection)]
+    else:
+        indices = random.Random(seed).sample(range(len(collection)), min(count, len(collection)))
+        chosen = [(index, collection.names[index], collection.load(index)) for index in indices]
+    for number, (index, name, raw) in enumerate(chosen):
+        try:
+            pixels = preprocessor.resized(decode_image(raw, name), index)
+        except ImageError as error:
+            logger.warning("sample image %s not saved: %s", name, error.reason)
+            continue
+        Image.fromarray(np.rint(pixels).astype(np.uint8)).save(folder / f"{number}.png")
+
+
+def _check_positive(value: Any, name: str, allow_zero: bool = False) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < (0 if allow_zero else 1):
+        bound = "a non-negative" if allow_zero else "a positive"
+        raise ValueError(f"{name} must be {bound} integer, got {value!r}")
+
+
+class VDNAProcessor:
+    """Makes DNAs; keeps the last extractor loaded so that several DNAs share it."""
+
+    def __init__(self) -> None:
+        self._extractor: Extractor | None = None
+        self._extractor_key: tuple | None = None
+
+    def get_extractor(
+        self, name: str = DEFAULT_EXTRACTOR, device: str | torch.device | None = None, weights: str | None = None
+    ) -> Extractor:
+        """The extractor ``name`` on ``device``, built once and reused."""
+        device = resolve_device(device)
+        key = (name, str(device), None if weights is None else str(weights))
+        if self._extractor_key != key:
+            self._extractor = create_extractor(name, weights=weights, device=device)
+            self._extractor_key = key
+        return self._extractor
+
+    def make_vdna(
+        self,
+        source: Any,
+        num_images: int = -1,
+        shuffle_files: bool = False,
+        feat_extractor_name: str = DEFAULT_EXTRACTOR,
+        distribution_name: str = "histogram-1000",
+        seed: int = 0,
+        batch_size: int = 64,
+        device: str | torch.device | None = None,
+        verbose: bool = True,
+        num_workers: int | None = None,
+        save_sample_images: str | os.PathLike | None = None,
+        n_sample_images: int = 5,
+        crop_to_square_pre_resize: str = "none",
+        *,
+        activation_ranges: str | os.PathLike | ActivationRanges | VDNA | None = None,
+        weights: str | os.PathLike | None = None,
+        on_error: str = "raise",
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        forward_batch_size: int | None = None,
+    ) -> VDNA:
+        """Make the DNA of the images of ``source``.
+
+        ``source``: a folder (searched recursively), an image file, a list of paths, a ``.txt``
+        index, a ``.zip``, a list of numpy arrays or PIL images, a dataset or any iterable of those.
+        ``num_images`` (-1: all) and ``shuffle_files``/``seed`` pick a subset as vdna 0.1.1 did.
+        ``distribution_name``: ``histogram-B``, ``gaussian``, ``layer-gaussian`` or
+        ``activation-ranges``. ``device=None`` is CUDA when available; ``num_workers=None`` uses
+        every available core. ``on_error="skip"`` skips unreadable images and records them in the
+        DNA's metadata instead of raising. ``forward_batch_size`` (images per forward pass)
+        defaults to 1 on the CPU and to ``batch_size`` on CUDA.
+        """
+        _check_positive(batch_size, "batch_size")
+        _check_positive(n_sample_images, "n_sample_images", allow_zero=True)
+        if num_workers is not None:
+            _check_positive(num_workers, "num_workers", allow_zero=True)
+        if forward_batch_size is not None:
+            _check_positive(forward_batch_size, "forward_batch_size")
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        dna_class, parameters = parse_distribution(distribution_name)
+        device = resolve_device(device)
+        extractor = self.get_extractor(feat_extractor_name, device, weights)
+        info = extractor.info
+        ranges = resolve_ranges(activation_ranges, extractor) if dna_class is VDNAHist else None
+        accumulator = dna_class.accumulator(parameters, info.layers, ranges, device)
+        collection = open_source(source, num_images, shuffle_files, seed)
+        preprocessor = Preprocessor(info.input_size, info.mean, info.std, crop_to_square_pre_resize, seed)
+        workers = available_cores() if num_workers is None else num_workers
+        loader = image_loader(collection, preprocessor, batch_size, workers, device.type == "cuda", max_image_pixels)
+        total = len(collection) if isinstance(collection, ImageCollection) else None
+        with tqdm(total=total, unit="img", desc=f"DNA {distribution_name}", disable=not verbose) as bar:
+            report = extract(
+                extractor,
+                accumulator,
+                loader,
+                device,
+                forward_batch_size or (1 if device.type == "cpu" else batch_size),
+                on_error,
+                bar.update,
+            )
+        if accumulator.num_images == 0:
+            raise ValueError(f"none of the {len(report.skipped)} images of {_describe_source(source)} could be used")
+        provenance = Provenance(
+            weights_sha256=info.weights_sha256,
+            ranges_sha256=ranges.digest if ranges is not None else None,
+            images=report.used,
+            skipped=report.skipped,
+            data_settings={
+                "source": _describe_source(source),
+                "crop_to_square_pre_resize": crop_to_square_pre_resize,
+                "resize_mode": "clean",
+                "shuffle_files": shuffle_files,
+                "num_images": num_images,
+            },
+            extraction_settings={
+                "range_scale_for_norm_params": 1 + ranges.margin if ranges is not None else 1.2,
+                "hist_range": [-1.0, 1.0],
+                "hist_nb_bins": parameters.get("bins", 0),
+                "num_workers": workers,
+                "batch_size": batch_size,
+                "device": str(device),
+                "verbose": verbose,
+                "n_sample_images": n_sample_images,
+                "seed": seed,
+                "margin_mode": ranges.margin_mode if ranges is not None else None,
+                "input_size": list(info.input_size),
+                "mean": list(info.mean),
+                "std": list(info.std),
+                "weights_source": info.weights_source,
+            },
+        )
+        vdna = accumulator.result(info.name, provenance)
+        if save_sample_images is not None and n_sample_images > 0:
+            _save_sample_images(save_sample_images, open_source(source, num_images, shuffle_files, seed), preprocessor, n_sample_images, seed)
+        return vdna

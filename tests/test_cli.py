@@ -1,0 +1,70 @@
+"""The vdna command."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+
+import pytest
+from conftest import image_files
+
+from vdna import load_vdna_from_files
+from vdna.cli import main
+
+
+@pytest.fixture(scope="module")
+def two_sets(data_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sets")
+    for name, count in (("set14", 5), ("sunhays80", 5)):
+        target = root / name
+        target.mkdir()
+        for path in image_files(data_dir / name, count):
+            shutil.copy(path, target / path.name)
+    return root / "set14", root / "sunhays80"
+
+
+def test_make_inspect_and_compare(two_sets, tmp_path, capsys):
+    first, second = two_sets
+    assert main(["make", str(first), "-o", str(tmp_path / "a"), "--quiet", "--workers", "0"]) == 0
+    assert "histogram-1000 DNA of 5 images" in capsys.readouterr().out
+    assert load_vdna_from_files(tmp_path / "a").num_images == 5
+    assert main(["inspect", str(tmp_path / "a.json")]) == 0
+    shown = capsys.readouterr().out
+    assert "efficientnet_lite0 (18 layers, 3120 neurons)" in shown and "ranges sha256" in shown
+
+    assert main(["compare", str(tmp_path / "a"), str(first), "--quiet", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["metric"] == "emd" and result["value"] == 0.0 and result["b"]["num_images"] == 5
+
+    neuron_file = tmp_path / "neurons.csv"
+    assert main(["compare", str(tmp_path / "a.npz"), str(second), "--quiet", "--layer", "head", "--neuron-wise", str(neuron_file)]) == 0
+    line = capsys.readouterr().out
+    assert line.startswith("emd: ") and "layer head" in line and float(line.split()[1]) > 0
+    rows = list(csv.DictReader(neuron_file.open()))
+    assert len(rows) == 1280 and rows[0]["layer"] == "head" and float(rows[0]["emd"]) >= 0
+
+
+def test_compare_gaussians_from_images(two_sets, capsys):
+    first, second = two_sets
+    assert main(["compare", str(first), str(second), "--metric", "fd", "--quiet", "--json", "--workers", "0"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["metric"] == "fd" and result["a"]["distribution"] == "layer-gaussian" and result["value"] > 0
+
+
+def test_errors_are_reported_with_exit_code_2(tmp_path, capsys):
+    assert main(["compare", str(tmp_path / "missing"), str(tmp_path / "also")]) == 2
+    assert "vdna compare: error: source" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["make", str(tmp_path / "empty"), "-o", str(tmp_path / "x")]) == 2
+    assert "no images found in" in capsys.readouterr().err
+
+
+def test_extractors_and_help(capsys):
+    assert main(["extractors"]) == 0
+    assert "efficientnet_lite0" in capsys.readouterr().out.split()
+    executable = shutil.which("vdna")
+    assert executable, "the vdna console script is installed with the package"
+    help_text = subprocess.run([executable, "make", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "--distribution" in help_text and "--skip-bad" in help_text

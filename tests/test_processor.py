@@ -1,0 +1,182 @@
+"""Making DNAs of real images with the embedded default extractor."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from conftest import image_files
+from PIL import Image
+
+from vdna import EMD, FD, NFD, VDNAHist, create_extractor, load_vdna_from_files, merge_vdnas
+from vdna.extractors.efficientnet import PACKAGE_WEIGHTS_SHA256
+from vdna.preprocess import ImageError, Preprocessor
+
+IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+@pytest.fixture(scope="module")
+def mixed_images(data_dir):
+    """Sixteen real photographs of different sizes and aspect ratios."""
+    return image_files(data_dir / "set14", 8) + image_files(data_dir / "bsd100", 8)
+
+
+def test_default_extractor_weights_classify_chelsea_as_a_cat(skimage_photos):
+    extractor = create_extractor("efficientnet_lite0", device="cpu")
+    info = extractor.info
+    assert info.weights_sha256 == PACKAGE_WEIGHTS_SHA256
+    image = Preprocessor(info.input_size, info.mean, info.std, crop="center")(skimage_photos["chelsea"], 0)
+    with torch.inference_mode():
+        logits = extractor.model(image[None])
+    assert int(logits.argmax()) in IMAGENET_CATS
+    coffee = Preprocessor(info.input_size, info.mean, info.std, crop="center")(skimage_photos["coffee"], 0)
+    with torch.inference_mode():
+        assert int(extractor.model(coffee[None]).argmax()) not in IMAGENET_CATS
+
+
+def test_default_extractor_layers_and_shipped_ranges():
+    info = create_extractor("efficientnet_lite0", device="cpu").info
+    assert list(info.layers)[:3] == ["stem", "blocks.0.0", "blocks.1.0"] and list(info.layers)[-1] == "head"
+    assert len(info.layers) == 18 and info.num_neurons == 3120
+    assert info.layers["stem"] == 32 and info.layers["head"] == 1280
+    assert info.input_size == (224, 224)
+    assert info.ranges is not None and info.ranges.neurons_list == dict(info.layers)
+    assert info.ranges.num_images >= 1500
+
+
+def test_random_weights_have_no_ranges_and_histograms_say_so(processor, skimage_photos):
+    extractor = create_extractor("efficientnet_lite0", pretrained=False, device="cpu")
+    assert extractor.info.ranges is None and extractor.info.weights_sha256 is None
+    from vdna.processor import resolve_ranges
+
+    assert resolve_ranges(None, extractor) is None
+    with pytest.raises(ValueError, match="unknown feature extractor 'nope'; registered: .*efficientnet_lite0"):
+        create_extractor("nope")
+
+
+def test_histograms_are_bit_identical_for_batch_sizes_1_7_64_and_workers_0_2(processor, mixed_images):
+    reference = processor.make_vdna(mixed_images, batch_size=64, num_workers=0, verbose=False)
+    assert reference.num_images == 16
+    for batch_size, workers in ((1, 0), (7, 2), (64, 2)):
+        other = processor.make_vdna(mixed_images, batch_size=batch_size, num_workers=workers, verbose=False)
+        for layer in reference.neurons_list:
+            assert torch.equal(reference.data[layer], other.data[layer]), (batch_size, workers, layer)
+    counts = reference.data["head"]
+    assert counts.sum(dim=1).eq(16 * 7 * 7).all()  # every position of every image, once
+    assert reference.data["stem"].sum(dim=1).eq(16 * 112 * 112).all()
+
+
+def test_merging_two_halves_equals_the_whole(processor, mixed_images):
+    first, second = mixed_images[:9], mixed_images[9:]
+    for distribution in ("histogram-1000", "gaussian", "layer-gaussian", "activation-ranges"):
+        whole = processor.make_vdna(mixed_images, distribution_name=distribution, verbose=False)
+        parts = [processor.make_vdna(half, distribution_name=distribution, verbose=False) for half in (first, second)]
+        merged = parts[0] + parts[1]
+        assert merged.num_images == whole.num_images == 16
+        assert merged.provenance.images == whole.provenance.images
+        assert merge_vdnas(parts).num_images == 16
+        for layer in whole.neurons_list:
+            mine, theirs = merged.data[layer], whole.data[layer]
+            if distribution.startswith("histogram"):
+                assert torch.equal(mine, theirs)
+            else:
+                for key in theirs:
+                    if distribution == "activation-ranges":
+                        assert torch.equal(mine[key], theirs[key])
+                    else:
+                        torch.testing.assert_close(mine[key], theirs[key], rtol=1e-9, atol=1e-12)
+
+
+def test_a_dna_against_itself_gives_exactly_zero(processor, mixed_images):
+    hist = processor.make_vdna(mixed_images[:6], verbose=False)
+    gauss = processor.make_vdna(mixed_images[:6], distribution_name="gaussian", verbose=False)
+    layer_gauss = processor.make_vdna(mixed_images[:6], distribution_name="layer-gaussian", verbose=False)
+    assert EMD(hist, hist).item() == 0.0
+    assert NFD(gauss, gauss).item() == 0.0
+    assert FD(layer_gauss, layer_gauss).item() == 0.0
+    assert NFD(layer_gauss, gauss).item() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_same_images_from_every_kind_of_source_give_the_same_dna(processor, mixed_images, tmp_path):
+    files = mixed_images[:5]
+    reference = processor.make_vdna(files, verbose=False)
+    archive = tmp_path / "images.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for path in files:
+            handle.write(path, f"sub/{path.name}")
+    index = tmp_path / "index.txt"
+    index.write_text("\n".join(str(path) for path in files))
+    pil_images = [Image.open(path) for path in files]
+    arrays = [np.asarray(Image.open(path).convert("RGB")) for path in files]
+    for source in (archive, index, pil_images, arrays, iter(arrays)):
+        other = processor.make_vdna(source, verbose=False)
+        assert all(torch.equal(reference.data[layer], other.data[layer]) for layer in reference.neurons_list), source
+
+
+def test_gaussian_dna_is_the_moments_of_spatially_averaged_activations(processor, mixed_images):
+    files = mixed_images[:4]
+    gauss = processor.make_vdna(files, distribution_name="gaussian", verbose=False)
+    extractor = processor.get_extractor(device="cpu")
+    info = extractor.info
+    preprocess = Preprocessor(info.input_size, info.mean, info.std)
+    with torch.inference_mode():
+        means = torch.stack(
+            [extractor(preprocess(np.asarray(Image.open(path).convert("RGB")), i)[None])["blocks.3.1"][0].double().mean(1) for i, path in enumerate(files)]
+        )
+    torch.testing.assert_close(gauss.data["blocks.3.1"]["mu"], means.mean(0), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(gauss.data["blocks.3.1"]["var"], means.var(0, correction=1), rtol=1e-9, atol=1e-12)
+
+
+def test_provenance_recorded_and_saved(processor, mixed_images, tmp_path):
+    vdna = processor.make_vdna(mixed_images[:3], verbose=False, num_workers=None)
+    assert vdna.provenance.weights_sha256 == PACKAGE_WEIGHTS_SHA256
+    assert vdna.provenance.ranges_sha256 == vdna.provenance.ranges_sha256.lower() and len(vdna.provenance.ranges_sha256) == 64
+    assert vdna.provenance.images == [str(path) for path in mixed_images[:3]]
+    vdna.save(tmp_path / "dna")
+    loaded = load_vdna_from_files(tmp_path / "dna")
+    assert isinstance(loaded, VDNAHist) and loaded.provenance.ranges_sha256 == vdna.provenance.ranges_sha256
+    assert EMD(loaded, vdna).item() == 0.0
+
+
+def test_bad_image_raises_with_its_name_or_is_skipped_and_recorded(processor, mixed_images, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("not a picture")
+    with pytest.raises(ImageError, match="broken.jpg: not an image file Pillow can identify"):
+        processor.make_vdna([mixed_images[0], broken], verbose=False, num_workers=0)
+    vdna = processor.make_vdna([mixed_images[0], broken], verbose=False, num_workers=2, on_error="skip")
+    assert vdna.num_images == 1
+    assert vdna.provenance.skipped == [{"name": str(broken), "reason": "not an image file Pillow can identify"}]
+    with pytest.raises(ValueError, match="none of the 1 images of list of 1 items could be used"):
+        processor.make_vdna([broken], verbose=False, on_error="skip")
+
+
+def test_sample_images_are_saved(processor, mixed_images, tmp_path):
+    processor.make_vdna(mixed_images[:4], verbose=False, save_sample_images=tmp_path / "samples", n_sample_images=2)
+    saved = sorted((tmp_path / "samples").iterdir())
+    assert [path.name for path in saved] == ["0.png", "1.png"]
+    assert Image.open(saved[0]).size == (224, 224)
+
+
+def test_argument_errors(processor, mixed_images):
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        processor.make_vdna(mixed_images[:1], batch_size=0)
+    with pytest.raises(ValueError, match="on_error must be one of"):
+        processor.make_vdna(mixed_images[:1], on_error="ignore")
+    with pytest.raises(ValueError, match="unknown distribution 'hist'"):
+        processor.make_vdna(mixed_images[:1], distribution_name="hist")
+    with pytest.raises(ValueError, match="a histogram needs at least 2 bins"):
+        processor.make_vdna(mixed_images[:1], distribution_name="histogram-1")
+    with pytest.raises(ValueError, match="num_workers must be a non-negative integer"):
+        processor.make_vdna(mixed_images[:1], num_workers=-1)
+
+
+def test_datasets_halves_are_closer_to_each_other_than_to_other_datasets(processor, data_dir):
+    halves = {}
+    for name in ("urban100", "bsd100"):
+        files = image_files(data_dir / name, 24)
+        halves[name] = [processor.make_vdna(part, verbose=False) for part in (files[:12], files[12:])]
+    within = [EMD(*halves[name]).item() for name in halves]
+    across = EMD(halves["urban100"][0], halves["bsd100"][1]).item()
+    assert max(within) < across
