@@ -169,3 +169,39 @@ def test_loaded_dna_on_device_and_merge_after_reload(tmp_path):
     assert loaded.device == "cpu"
     doubled = loaded + loaded
     assert torch.equal(doubled.data["b"], 2 * vdna.data["b"]) and doubled.num_images == 20
+
+
+def test_compact_encoding_round_trips_exactly_and_is_smaller(tmp_path):
+    rng = np.random.default_rng(8)
+    counts = {
+        "a": rng.poisson(rng.uniform(0, 5000, size=(40, 1000))),
+        "b": np.zeros((3, 1000), np.int64),
+        "c": np.full((2, 1000), 2**40),
+    }
+    counts["b"][:, 500] = 10**9
+    vdna = hist_dna(counts)
+    vdna.save(tmp_path / "plain")
+    vdna.save(tmp_path / "small", compact=True)
+    assert not (tmp_path / "small.npz").exists() and (tmp_path / "small.vdnz").is_file()
+    assert (tmp_path / "small.vdnz").stat().st_size < (tmp_path / "plain.npz").stat().st_size
+    loaded = load_vdna_from_files(tmp_path / "small")
+    for layer in counts:
+        assert torch.equal(loaded.data[layer], vdna.data[layer])
+    assert EMD(loaded, vdna).item() == 0.0
+
+
+def test_compact_encoding_errors(tmp_path):
+    with pytest.raises(ValueError, match="the compact encoding is for histogram DNAs, this one is gaussian"):
+        gauss_dna({"a": np.zeros(2)}, {"a": np.ones(2)}).save(tmp_path / "g", compact=True)
+    hist_dna({"a": [[1, 2, 3]]}).save(tmp_path / "h", compact=True)
+    arrays = tmp_path / "h.vdnz"
+    original = arrays.read_bytes()
+    arrays.write_bytes(original[:-3])
+    with pytest.raises(ValueError, match="h.vdnz: contents do not match the sha256 recorded in h.json"):
+        load_vdna_from_files(tmp_path / "h")
+    from vdna.io import histogram_from_compact_bytes
+
+    with pytest.raises(ValueError, match="not a compact DNA arrays file"):
+        histogram_from_compact_bytes(b"PK\x03\x04", "x.vdnz")
+    with pytest.raises(ValueError, match="cannot be decompressed|hold .* bytes"):
+        histogram_from_compact_bytes(original[:-3], "x.vdnz")

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from vdna.kernels import _histogram_torch, accumulate_histograms, bin_edges, histogram_per_neuron
+from vdna.kernels import (
+    Binning,
+    _histogram_searchsorted,
+    accumulate_histograms,
+    bin_edges,
+    float32_thresholds,
+    histogram_per_neuron,
+)
 
 
 def reference_histograms(values: np.ndarray, bins: int, low: float = -1.0, high: float = 1.0) -> np.ndarray:
@@ -29,8 +36,9 @@ def activations_with_edges(bins: int, seed: int = 0) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("bins", [2, 7, 50, 1000])
-def test_histograms_equal_numpy_on_random_values_and_edges(bins):
-    values = activations_with_edges(bins)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_histograms_equal_numpy_on_random_values_and_edges(bins, dtype):
+    values = activations_with_edges(bins).to(dtype)
     counts = histogram_per_neuron(values, bins)
     assert counts.dtype == torch.int64
     np.testing.assert_array_equal(counts.numpy(), reference_histograms(values.numpy(), bins))
@@ -58,18 +66,50 @@ def test_values_outside_the_range_are_clamped_into_the_end_bins():
     assert counts == [3, 0, 0, 2]
 
 
-def test_cpu_kernel_and_torch_path_are_bit_identical_with_normalisation():
-    rng = np.random.default_rng(3)
-    values = torch.from_numpy(rng.normal(0.3, 2.0, size=(4, 6, 97)).astype(np.float32))
-    centre = torch.from_numpy(rng.normal(0, 0.5, size=6))
-    half = torch.from_numpy(rng.uniform(0.5, 3.0, size=6))
+def normalised_case(seed: int = 3, neurons: int = 6):
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0.3, 2.0, size=(4, neurons, 97)).astype(np.float32)
+    centre, half = rng.normal(0, 0.5, size=neurons), rng.uniform(0.5, 3.0, size=neurons)
+    edges = bin_edges(1000)
+    # activations sitting exactly on (the float32 neighbours of) normalised bin edges
+    on_edges = (centre[:, None] + edges[None, ::25] * half[:, None]).astype(np.float32)
+    values[0, :, : on_edges.shape[1]] = on_edges
+    values[1, :, : on_edges.shape[1]] = np.nextafter(on_edges, np.float32(-np.inf))
+    return torch.from_numpy(values), centre, half
+
+
+def test_compiled_kernel_and_searchsorted_path_equal_the_float64_definition():
+    values, centre, half = normalised_case()
+    binning = Binning.create(centre, half, 1000)
     compiled = torch.zeros((6, 1000), dtype=torch.int64)
-    accumulate_histograms(values, compiled, centre, half)
-    tensor_ops = torch.zeros((6, 1000), dtype=torch.int64)
-    _histogram_torch(values, centre, half, torch.from_numpy(bin_edges(1000)), tensor_ops)
-    assert torch.equal(compiled, tensor_ops)
-    normalised = (values.double() - centre.view(1, -1, 1)) / half.view(1, -1, 1)
+    accumulate_histograms(values, compiled, binning)
+    searched = torch.zeros((6, 1000), dtype=torch.int64)
+    _histogram_searchsorted(values, binning, searched)
+    assert torch.equal(compiled, searched)
+    normalised = (values.double() - torch.from_numpy(centre).view(1, -1, 1)) / torch.from_numpy(half).view(1, -1, 1)
     np.testing.assert_array_equal(compiled.numpy(), reference_histograms(normalised.numpy(), 1000))
+    assert torch.equal(histogram_per_neuron(normalised, 1000), compiled)
+
+
+def test_float32_thresholds_are_exact():
+    rng = np.random.default_rng(9)
+    centre, half = rng.normal(0, 3, size=20), rng.uniform(1e-3, 10, size=20)
+    thresholds = float32_thresholds(centre, half, 257)
+    edges = bin_edges(257)[1:-1]
+    below = np.nextafter(thresholds, np.float32(-np.inf))
+    reach = (thresholds.astype(np.float64) - centre[:, None]) / half[:, None] >= edges
+    reach_below = (below.astype(np.float64) - centre[:, None]) / half[:, None] >= edges
+    assert reach.all() and not reach_below.any()
+    assert np.all(np.diff(thresholds, axis=1) >= 0)
+
+
+def test_dead_neuron_with_a_tiny_range_still_bins_exactly():
+    values = torch.tensor([[[0.0, 0.0, 1e-9, -1e-9, 5.0, -5.0]]], dtype=torch.float32)
+    binning = Binning.create(np.zeros(1), np.full(1, 1e-8), 10)
+    out = torch.zeros((1, 10), dtype=torch.int64)
+    accumulate_histograms(values, out, binning)
+    normalised = values.double() / 1e-8
+    np.testing.assert_array_equal(out.numpy(), reference_histograms(normalised.numpy(), 10))
 
 
 def test_counts_do_not_depend_on_how_a_batch_is_split():
@@ -92,17 +132,24 @@ def test_nan_activations_raise_and_are_counted():
     with pytest.raises(ValueError, match="1 NaN value"):
         histogram_per_neuron(values, 10)
     out = torch.zeros((2, 10), dtype=torch.int64)
-    assert accumulate_histograms(values, out) == 1
+    assert accumulate_histograms(values, out, Binning.create(np.zeros(2), np.ones(2), 10)) == 1
+    with pytest.raises(ValueError, match="1 NaN value"):
+        histogram_per_neuron(values.double(), 10)
 
 
 def test_kernel_argument_errors():
-    with pytest.raises(ValueError, match="bins must be a positive integer"):
-        histogram_per_neuron(torch.zeros((1, 1, 1)), 0)
+    binning = Binning.create(np.zeros(2), np.ones(2), 5)
+    with pytest.raises(ValueError, match="bins must be an integer >= 2, got 1"):
+        histogram_per_neuron(torch.zeros((1, 1, 1)), 1)
     with pytest.raises(ValueError, match="low must be below high"):
         histogram_per_neuron(torch.zeros((1, 1, 1)), 4, low=1.0, high=1.0)
     with pytest.raises(ValueError, match=r"must be \(batch, neurons, positions\)"):
         histogram_per_neuron(torch.zeros((2, 3)), 4)
     with pytest.raises(ValueError, match="activations have 3 neurons, the histograms 2"):
-        accumulate_histograms(torch.zeros((1, 3, 4)), torch.zeros((2, 5), dtype=torch.int64))
+        accumulate_histograms(torch.zeros((1, 3, 4)), torch.zeros((2, 5), dtype=torch.int64), binning)
     with pytest.raises(TypeError, match="histograms must be int64"):
-        accumulate_histograms(torch.zeros((1, 2, 4)), torch.zeros((2, 5), dtype=torch.int32))
+        accumulate_histograms(torch.zeros((1, 2, 4)), torch.zeros((2, 5), dtype=torch.int32), binning)
+    with pytest.raises(ValueError, match="histograms have 4 bins, the binning 5"):
+        accumulate_histograms(torch.zeros((1, 2, 4)), torch.zeros((2, 4), dtype=torch.int64), binning)
+    with pytest.raises(ValueError, match="finite centres and positive, finite half widths"):
+        Binning.create(np.zeros(1), np.zeros(1), 5)

@@ -162,11 +162,15 @@ class VDNA:
         self.device = str(device)
         return self
 
-    def save(self, file_path: str | os.PathLike) -> None:
-        """Write ``file_path.json`` and ``file_path.npz`` (vdna 0.1.1's format), atomically."""
+    def save(self, file_path: str | os.PathLike, compact: bool = False) -> None:
+        """Write ``file_path.json`` and ``file_path.npz`` (vdna 0.1.1's format), atomically.
+
+        ``compact=True`` (histograms) writes a lossless, several times smaller ``file_path.vdnz``
+        instead of the npz; :func:`vdna.load_vdna_from_files` reads both.
+        """
         from .io import save_vdna
 
-        save_vdna(self, file_path)
+        save_vdna(self, file_path, compact=compact)
 
 
 def merge_vdnas(vdnas: Sequence[VDNA]) -> VDNA:

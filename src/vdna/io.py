@@ -26,6 +26,10 @@ from .dna import VDNA, Provenance
 from .distributions import dna_class_for_type
 
 FORMAT_VERSION = 1
+NPZ = "npz"
+COMPACT = "compact-1"
+_COMPACT_MAGIC = b"VDNZ\x01"
+_COMPACT_LEVEL = 12
 MAX_LISTED_IMAGES = 10_000
 """Image names are stored in the metadata up to this many; beyond, only their count and sha256."""
 
@@ -98,7 +102,7 @@ def _names_digest(names: list[str]) -> str:
     return hashlib.sha256(joined).hexdigest()
 
 
-def metadata_document(vdna: VDNA, npz_sha256: str) -> dict[str, Any]:
+def metadata_document(vdna: VDNA, arrays_sha256: str, encoding: str = NPZ) -> dict[str, Any]:
     """The JSON metadata of a DNA: vdna 0.1.1's keys first, then ours."""
     provenance = vdna.provenance
     data_settings = {key: provenance.data_settings[key] for key in _DATA_SETTINGS_KEYS if key in provenance.data_settings}
@@ -128,7 +132,8 @@ def metadata_document(vdna: VDNA, npz_sha256: str) -> dict[str, Any]:
         "images_used": images if len(images) <= MAX_LISTED_IMAGES else None,
         "images_skipped": provenance.skipped,
         "settings": _jsonable({**provenance.data_settings, **provenance.extraction_settings}),
-        "npz_sha256": npz_sha256,
+        "arrays_encoding": encoding,
+        "npz_sha256" if encoding == NPZ else "arrays_sha256": arrays_sha256,
     }
     return document
 
@@ -145,16 +150,77 @@ def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def save_vdna(vdna: VDNA, file_path: str | os.PathLike) -> tuple[Path, Path]:
-    """Write a DNA as ``.json`` + ``.npz``; returns both paths."""
-    json_path, npz_path = dna_paths(file_path)
-    payload = npz_bytes(vdna.to_arrays())
-    metadata = _encode_json(metadata_document(vdna, hashlib.sha256(payload).hexdigest()))
+def _zigzag(values: np.ndarray) -> np.ndarray:
+    return ((values << 1) ^ (values >> 63)).view(np.uint64)
+
+
+def _unzigzag(values: np.ndarray) -> np.ndarray:
+    return (values >> np.uint64(1)).view(np.int64) ^ -(values & np.uint64(1)).view(np.int64)
+
+
+def compact_histogram_bytes(counts: np.ndarray) -> bytes:
+    """Lossless compact encoding of ``(neurons, bins)`` counts.
+
+    Counts are delta-coded along the bins (neighbouring bins hold similar counts), zigzag-mapped
+    to unsigned integers, split into byte planes holding only the bytes the largest value needs,
+    and compressed with Zstandard.
+    """
+    import zstandard
+
+    deltas = _zigzag(np.diff(counts.astype(np.int64), axis=1, prepend=0)).astype("<u8")
+    planes = max(1, (int(deltas.max(initial=0)).bit_length() + 7) // 8)
+    stacked = np.ascontiguousarray(deltas.reshape(-1, 1).view(np.uint8)[:, :planes].T)
+    header = json.dumps({"shape": list(counts.shape), "planes": planes}).encode()
+    body = zstandard.ZstdCompressor(level=_COMPACT_LEVEL).compress(stacked.tobytes())
+    return _COMPACT_MAGIC + len(header).to_bytes(4, "little") + header + body
+
+
+def histogram_from_compact_bytes(data: bytes, origin: str) -> np.ndarray:
+    """The ``(neurons, bins)`` int64 counts of :func:`compact_histogram_bytes`; ``ValueError`` if malformed."""
+    import zstandard
+
+    if not data.startswith(_COMPACT_MAGIC) or len(data) < len(_COMPACT_MAGIC) + 4:
+        raise ValueError(f"{origin}: not a compact DNA arrays file")
+    start = len(_COMPACT_MAGIC) + 4
+    size = int.from_bytes(data[len(_COMPACT_MAGIC) : start], "little")
+    header = json_object(data[start : start + size], origin, "compact arrays header")
+    shape, planes = header.get("shape"), header.get("planes")
+    if (
+        not isinstance(shape, list) or len(shape) != 2 or not all(isinstance(v, int) and v > 0 for v in shape)
+        or not isinstance(planes, int) or not 1 <= planes <= 8
+    ):
+        raise ValueError(f"{origin}: invalid compact arrays header {header}")
+    expected = shape[0] * shape[1] * planes
+    try:
+        raw = zstandard.ZstdDecompressor().decompress(data[start + size :], max_output_size=expected)
+    except zstandard.ZstdError as error:
+        raise ValueError(f"{origin}: compact arrays cannot be decompressed ({error})") from None
+    if len(raw) != expected:
+        raise ValueError(f"{origin}: compact arrays hold {len(raw)} bytes, the header announces {expected}")
+    wide = np.zeros((shape[0] * shape[1], 8), dtype=np.uint8)
+    wide[:, :planes] = np.frombuffer(raw, dtype=np.uint8).reshape(planes, -1).T
+    return np.cumsum(_unzigzag(wide.view("<u8").reshape(shape).astype(np.uint64)), axis=1)
+
+
+def save_vdna(vdna: VDNA, file_path: str | os.PathLike, compact: bool = False) -> tuple[Path, Path]:
+    """Write a DNA as ``.json`` + ``.npz`` (or ``.vdnz`` with ``compact=True``); returns both paths.
+
+    The compact encoding is lossless and for histogram DNAs only; vdna 0.1.1 cannot read it.
+    """
+    json_path, arrays_path = dna_paths(file_path)
+    if compact:
+        if vdna.type != "histogram":
+            raise ValueError(f"the compact encoding is for histogram DNAs, this one is {vdna.type}")
+        counts = np.concatenate([vdna.data[layer].cpu().numpy() for layer in vdna.neurons_list])
+        payload, encoding, arrays_path = compact_histogram_bytes(counts), COMPACT, json_path.with_suffix(".vdnz")
+    else:
+        payload, encoding = npz_bytes(vdna.to_arrays()), NPZ
+    metadata = _encode_json(metadata_document(vdna, hashlib.sha256(payload).hexdigest(), encoding))
     json_path.parent.mkdir(parents=True, exist_ok=True)
     with _folder_lock(json_path.parent, exclusive=True):
-        atomic_write_bytes(npz_path, payload)
+        atomic_write_bytes(arrays_path, payload)
         atomic_write_bytes(json_path, metadata)
-    return json_path, npz_path
+    return json_path, arrays_path
 
 
 class SafeNpz(Mapping):
@@ -248,22 +314,37 @@ def _provenance(document: dict) -> Provenance:
     )
 
 
-def _read_pair(json_path: Path, npz_path: Path) -> tuple[bytes, bytes]:
-    for path in (json_path, npz_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"DNA file {path} does not exist")
+def _read_dna_files(json_path: Path) -> tuple[dict[str, Any], Path, bytes]:
+    """The metadata, the arrays file's path and its bytes, read together under the folder lock."""
+    if not json_path.is_file():
+        raise FileNotFoundError(f"DNA file {json_path} does not exist")
     with _folder_lock(json_path.parent, exclusive=False):
-        return json_path.read_bytes(), npz_path.read_bytes()
+        document = json_object(json_path.read_bytes(), json_path, "DNA metadata file")
+        encoding = document.get("arrays_encoding", NPZ)
+        if encoding not in (NPZ, COMPACT):
+            raise ValueError(f"{json_path}: unknown arrays encoding {encoding!r}")
+        arrays_path = json_path.with_suffix(".npz" if encoding == NPZ else ".vdnz")
+        if not arrays_path.is_file():
+            raise FileNotFoundError(f"DNA file {arrays_path} does not exist")
+        payload = arrays_path.read_bytes()
+    expected_sha = document.get("npz_sha256" if encoding == NPZ else "arrays_sha256")
+    if (isinstance(expected_sha, str) or encoding == COMPACT) and hashlib.sha256(payload).hexdigest() != expected_sha:
+        raise ValueError(f"{arrays_path}: contents do not match the sha256 recorded in {json_path.name}")
+    return document, arrays_path, payload
+
+
+def _compact_arrays(payload: bytes, neurons: dict[str, int], origin: str) -> dict[str, np.ndarray]:
+    counts = histogram_from_compact_bytes(payload, origin)
+    if counts.shape[0] != sum(neurons.values()):
+        raise ValueError(f"{origin}: {counts.shape[0]} histograms, the metadata lists {sum(neurons.values())} neurons")
+    bounds = np.cumsum([0, *neurons.values()])
+    return {layer: counts[start:end] for layer, start, end in zip(neurons, bounds[:-1], bounds[1:])}
 
 
 def load_vdna_from_files(file_path: str | os.PathLike, device: str = "cpu") -> VDNA:
     """Load a DNA saved by this library or by vdna 0.1.1 (``file_path`` with or without suffix)."""
-    json_path, npz_path = dna_paths(file_path)
-    metadata, payload = _read_pair(json_path, npz_path)
-    document = json_object(metadata, json_path, "DNA metadata file")
-    expected_sha = document.get("npz_sha256")
-    if isinstance(expected_sha, str) and hashlib.sha256(payload).hexdigest() != expected_sha:
-        raise ValueError(f"{npz_path}: contents do not match the sha256 recorded in {json_path.name}")
+    json_path, _ = dna_paths(file_path)
+    document, arrays_path, payload = _read_dna_files(json_path)
     dna_class = dna_class_for_type(_require_key(document, "type", str, json_path))
     name = _require_key(document, "name", str, json_path)
     distribution = document.get("distribution") or {}
@@ -278,7 +359,13 @@ def load_vdna_from_files(file_path: str | os.PathLike, device: str = "cpu") -> V
     if num_images < 0:
         raise ValueError(f"{json_path}: 'num_images' is negative")
     extractor = _require_key(document, "feature_extractor_name", str, json_path)
-    data = dna_class.data_from_arrays(SafeNpz(payload, str(npz_path)), neurons, parameters, str(npz_path))
+    if document.get("arrays_encoding", NPZ) == COMPACT:
+        if dna_class.type != "histogram":
+            raise ValueError(f"{json_path}: compact arrays are for histogram DNAs, not {dna_class.type}")
+        arrays: Mapping[str, np.ndarray] = _compact_arrays(payload, neurons, str(arrays_path))
+    else:
+        arrays = SafeNpz(payload, str(arrays_path))
+    data = dna_class.data_from_arrays(arrays, neurons, parameters, str(arrays_path))
     vdna = dna_class.create(parameters, extractor, neurons, data, num_images, _provenance(document))
     vdna.loaded_from_path = str(file_path)
     return vdna.to(device)

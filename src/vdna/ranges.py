@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ._files import atomic_write_bytes, json_object
 
@@ -67,8 +66,8 @@ class ActivationRanges:
         """Neurons per layer, in order."""
         return {layer: len(values) for layer, values in self.minimum.items()}
 
-    def normalisation(self, layer: str, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-        """``(centre, half_width)`` float64 tensors of one layer, margin applied."""
+    def normalisation(self, layer: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(centre, half_width)`` float64 arrays of one layer, margin applied."""
         low = self.minimum[layer].astype(np.float64)
         high = self.maximum[layer].astype(np.float64)
         if self.margin_mode == "scale-bounds":
@@ -76,11 +75,7 @@ class ActivationRanges:
             centre, half_width = (low + high) / 2, (high - low) / 2
         else:
             centre, half_width = (low + high) / 2, (high - low) / 2 * (1 + self.margin)
-        half_width = np.maximum(half_width, _MIN_HALF_WIDTH)
-        return (
-            torch.from_numpy(centre).to(device),
-            torch.from_numpy(half_width).to(device),
-        )
+        return centre, np.maximum(half_width, _MIN_HALF_WIDTH)
 
     def to_json(self) -> str:
         """The ranges as the JSON text of a ranges file."""

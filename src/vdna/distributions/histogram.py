@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..kernels import accumulate_histograms
+from ..kernels import Binning, accumulate_histograms
 from ..ranges import ActivationRanges
 from .base import Accumulator, DNAType, require_array
 
@@ -121,11 +121,12 @@ class HistogramAccumulator(Accumulator):
             layer: torch.zeros((neurons, bins), dtype=torch.int64, device=self.device)
             for layer, neurons in self.layers.items()
         }
-        self.normalisation = {layer: ranges.normalisation(layer, self.device) for layer in self.layers}
+        self.binning = {
+            layer: Binning.create(*ranges.normalisation(layer), bins, device=self.device) for layer in self.layers
+        }
 
     def _update_layer(self, layer: str, activations: torch.Tensor) -> None:
-        centre, half_width = self.normalisation[layer]
-        nans = accumulate_histograms(activations, self.counts[layer], centre, half_width)
+        nans = accumulate_histograms(activations, self.counts[layer], self.binning[layer])
         if nans:
             raise ValueError(f"layer {layer!r}: the extractor produced {nans} NaN activation(s)")
 

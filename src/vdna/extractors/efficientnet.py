@@ -121,4 +121,5 @@ def efficientnet_lite0(pretrained: bool = True, weights: str | os.PathLike | Non
         weights_source=source,
         weights_sha256=sha,
         ranges=ranges,
+        channels_last=True,
     )
