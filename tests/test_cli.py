@@ -68,3 +68,12 @@ def test_extractors_and_help(capsys):
     assert executable, "the vdna console script is installed with the package"
     help_text = subprocess.run([executable, "make", "--help"], capture_output=True, text=True, check=True).stdout
     assert "--distribution" in help_text and "--skip-bad" in help_text
+
+
+def test_make_compact_and_compare_it(two_sets, tmp_path, capsys):
+    first, _ = two_sets
+    assert main(["make", str(first), "-o", str(tmp_path / "c"), "--compact", "--quiet", "--workers", "0"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(".vdnz")
+    assert (tmp_path / "c.vdnz").is_file() and not (tmp_path / "c.npz").exists()
+    assert main(["compare", str(tmp_path / "c.vdnz"), str(first), "--quiet", "--json", "--workers", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["value"] == 0.0

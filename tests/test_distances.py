@@ -188,3 +188,13 @@ def test_nfd_of_layer_gaussians_uses_their_diagonals():
         {"l0": a.data["l0"]["mu"].numpy()}, {"l0": torch.diagonal(a.data["l0"]["sigma"]).numpy()}, num_images=20
     )
     assert NFD(a, b).item() == pytest.approx(NFD(diagonal, b).item(), rel=1e-12)
+
+
+def test_compiled_and_tensor_emd_paths_agree():
+    from vdna.distances import _emd_rows_torch
+
+    rng = np.random.default_rng(21)
+    first, second = (torch.from_numpy(rng.integers(0, 50, size=(30, 200))) for _ in range(2))
+    torch.testing.assert_close(emd(first, second), _emd_rows_torch(first, second), rtol=1e-12, atol=1e-12)
+    as_floats = emd(first.double() / 7, second.double())
+    torch.testing.assert_close(as_floats, emd(first, second), rtol=1e-12, atol=1e-12)

@@ -75,7 +75,7 @@ def _is_saved_dna(argument: str) -> bool:
     path = Path(argument)
     if path.is_dir():
         return False
-    if path.suffix in (".json", ".npz"):
+    if path.suffix in (".json", ".npz", ".vdnz"):
         return True
     return path.suffix == "" and path.with_suffix(".json").is_file() and path.with_suffix(".npz").is_file()
 
@@ -90,10 +90,11 @@ def _dna_or_images(argument: str, processor: VDNAProcessor, args: argparse.Names
 
 def command_make(args: argparse.Namespace) -> int:
     vdna = _make(VDNAProcessor(), args.source, args, args.distribution)
-    vdna.save(args.output)
+    vdna.save(args.output, compact=args.compact)
     _report_skipped(vdna)
+    arrays = ".vdnz" if args.compact else ".npz"
     print(f"{vdna.name} DNA of {vdna.num_images} images ({vdna.feature_extractor_name}, {vdna.num_neurons} neurons) -> "
-          f"{Path(args.output).with_suffix('.json')} + .npz")
+          f"{Path(args.output).with_suffix('.json')} + {arrays}")
     return 0
 
 
@@ -184,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         "OUTPUT.json + OUTPUT.npz."))
     make.add_argument("source")
     make.add_argument("-o", "--output", required=True, help="path of the DNA to write (without suffix)")
+    make.add_argument("--compact", action="store_true", help="write histograms in the compact .vdnz encoding")
     _add_make_options(make, "histogram-1000")
     make.set_defaults(handler=command_make)
 

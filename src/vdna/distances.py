@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Union
 
+import numba
+import numpy as np
 import torch
 
 from .dna import VDNA
@@ -20,6 +22,38 @@ Weights = Union[torch.Tensor, Sequence[float], Mapping[str, Union[torch.Tensor, 
 
 
 # -- functional ------------------------------------------------------------------------------------
+@numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+def _emd_rows_cpu(first, second, out):  # pragma: no cover - compiled
+    rows, bins = first.shape
+    for row in numba.prange(rows):
+        a = first[row]
+        b = second[row]
+        total_a = a.sum()
+        total_b = b.sum()
+        if total_a <= 0 or total_b <= 0:
+            out[row] = np.nan
+            continue
+        scale_a = 1.0 / np.float64(total_a)
+        scale_b = 1.0 / np.float64(total_b)
+        running_a = a[0] - a[0]
+        running_b = b[0] - b[0]
+        distance = 0.0
+        for k in range(bins):
+            running_a += a[k]
+            running_b += b[k]
+            distance += abs(running_a * scale_a - running_b * scale_b)
+        out[row] = distance
+
+
+def _emd_rows_torch(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    cumulative = []
+    for hist in (first, second):
+        sums = torch.cumsum(hist, dim=1)
+        totals = sums[:, -1:].to(torch.float64)
+        cumulative.append(torch.where(totals > 0, sums.to(torch.float64) / totals, torch.nan))
+    return (cumulative[0] - cumulative[1]).abs_().sum(dim=1)
+
+
 def emd(hist1: torch.Tensor, hist2: torch.Tensor) -> torch.Tensor:
     """EMD between matching rows of two ``(rows, bins)`` histograms, in bins (eq. 3-4), float64.
 
@@ -28,17 +62,19 @@ def emd(hist1: torch.Tensor, hist2: torch.Tensor) -> torch.Tensor:
     """
     if hist1.shape != hist2.shape or hist1.ndim != 2:
         raise ValueError(f"histograms must be (rows, bins) of equal shapes, got {tuple(hist1.shape)} and {tuple(hist2.shape)}")
-    cumulative = []
-    for hist in (hist1, hist2):
-        if not hist.is_floating_point() and hist.dtype != torch.int64:
-            hist = hist.to(torch.int64)
-        sums = torch.cumsum(hist, dim=1)
-        totals = sums[:, -1:]
-        if (totals <= 0).any():
-            empty = int((totals[:, 0] <= 0).nonzero()[0, 0])
-            raise ValueError(f"histogram row {empty} has no counts: EMD is undefined for an empty histogram")
-        cumulative.append(sums.to(torch.float64) / totals.to(torch.float64))
-    return (cumulative[0] - cumulative[1].to(cumulative[0].device)).abs_().sum(dim=1)
+    first, second = hist1, hist2.to(hist1.device)
+    if first.dtype != second.dtype or not (first.is_floating_point() or first.dtype == torch.int64):
+        common = torch.float64 if first.is_floating_point() or second.is_floating_point() else torch.int64
+        first, second = first.to(common), second.to(common)
+    if first.device.type == "cpu":
+        distances = torch.empty(first.shape[0], dtype=torch.float64)
+        _emd_rows_cpu(first.contiguous().numpy(), second.contiguous().numpy(), distances.numpy())
+    else:
+        distances = _emd_rows_torch(first, second)
+    if torch.isnan(distances).any():
+        empty = int(torch.isnan(distances).nonzero()[0, 0])
+        raise ValueError(f"histogram row {empty} has no counts: EMD is undefined for an empty histogram")
+    return distances
 
 
 def frechet_1d(mu1: torch.Tensor, var1: torch.Tensor, mu2: torch.Tensor, var2: torch.Tensor) -> torch.Tensor:

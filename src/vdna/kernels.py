@@ -18,6 +18,7 @@ definition, bit for bit, whatever the batch split.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numba
@@ -241,6 +242,11 @@ def accumulate_histograms(activations: torch.Tensor, out: torch.Tensor, binning:
     return _histogram_searchsorted(values, binning.to(values.device), out)
 
 
+@functools.lru_cache(maxsize=16)
+def _shared_binning(bins: int, low: float, high: float) -> Binning:
+    return Binning.create(np.zeros(1), np.ones(1), bins, low, high)
+
+
 def histogram_per_neuron(
     activations: torch.Tensor, bins: int, low: float = -1.0, high: float = 1.0
 ) -> torch.Tensor:
@@ -261,8 +267,7 @@ def histogram_per_neuron(
             raise TypeError("float64 activations are binned on the CPU only; pass float32 on CUDA")
         nans = int(_histogram_float64_cpu(activations.detach().numpy(), bin_edges(bins, low, high), out.numpy()).sum())
     else:
-        binning = Binning.create(np.zeros(1), np.ones(1), bins, low, high, activations.device)
-        nans = accumulate_histograms(activations, out, binning)
+        nans = accumulate_histograms(activations, out, _shared_binning(bins, low, high).to(activations.device))
     if nans:
         raise ValueError(f"activations contain {nans} NaN value(s)")
     return out

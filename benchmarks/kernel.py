@@ -1,0 +1,93 @@
+"""Histogram kernel: vdna.kernels.histogram_per_neuron against vdna 0.1.1 and against one read pass.
+
+Shapes: (64, 768, 197), a ViT-B/16 layer at batch 64 (Gaussian activations), and the default
+extractor's largest layer at batch 64, the stem (64, 32, 12544), with its real normalised
+activations on the first 64 images of a folder. 1000 bins. vdna 0.1.1's ``histogram_per_channel``
+is loaded from a folder where ``vdna==0.1.1`` is installed, e.g.
+
+    pip install --no-deps --target /tmp/vdna-0.1.1 vdna==0.1.1
+    python benchmarks/kernel.py --vdna-011 /tmp/vdna-0.1.1 --images ../shared/data/imagenet1k
+
+Times are medians of ``--repeats`` runs, measured in turn in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vdna import create_extractor
+from vdna.kernels import histogram_per_neuron
+from vdna.preprocess import Preprocessor, decode_image
+from vdna.sources import list_image_files
+
+
+def load_vdna_011_histogram(folder: Path):
+    spec = importlib.util.spec_from_file_location("vdna_011_stats", folder / "vdna" / "utils" / "stats.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.histogram_per_channel
+
+
+def stem_activations(folder: Path, count: int = 64) -> torch.Tensor:
+    """The default extractor's stem activations on ``count`` images, normalised with its ranges."""
+    extractor = create_extractor("efficientnet_lite0", device="cpu")
+    info = extractor.info
+    preprocess = Preprocessor(info.input_size, info.mean, info.std)
+    batches = []
+    with torch.inference_mode():
+        for index, path in enumerate(list_image_files(folder)[:count]):
+            image = preprocess(decode_image(path, str(path)), index)
+            batches.append(extractor(image[None])["stem"].clone())
+    centre, half_width = (torch.from_numpy(v).view(1, -1, 1) for v in info.ranges.normalisation("stem"))
+    return ((torch.cat(batches).double() - centre) / half_width).float()
+
+
+def median_seconds(function, repeats: int) -> float:
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vdna-011", type=Path, required=True, help="folder where vdna==0.1.1 is installed")
+    parser.add_argument("--images", type=Path, required=True, help="folder of images for the real stem activations")
+    parser.add_argument("--bins", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+
+    reference = load_vdna_011_histogram(args.vdna_011)
+    torch.manual_seed(0)
+    cases = {
+        "ViT-B/16 layer (64, 768, 197)": (torch.randn(64, 768, 197) * 0.4),
+        "efficientnet_lite0 stem (64, 32, 12544)": stem_activations(args.images),
+    }
+    print(f"{'shape':42s} {'ours ms':>9s} {'0.1.1 ms':>9s} {'sum ms':>8s} {'0.1.1/ours':>11s} {'ours/sum':>9s}")
+    for label, activations in cases.items():
+        ours = median_seconds(lambda: histogram_per_neuron(activations, args.bins), args.repeats)
+        theirs = median_seconds(
+            lambda: reference(activations.unsqueeze(-1), args.bins, [-1.0, 1.0]), max(3, args.repeats // 2)
+        )
+        read = median_seconds(lambda: activations.sum(), args.repeats)
+        print(
+            f"{label:42s} {ours * 1e3:9.1f} {theirs * 1e3:9.1f} {read * 1e3:8.2f} "
+            f"{theirs / ours:10.1f}x {ours / read:8.1f}x"
+        )
+        counts = histogram_per_neuron(activations, args.bins)
+        assert int(counts.sum()) == activations.numel()
+        np.testing.assert_array_equal(counts.sum(dim=1).numpy(), activations.shape[0] * activations.shape[2])
+
+
+if __name__ == "__main__":
+    main()
