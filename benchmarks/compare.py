@@ -1,0 +1,54 @@
+"""Comparison speed: EMD between two histogram DNAs of 10,000 neurons x 1000 bins.
+
+The DNAs are synthetic (10 layers of 1000 neurons, counts drawn around shifted bell shapes);
+the time is the median of ``--repeats`` calls of ``vdna.EMD`` on the whole DNA.
+
+    python benchmarks/compare.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from vdna import EMD
+from vdna.distributions import VDNAHist
+
+
+def synthetic_dna(rng: np.random.Generator, layers: int, neurons: int, bins: int) -> VDNAHist:
+    centres = rng.uniform(0.3, 0.7, size=(layers, neurons, 1)) * bins
+    widths = rng.uniform(0.02, 0.2, size=(layers, neurons, 1)) * bins
+    shape = np.exp(-0.5 * ((np.arange(bins) - centres) / widths) ** 2) * 5000
+    counts = rng.poisson(shape)
+    data = {f"layer{i}": torch.from_numpy(counts[i].astype(np.int64)) for i in range(layers)}
+    return VDNAHist.create({"bins": bins}, "synthetic", {name: neurons for name in data}, data, 1000)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layers", type=int, default=10)
+    parser.add_argument("--neurons", type=int, default=1000, help="per layer")
+    parser.add_argument("--bins", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=9)
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    first, second = (synthetic_dna(rng, args.layers, args.neurons, args.bins) for _ in range(2))
+    EMD(first, second)
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        value = EMD(first, second)
+        times.append(time.perf_counter() - start)
+    print(
+        f"EMD of {first.num_neurons} neurons x {args.bins} bins: {statistics.median(times) * 1e3:.1f} ms "
+        f"(median of {args.repeats}; min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f}); value {value.item():.4f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
