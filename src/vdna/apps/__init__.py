@@ -1,0 +1,1 @@
+"""What DNAs are for: the paper's applications, built on DNAs and their distances."""
