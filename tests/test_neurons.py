@@ -1,0 +1,50 @@
+"""Neuron sensitivity and selections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import hist_dna
+
+from vdna import EMD
+from vdna.neurons import NeuronSelection, neuron_distances, rank_neurons
+
+
+def planted_pair(seed: int = 0):
+    """Two DNAs identical but for neuron 3 of layer "b", whose histogram moves by 40 bins."""
+    rng = np.random.default_rng(seed)
+    a = {"a": rng.integers(1, 20, size=(5, 100)), "b": rng.integers(1, 20, size=(6, 100))}
+    a["b"][3] = np.rint(500 * np.exp(-0.5 * ((np.arange(100) - 30) / 5.0) ** 2)).astype(int) + 1
+    b = {layer: counts.copy() for layer, counts in a.items()}
+    b["b"][3] = np.roll(a["b"][3], 40)
+    b["a"][1] = a["a"][1] + rng.integers(0, 2, size=100)  # a small difference elsewhere
+    return hist_dna(a), hist_dna(b)
+
+
+def test_planted_sensitive_neuron_is_ranked_first():
+    first, second = planted_pair()
+    ranked = rank_neurons(first, second)
+    assert (ranked[0].layer, ranked[0].index) == ("b", 3) and ranked[0].distance == pytest.approx(40, rel=0.01)
+    assert (ranked[1].layer, ranked[1].index) == ("a", 1)
+    assert all(neuron.distance == 0.0 for neuron in ranked[2:])
+    assert len(ranked) == 11
+
+
+def test_selections_focus_comparisons():
+    first, second = planted_pair()
+    top = NeuronSelection.top(rank_neurons(first, second), 1)
+    assert dict(top) == {"b": [3]} and top.num_neurons == 1
+    assert EMD(first, second, neurons=top).item() == pytest.approx(rank_neurons(first, second)[0].distance)
+    rest = NeuronSelection({"a": [0, 2, 3, 4], "b": [0, 1, 2, 4, 5]})
+    assert EMD(first, second, neurons=rest).item() == 0.0
+    whole_layer = NeuronSelection.layers(first, ["b"])
+    assert EMD(first, second, neurons=whole_layer).item() == pytest.approx(EMD(first, second, use_neurons_from_layer="b").item())
+    assert set(neuron_distances(first, second, neurons=top)) == {"b"}
+
+
+def test_selection_errors():
+    first, _ = planted_pair()
+    with pytest.raises(ValueError, match="count must be at least 1, got 0"):
+        NeuronSelection.top([], 0)
+    with pytest.raises(ValueError, match="layer 'c' is not in this DNA"):
+        NeuronSelection.layers(first, ["c"])
