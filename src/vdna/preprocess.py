@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,14 @@ def _open_image(raw: Any, name: str, max_pixels: int) -> Image.Image:
     except ImageError:
         raise
     except Image.DecompressionBombError as error:
-        raise ImageError(name, f"refused as a decompression bomb ({error})") from None
+        declared = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"{declared.group(1)} pixels" if declared else "more pixels than Pillow accepts"
+        limit = min(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or max_pixels))
+        raise ImageError(
+            name,
+            f"declares {size}, more than the limit of {limit} (a possible decompression bomb; "
+            "Pillow refuses it whatever max_image_pixels is)",
+        ) from None
     except UnidentifiedImageError:
         raise ImageError(name, "not an image file Pillow can identify") from None
     except (OSError, SyntaxError, ValueError) as error:

@@ -147,7 +147,7 @@ def extract(
             for name, reason in batch.failures:
                 if on_error == "raise":
                     raise ImageError(name, reason)
-                logger.warning("skipped %s: %s", name, reason)
+                logger.info("skipped %s: %s", name, reason)
                 skipped.append({"name": name, "reason": reason})
             if batch.images is not None:
                 images = batch.images.to(device, non_blocking=True)
