@@ -40,6 +40,9 @@ def _add_make_options(parser: argparse.ArgumentParser, distribution_default: str
     group.add_argument("--crop", choices=CROP_MODES, default="none", help="square crop before resizing (default: none)")
     group.add_argument("--ranges", default=None, help="activation ranges file for histograms (default: the extractor's)")
     group.add_argument("--weights", default=None, help="weights file for the extractor (default: its own)")
+    group.add_argument("--precision", choices=("float32", "bfloat16", "float16"), default="float32",
+                       help="run the network under autocast (faster on GPUs, changes results slightly)")
+    group.add_argument("--compile", action="store_true", help="run the network through torch.compile")
     group.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed) instead of stopping")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -60,6 +63,8 @@ def _make(processor: VDNAProcessor, source: str, args: argparse.Namespace, distr
         activation_ranges=args.ranges,
         weights=args.weights,
         on_error="skip" if args.skip_bad else "raise",
+        precision=args.precision,
+        compile=args.compile,
     )
 
 

@@ -32,6 +32,7 @@ from .sources import ImageCollection, ItemStream, open_source
 logger = logging.getLogger(__name__)
 
 ON_ERROR = ("raise", "skip")
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def available_cores() -> int:
@@ -130,8 +131,26 @@ class ExtractionReport:
     skipped: list[dict[str, str]]
 
 
+def forward_function(
+    extractor: Extractor, device: torch.device, precision: str = "float32", compile: bool = False
+) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
+    """The extractor's forward pass, optionally compiled and under autocast (both change results slightly)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
+    network = torch.compile(extractor) if compile else extractor
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return network
+
+    def forward(images: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.autocast(device.type, dtype=dtype):
+            return network(images)
+
+    return forward
+
+
 def extract(
-    extractor: Extractor,
+    extractor: Callable[[torch.Tensor], dict[str, torch.Tensor]],
     accumulator: Accumulator,
     loader: DataLoader,
     device: torch.device,
@@ -139,7 +158,7 @@ def extract(
     on_error: str = "raise",
     progress: Callable[[int], None] | None = None,
 ) -> ExtractionReport:
-    """Run every image of ``loader`` through ``extractor`` into ``accumulator``."""
+    """Run every image of ``loader`` through ``extractor`` (an extractor or its forward function) into ``accumulator``."""
     used: list[str] = []
     skipped: list[dict[str, str]] = []
     with torch.inference_mode():
@@ -252,6 +271,8 @@ class VDNAProcessor:
         on_error: str = "raise",
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
         forward_batch_size: int | None = None,
+        precision: str = "float32",
+        compile: bool = False,
     ) -> VDNA:
         """Make the DNA of the images of ``source``.
 
@@ -262,7 +283,10 @@ class VDNAProcessor:
         ``activation-ranges``. ``device=None`` is CUDA when available; ``num_workers=None`` uses
         every available core. ``on_error="skip"`` skips unreadable images and records them in the
         DNA's metadata instead of raising. ``forward_batch_size`` (images per forward pass)
-        defaults to 1 on the CPU and to ``batch_size`` on CUDA.
+        defaults to 1 on the CPU and to ``batch_size`` on CUDA. ``precision="bfloat16"`` or
+        ``"float16"`` runs the network under autocast and ``compile=True`` through
+        ``torch.compile``: both are faster on suitable GPUs and change results slightly, so both
+        are off by default and recorded in the DNA's metadata.
         """
         _check_positive(batch_size, "batch_size")
         _check_positive(n_sample_images, "n_sample_images", allow_zero=True)
@@ -276,6 +300,7 @@ class VDNAProcessor:
         device = resolve_device(device)
         extractor = self.get_extractor(feat_extractor_name, device, weights)
         info = extractor.info
+        forward = forward_function(extractor, device, precision, compile)
         ranges = resolve_ranges(activation_ranges, extractor) if dna_class is VDNAHist else None
         accumulator = dna_class.accumulator(parameters, info.layers, ranges, device)
         collection = open_source(source, num_images, shuffle_files, seed)
@@ -285,7 +310,7 @@ class VDNAProcessor:
         total = len(collection) if isinstance(collection, ImageCollection) else None
         with tqdm(total=total, unit="img", desc=f"DNA {distribution_name}", disable=not verbose) as bar:
             report = extract(
-                extractor,
+                forward,
                 accumulator,
                 loader,
                 device,
@@ -322,6 +347,8 @@ class VDNAProcessor:
                 "mean": list(info.mean),
                 "std": list(info.std),
                 "weights_source": info.weights_source,
+                "precision": precision,
+                "compile": compile,
             },
         )
         vdna = accumulator.result(info.name, provenance)

@@ -1,0 +1,59 @@
+"""Optional autocast and torch.compile: off by default, close to float32 results, recorded."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vdna import NFD
+from vdna.extractors import HookExtractor, register_extractor
+
+
+class _Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.first = torch.nn.Conv2d(3, 8, 3, stride=2)
+        self.second = torch.nn.Conv2d(8, 16, 3, stride=2)
+
+    def forward(self, x):
+        return self.second(torch.relu(self.first(x)))
+
+
+@register_extractor("test_tiny_net")
+def _tiny(pretrained=True, weights=None):
+    return HookExtractor(_Tiny(), {"first": "first", "second": "second"}, name="test_tiny_net",
+                         input_size=(48, 48), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
+@pytest.fixture(scope="module")
+def photos(skimage_photos):
+    return list(skimage_photos.values())
+
+
+def make(processor, photos, **options):
+    return processor.make_vdna(photos, feat_extractor_name="test_tiny_net", distribution_name="gaussian",
+                               verbose=False, num_workers=0, **options)
+
+
+def test_bfloat16_autocast_is_close_and_recorded(processor, photos):
+    reference = make(processor, photos)
+    half = make(processor, photos, precision="bfloat16")
+    assert reference.provenance.extraction_settings["precision"] == "float32"
+    assert half.provenance.extraction_settings["precision"] == "bfloat16"
+    assert not torch.equal(half.data["second"]["mu"], reference.data["second"]["mu"])
+    torch.testing.assert_close(half.data["second"]["mu"], reference.data["second"]["mu"], rtol=0.05, atol=0.02)
+    assert NFD(half, reference).item() < 1e-3
+
+
+def test_compiled_network_gives_the_same_dna_to_rounding(processor, photos):
+    reference = make(processor, photos)
+    compiled = make(processor, photos, compile=True)
+    assert compiled.provenance.extraction_settings["compile"] is True
+    for layer in reference.neurons_list:
+        torch.testing.assert_close(compiled.data[layer]["mu"], reference.data[layer]["mu"], rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_precision(processor, photos):
+    with pytest.raises(ValueError, match=r"precision must be one of \('float32', 'bfloat16', 'float16'\), got 'int8'"):
+        make(processor, photos, precision="int8")
