@@ -180,3 +180,22 @@ def test_datasets_halves_are_closer_to_each_other_than_to_other_datasets(process
     within = [EMD(*halves[name]).item() for name in halves]
     across = EMD(halves["urban100"][0], halves["bsd100"][1]).item()
     assert max(within) < across
+
+
+def test_sample_images_need_a_source_readable_twice(processor, skimage_photos, tmp_path):
+    photos = list(skimage_photos.values())[:2]
+    with pytest.raises(ValueError, match="save_sample_images needs a source that can be read twice"):
+        processor.make_vdna(iter(photos), verbose=False, save_sample_images=tmp_path / "s")
+    processor.make_vdna(photos, verbose=False, num_workers=0, save_sample_images=tmp_path / "s", n_sample_images=2)
+    assert len(list((tmp_path / "s").iterdir())) == 2
+
+
+def test_float64_activations_are_binned_as_float32():
+    from vdna.kernels import Binning, accumulate_histograms
+
+    values = torch.tensor([[[0.1, -0.3, 0.7]]], dtype=torch.float64)
+    binning = Binning.create(np.zeros(1), np.ones(1), 10)
+    as_float64, as_float32 = (torch.zeros((1, 10), dtype=torch.int64) for _ in range(2))
+    accumulate_histograms(values, as_float64, binning)
+    accumulate_histograms(values.float(), as_float32, binning)
+    assert torch.equal(as_float64, as_float32) and int(as_float64.sum()) == 3

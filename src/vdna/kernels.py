@@ -217,8 +217,9 @@ def _histogram_searchsorted(x: torch.Tensor, binning: Binning, out: torch.Tensor
 def accumulate_histograms(activations: torch.Tensor, out: torch.Tensor, binning: Binning) -> int:
     """Add the per-neuron histograms of ``activations`` ``(batch, neurons, positions)`` into ``out``.
 
-    ``out`` is an int64 ``(neurons, bins)`` tensor on the activations' device. Returns the number
-    of NaN values met (NaNs are not counted in any bin).
+    ``out`` is an int64 ``(neurons, bins)`` tensor on the activations' device. Activations of other
+    floating types are binned as float32. Returns the number of NaN values met (NaNs are not
+    counted in any bin).
     """
     if activations.ndim != 3:
         raise ValueError(f"activations must be (batch, neurons, positions), got shape {tuple(activations.shape)}")
@@ -229,11 +230,7 @@ def accumulate_histograms(activations: torch.Tensor, out: torch.Tensor, binning:
         raise TypeError(f"histograms must be int64, got {out.dtype}")
     if bins != binning.bins:
         raise ValueError(f"histograms have {bins} bins, the binning {binning.bins}")
-    values = activations.detach()
-    if values.dtype != torch.float32:
-        if values.dtype == torch.float64:
-            raise TypeError("float64 activations: use histogram_per_neuron, which bins them in float64")
-        values = values.to(torch.float32)
+    values = activations.detach().to(torch.float32)  # the rule bins float32 activations
     if values.device.type == "cpu":
         values = values.contiguous()  # each neuron's positions in one run of memory
         thresholds, offset, scale = (t.numpy() for t in (binning.thresholds, binning.offset, binning.scale))

@@ -304,6 +304,8 @@ class VDNAProcessor:
         ranges = resolve_ranges(activation_ranges, extractor) if dna_class is VDNAHist else None
         accumulator = dna_class.accumulator(parameters, info.layers, ranges, device)
         collection = open_source(source, num_images, shuffle_files, seed)
+        if save_sample_images is not None and isinstance(collection, ItemStream) and iter(source) is source:
+            raise ValueError("save_sample_images needs a source that can be read twice; this iterator can be read once")
         preprocessor = Preprocessor(info.input_size, info.mean, info.std, crop_to_square_pre_resize, seed)
         workers = available_cores() if num_workers is None else num_workers
         loader = image_loader(collection, preprocessor, batch_size, workers, device.type == "cuda", max_image_pixels)
