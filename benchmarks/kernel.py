@@ -75,11 +75,11 @@ def main() -> None:
     }
     print(f"{'shape':42s} {'ours ms':>9s} {'0.1.1 ms':>9s} {'sum ms':>8s} {'0.1.1/ours':>11s} {'ours/sum':>9s}")
     for label, activations in cases.items():
-        ours = median_seconds(lambda: histogram_per_neuron(activations, args.bins), args.repeats)
+        ours = median_seconds(lambda a=activations: histogram_per_neuron(a, args.bins), args.repeats)
         theirs = median_seconds(
-            lambda: reference(activations.unsqueeze(-1), args.bins, [-1.0, 1.0]), max(3, args.repeats // 2)
+            lambda a=activations: reference(a.unsqueeze(-1), args.bins, [-1.0, 1.0]), max(3, args.repeats // 2)
         )
-        read = median_seconds(lambda: activations.sum(), args.repeats)
+        read = median_seconds(lambda a=activations: a.sum(), args.repeats)
         print(
             f"{label:42s} {ours * 1e3:9.1f} {theirs * 1e3:9.1f} {read * 1e3:8.2f} "
             f"{theirs / ours:10.1f}x {ours / read:8.1f}x"

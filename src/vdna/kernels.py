@@ -25,8 +25,6 @@ import numba
 import numpy as np
 import torch
 
-_SUB_HISTOGRAMS = 4
-
 
 def bin_edges(bins: int, low: float = -1.0, high: float = 1.0) -> np.ndarray:
     """The float64 bin edges of the rule above."""
