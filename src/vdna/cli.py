@@ -43,6 +43,8 @@ def _add_make_options(parser: argparse.ArgumentParser, distribution_default: str
     group.add_argument("--precision", choices=("float32", "bfloat16", "float16"), default="float32",
                        help="run the network under autocast (faster on GPUs, changes results slightly)")
     group.add_argument("--compile", action="store_true", help="run the network through torch.compile")
+    group.add_argument("--checkpoint", default=None, help="save the run's state to this file, and resume from it")
+    group.add_argument("--checkpoint-every", type=int, default=1000, help="images between checkpoints (default: 1000)")
     group.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed) instead of stopping")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -65,6 +67,8 @@ def _make(processor: VDNAProcessor, source: str, args: argparse.Namespace, distr
         on_error="skip" if args.skip_bad else "raise",
         precision=args.precision,
         compile=args.compile,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
     )
 
 

@@ -8,6 +8,7 @@ batching, and it makes a DNA independent of the batch size and of the number of 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -22,6 +23,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
+from .checkpoint import Checkpoint
 from .distributions import Accumulator, VDNAActivationRanges, VDNAHist, parse_distribution
 from .dna import VDNA, Provenance
 from .extractors import DEFAULT_EXTRACTOR, Extractor, check_ranges_match, create_extractor, resolve_device
@@ -44,38 +46,45 @@ def available_cores() -> int:
 
 @dataclass
 class Batch:
-    """Preprocessed images of one loader step, and the images of that step that failed."""
+    """Preprocessed images of one loader step, and the images of that step that failed.
+
+    ``positions`` are the images' positions in the whole run (used ones, then failed ones).
+    """
 
     names: list[str]
     images: torch.Tensor | None
     failures: list[tuple[str, str]]
+    positions: list[int]
 
 
-def _prepare(raw: Any, name: str, index: int, preprocessor: Preprocessor, max_pixels: int) -> tuple:
+def _prepare(raw: Any, name: str, position: int, preprocessor: Preprocessor, max_pixels: int) -> tuple:
     try:
-        return name, preprocessor(decode_image(raw, name, max_pixels), index), None
+        return position, name, preprocessor(decode_image(raw, name, max_pixels), position), None
     except ImageError as error:
-        return name, None, error.reason
+        return position, name, None, error.reason
     except Exception as error:  # a failure to read an item is reported with its name
-        return name, None, f"{type(error).__name__}: {error}"
+        return position, name, None, f"{type(error).__name__}: {error}"
 
 
 class _CollectionImages(Dataset):
-    def __init__(self, collection: ImageCollection, preprocessor: Preprocessor, max_pixels: int):
+    def __init__(
+        self, collection: ImageCollection, preprocessor: Preprocessor, max_pixels: int, positions: list[int] | None = None
+    ):
         self.collection = collection
         self.preprocessor = preprocessor
         self.max_pixels = max_pixels
+        self.positions = list(range(len(collection))) if positions is None else positions
 
     def __len__(self) -> int:
         return len(self.collection)
 
     def __getitem__(self, index: int) -> tuple:
-        name = self.collection.names[index]
+        name, position = self.collection.names[index], self.positions[index]
         try:
             raw = self.collection.load(index)
         except Exception as error:
-            return name, None, f"cannot be read ({type(error).__name__}: {error})"
-        return _prepare(raw, name, index, self.preprocessor, self.max_pixels)
+            return position, name, None, f"cannot be read ({type(error).__name__}: {error})"
+        return _prepare(raw, name, position, self.preprocessor, self.max_pixels)
 
 
 class _StreamImages(IterableDataset):
@@ -90,11 +99,13 @@ class _StreamImages(IterableDataset):
 
 
 def _collate(samples: list[tuple]) -> Batch:
-    good = [(name, image) for name, image, reason in samples if reason is None]
+    good = [sample for sample in samples if sample[3] is None]
+    bad = [sample for sample in samples if sample[3] is not None]
     return Batch(
-        names=[name for name, _ in good],
-        images=torch.stack([image for _, image in good]) if good else None,
-        failures=[(name, reason) for name, _, reason in samples if reason is not None],
+        names=[name for _, name, _, _ in good],
+        images=torch.stack([image for _, _, image, _ in good]) if good else None,
+        failures=[(name, reason) for _, name, _, reason in bad],
+        positions=[position for position, _, _, _ in good + bad],
     )
 
 
@@ -105,13 +116,18 @@ def image_loader(
     num_workers: int,
     pin_memory: bool = False,
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    positions: list[int] | None = None,
 ) -> DataLoader:
-    """A DataLoader of :class:`Batch` es; streams of unknown length are read in the main process."""
+    """A DataLoader of :class:`Batch` es; streams of unknown length are read in the main process.
+
+    ``positions`` give each image of ``source`` its position in the whole run (it seeds random
+    crops), when ``source`` holds only part of it.
+    """
     if isinstance(source, ItemStream):
         dataset: Dataset = _StreamImages(source, preprocessor, max_pixels)
         num_workers = 0
     else:
-        dataset = _CollectionImages(source, preprocessor, max_pixels)
+        dataset = _CollectionImages(source, preprocessor, max_pixels, positions)
         num_workers = min(num_workers, len(source))
     return DataLoader(
         dataset,
@@ -129,6 +145,7 @@ class ExtractionReport:
 
     used: list[str]
     skipped: list[dict[str, str]]
+    done: list[int]
 
 
 def forward_function(
@@ -157,10 +174,15 @@ def extract(
     forward_batch_size: int,
     on_error: str = "raise",
     progress: Callable[[int], None] | None = None,
+    report: ExtractionReport | None = None,
+    after_batch: Callable[[ExtractionReport], None] | None = None,
 ) -> ExtractionReport:
-    """Run every image of ``loader`` through ``extractor`` (an extractor or its forward function) into ``accumulator``."""
-    used: list[str] = []
-    skipped: list[dict[str, str]] = []
+    """Run every image of ``loader`` through ``extractor`` (an extractor or its forward function) into ``accumulator``.
+
+    ``report`` continues an earlier run's; ``after_batch`` is called with the report after each batch.
+    """
+    report = report or ExtractionReport([], [], [])
+    used, skipped = report.used, report.skipped
     with torch.inference_mode():
         for batch in loader:
             for name, reason in batch.failures:
@@ -173,9 +195,26 @@ def extract(
                 for chunk in images.split(forward_batch_size):
                     accumulator.update(extractor(chunk))
                 used.extend(batch.names)
+            report.done.extend(batch.positions)
             if progress is not None:
                 progress(len(batch.names) + len(batch.failures))
-    return ExtractionReport(used, skipped)
+            if after_batch is not None:
+                after_batch(report)
+    return report
+
+
+class _PeriodicCheckpoint:
+    """Saves a run's state each time ``every`` more images are done."""
+
+    def __init__(self, store: Checkpoint, accumulator: Accumulator, extractor_name: str, every: int, done: int):
+        self.store, self.accumulator, self.extractor_name = store, accumulator, extractor_name
+        self.every, self.saved_at = every, done
+
+    def __call__(self, report: ExtractionReport) -> None:
+        if len(report.done) - self.saved_at >= self.every:
+            partial = self.accumulator.result(self.extractor_name)
+            self.store.save(partial, report.used, report.skipped, report.done)
+            self.saved_at = len(report.done)
 
 
 def resolve_ranges(
@@ -273,6 +312,8 @@ class VDNAProcessor:
         forward_batch_size: int | None = None,
         precision: str = "float32",
         compile: bool = False,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 1000,
     ) -> VDNA:
         """Make the DNA of the images of ``source``.
 
@@ -286,7 +327,10 @@ class VDNAProcessor:
         defaults to 1 on the CPU and to ``batch_size`` on CUDA. ``precision="bfloat16"`` or
         ``"float16"`` runs the network under autocast and ``compile=True`` through
         ``torch.compile``: both are faster on suitable GPUs and change results slightly, so both
-        are off by default and recorded in the DNA's metadata.
+        are off by default and recorded in the DNA's metadata. With ``checkpoint`` (a file path),
+        the state of the run is saved atomically every ``checkpoint_every`` images; running the
+        same call again after a crash or a kill resumes from it and gives the same DNA (the
+        checkpoint is removed once the DNA is made).
         """
         _check_positive(batch_size, "batch_size")
         _check_positive(n_sample_images, "n_sample_images", allow_zero=True)
@@ -308,9 +352,39 @@ class VDNAProcessor:
             raise ValueError("save_sample_images needs a source that can be read twice; this iterator can be read once")
         preprocessor = Preprocessor(info.input_size, info.mean, info.std, crop_to_square_pre_resize, seed)
         workers = available_cores() if num_workers is None else num_workers
-        loader = image_loader(collection, preprocessor, batch_size, workers, device.type == "cuda", max_image_pixels)
+        store, report, todo, positions = None, ExtractionReport([], [], []), collection, None
+        if checkpoint is not None:
+            if not isinstance(collection, ImageCollection):
+                raise ValueError("checkpoints need a source of known length; this iterable has none")
+            _check_positive(checkpoint_every, "checkpoint_every")
+            identity = {
+                "source": _describe_source(source),
+                "images_sha256": hashlib.sha256("\n".join(collection.names).encode("utf-8", "surrogateescape")).hexdigest(),
+                "images": len(collection),
+                "extractor": info.name,
+                "weights_sha256": info.weights_sha256,
+                "distribution": distribution_name,
+                "ranges_sha256": ranges.digest if ranges is not None else None,
+                "crop": crop_to_square_pre_resize,
+                "seed": seed,
+                "on_error": on_error,
+                "max_image_pixels": max_image_pixels,
+                "precision": precision,
+                "compile": compile,
+            }
+            store = Checkpoint(checkpoint, identity)
+            state = store.load()
+            if state is not None:
+                partial, used, skipped, done = state
+                accumulator.resume(partial)
+                report = ExtractionReport(used, skipped, done)
+                finished = set(done)
+                positions = [i for i in range(len(collection)) if i not in finished]
+                todo = collection.subset(positions)
+        loader = image_loader(todo, preprocessor, batch_size, workers, device.type == "cuda", max_image_pixels, positions)
         total = len(collection) if isinstance(collection, ImageCollection) else None
-        with tqdm(total=total, unit="img", desc=f"DNA {distribution_name}", disable=not verbose) as bar:
+        saver = _PeriodicCheckpoint(store, accumulator, info.name, checkpoint_every, len(report.done)) if store else None
+        with tqdm(total=total, initial=len(report.done), unit="img", desc=f"DNA {distribution_name}", disable=not verbose) as bar:
             report = extract(
                 forward,
                 accumulator,
@@ -319,6 +393,8 @@ class VDNAProcessor:
                 forward_batch_size or (1 if device.type == "cpu" else batch_size),
                 on_error,
                 bar.update,
+                report,
+                saver,
             )
         if accumulator.num_images == 0:
             raise ValueError(f"none of the {len(report.skipped)} images of {_describe_source(source)} could be used")
@@ -354,6 +430,8 @@ class VDNAProcessor:
             },
         )
         vdna = accumulator.result(info.name, provenance)
+        if store is not None:
+            store.remove()
         if save_sample_images is not None and n_sample_images > 0:
             _save_sample_images(save_sample_images, open_source(source, num_images, shuffle_files, seed), preprocessor, n_sample_images, seed)
         return vdna

@@ -102,6 +102,11 @@ class RangesAccumulator(Accumulator):
             torch.minimum(self.minimum[layer], other.minimum[layer].to(self.device), out=self.minimum[layer])
             torch.maximum(self.maximum[layer], other.maximum[layer].to(self.device), out=self.maximum[layer])
 
+    def _load_state(self, vdna: VDNAActivationRanges) -> None:
+        for layer in self.layers:
+            self.minimum[layer] = vdna.data[layer]["min"].to(self.device, copy=True)
+            self.maximum[layer] = vdna.data[layer]["max"].to(self.device, copy=True)
+
     def layer_data(self) -> dict[str, dict[str, torch.Tensor]]:
         return {
             layer: {"min": self.minimum[layer].to("cpu", copy=True), "max": self.maximum[layer].to("cpu", copy=True)}

@@ -107,6 +107,16 @@ class Accumulator:
     def _merge_state(self, other: Accumulator) -> None:
         raise NotImplementedError
 
+    def resume(self, vdna: DNAType) -> None:
+        """Continue from the DNA of the images already processed (its state replaces this one's)."""
+        if type(vdna) is not self.dna_class or vdna.neurons_list != self.layers:
+            raise ValueError(f"cannot resume a {self.dna_class.type} run over these layers from a {vdna.type} DNA")
+        self._load_state(vdna)
+        self.num_images = vdna.num_images
+
+    def _load_state(self, vdna: DNAType) -> None:
+        raise NotImplementedError
+
     def layer_data(self) -> dict[str, Any]:
         """Per-layer data of the DNA, on the CPU."""
         raise NotImplementedError

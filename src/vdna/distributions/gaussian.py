@@ -202,6 +202,13 @@ class MomentsAccumulator(Accumulator):
             )
             self._layer_counts[layer] += other._layer_counts[layer]
 
+    def _load_state(self, vdna: _MomentsDNA) -> None:
+        key = self.dna_class.spread_key
+        for layer in self.layers:
+            self.mean[layer] = vdna.data[layer]["mu"].to(self.device, torch.float64, copy=True)
+            self.m2[layer] = m2_from_spread(vdna.data[layer][key].to(self.device, torch.float64), vdna.num_images)
+            self._layer_counts[layer] = vdna.num_images
+
     def layer_data(self) -> dict[str, dict[str, torch.Tensor]]:
         key = self.dna_class.spread_key
         return {

@@ -134,5 +134,10 @@ class HistogramAccumulator(Accumulator):
         for layer in self.counts:
             self.counts[layer] += other.counts[layer].to(self.device)
 
+    def _load_state(self, vdna: VDNAHist) -> None:
+        if vdna.hist_nb_bins != self.parameters["bins"]:
+            raise ValueError(f"cannot resume a {self.parameters['bins']}-bin run from a {vdna.hist_nb_bins}-bin DNA")
+        self.counts = {layer: vdna.data[layer].to(self.device, copy=True) for layer in self.layers}
+
     def layer_data(self) -> dict[str, torch.Tensor]:
         return {layer: counts.to("cpu", copy=True) for layer, counts in self.counts.items()}

@@ -1,0 +1,102 @@
+"""Resumable runs: a run stopped part-way, or killed, resumes from its checkpoint to the same DNA."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+from conftest import image_files
+
+from vdna import load_vdna_from_files
+
+
+@pytest.fixture(scope="module")
+def folder(data_dir, tmp_path_factory):
+    target = tmp_path_factory.mktemp("images")
+    for path in image_files(data_dir / "bsd100", 24):
+        shutil.copy(path, target / path.name)
+    return target
+
+
+def assert_same_histograms(first, second):
+    assert first.num_images == second.num_images
+    assert all(torch.equal(first.data[layer], second.data[layer]) for layer in first.neurons_list)
+
+
+def copy_with_a_broken_image(folder, tmp_path, position: int, content: bytes):
+    """A copy of ``folder`` whose image at ``position`` holds ``content``; returns (copy, its files, repair)."""
+    files = sorted(folder.iterdir())
+    broken = tmp_path / "images"
+    shutil.copytree(folder, broken)
+    (broken / files[position].name).write_bytes(content)
+    return broken, files, lambda: shutil.copy(files[position], broken / files[position].name)
+
+
+def test_a_run_stopped_by_an_error_resumes_to_the_same_dna(processor, folder, tmp_path):
+    reference = processor.make_vdna(folder, verbose=False, num_workers=0)
+    broken, files, repair = copy_with_a_broken_image(folder, tmp_path, 13, b"")
+    checkpoint = tmp_path / "run.ckpt"
+    with pytest.raises(ValueError, match="empty file"):
+        processor.make_vdna(broken, verbose=False, num_workers=0, batch_size=2, checkpoint=checkpoint, checkpoint_every=4)
+    assert checkpoint.is_file()
+    partial = load_vdna_from_files(checkpoint.parent / json.loads(checkpoint.read_text())["dna"])
+    assert partial.num_images == 12
+    repair()
+    resumed = processor.make_vdna(broken, verbose=False, num_workers=2, batch_size=5, checkpoint=checkpoint, checkpoint_every=4)
+    assert_same_histograms(resumed, reference)
+    assert resumed.provenance.images == [str(broken / f.name) for f in files]
+    assert not checkpoint.exists() and not list(tmp_path.glob("run.ckpt.*"))
+
+
+def test_gaussian_runs_resume_to_round_off(processor, folder, tmp_path):
+    reference = processor.make_vdna(folder, distribution_name="layer-gaussian", verbose=False, num_workers=0)
+    checkpoint = tmp_path / "g.ckpt"
+    broken, _, repair = copy_with_a_broken_image(folder, tmp_path, 20, b"not an image")
+    with pytest.raises(ValueError, match="not an image file"):
+        processor.make_vdna(broken, distribution_name="layer-gaussian", verbose=False, num_workers=0,
+                            batch_size=4, checkpoint=checkpoint, checkpoint_every=4)
+    repair()
+    resumed = processor.make_vdna(broken, distribution_name="layer-gaussian", verbose=False, num_workers=0,
+                                  checkpoint=checkpoint, checkpoint_every=4)
+    for layer in reference.neurons_list:
+        torch.testing.assert_close(resumed.data[layer]["mu"], reference.data[layer]["mu"], rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(resumed.data[layer]["sigma"], reference.data[layer]["sigma"], rtol=1e-9, atol=1e-12)
+
+
+def test_a_checkpoint_of_another_run_is_refused(processor, folder, tmp_path):
+    checkpoint = tmp_path / "other.ckpt"
+    broken, files, _ = copy_with_a_broken_image(folder, tmp_path, 6, b"")
+    with pytest.raises(ValueError, match="empty file"):
+        processor.make_vdna(broken, verbose=False, num_workers=0, batch_size=2, checkpoint=checkpoint, checkpoint_every=2)
+    with pytest.raises(ValueError, match=r"other.ckpt is the checkpoint of a different run \(distribution, ranges_sha256 differ\)"):
+        processor.make_vdna(broken, distribution_name="gaussian", verbose=False, checkpoint=checkpoint)
+    with pytest.raises(ValueError, match="checkpoints need a source of known length"):
+        processor.make_vdna(iter([files[0]]), verbose=False, checkpoint=checkpoint)
+
+
+def test_a_killed_make_resumes_to_the_dna_of_an_uninterrupted_run(folder, tmp_path):
+    vdna_command = shutil.which("vdna")
+    assert vdna_command
+    common = ["make", str(folder), "--quiet", "--workers", "0", "--batch-size", "1"]
+    subprocess.run([vdna_command, *common, "-o", str(tmp_path / "whole")], check=True)
+    checkpoint = tmp_path / "killed.ckpt"
+    command = [vdna_command, *common, "-o", str(tmp_path / "resumed"), "--checkpoint", str(checkpoint), "--checkpoint-every", "3"]
+    run = subprocess.Popen(command)
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert run.poll() is None, "the run finished before it could be killed"
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    assert run.returncode == -signal.SIGKILL
+    assert checkpoint.exists() and not (tmp_path / "resumed.json").exists()
+    subprocess.run(command, check=True)
+    assert_same_histograms(load_vdna_from_files(tmp_path / "resumed"), load_vdna_from_files(tmp_path / "whole"))
+    assert not checkpoint.exists()
