@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import tarfile
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -90,6 +91,56 @@ class ZipMembers(ImageCollection):
         return state
 
 
+class TarMembers(ImageCollection):
+    """Image members of tar shards (WebDataset layout: ``key.jpg``, ``key.png``, ...), read in place.
+
+    Shards are local paths or fsspec URLs (``s3://``, ``gs://``, ``https://``, ``memory://``, ...,
+    with the matching fsspec backend installed); members are read without extracting anything.
+    """
+
+    def __init__(self, shards: Sequence[str]):
+        self.shards = [str(shard) for shard in shards]
+        self.members: list[tuple[int, str]] = []
+        for number, shard in enumerate(self.shards):
+            with _open_tar(shard) as archive:
+                names = sorted(member.name for member in archive.getmembers() if member.isfile() and is_image_name(member.name))
+            self.members.extend((number, name) for name in names)
+        super().__init__([f"{self.shards[n]}:{name}" for n, name in self.members], ", ".join(self.shards))
+        self._open: dict[int, Any] = {}
+        self._open_pid: int | None = None
+
+    def load(self, index: int) -> bytes:
+        if self._open_pid != os.getpid():  # tar handles must not be shared across worker processes
+            self._open, self._open_pid = {}, os.getpid()
+        number, name = self.members[index]
+        if number not in self._open:
+            self._open[number] = _open_tar(self.shards[number])
+        member = self._open[number].extractfile(name)
+        if member is None:
+            raise ValueError(f"{self.names[index]}: not a regular file in the archive")
+        return member.read()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_open"], state["_open_pid"] = {}, None
+        return state
+
+
+def _open_tar(shard: str) -> tarfile.TarFile:
+    try:
+        if "://" in shard:
+            import fsspec
+
+            return tarfile.open(fileobj=fsspec.open(shard, "rb").open(), mode="r:*")
+        return tarfile.open(shard, mode="r:*")
+    except (tarfile.TarError, OSError) as error:
+        raise ValueError(f"{shard}: not a readable tar archive ({error})") from None
+
+
+def _is_tar_name(name: str | os.PathLike) -> bool:
+    return os.fspath(name).lower().endswith((".tar", ".tar.gz", ".tgz"))
+
+
 class DatasetItems(ImageCollection):
     """Items of a map-style dataset (anything with ``__len__`` and ``__getitem__``)."""
 
@@ -167,6 +218,9 @@ def _zip_image_members(archive: Path) -> list[str]:
 def _path_collection(path: Path) -> ImageCollection:
     if path.is_dir():
         files = list_image_files(path)
+        shards = sorted(str(child) for child in path.iterdir() if _is_tar_name(child.name))
+        if not files and shards:
+            return TarMembers(shards)
         return ItemList(files, [str(f) for f in files], str(path))
     if not path.exists():
         raise FileNotFoundError(f"source {str(path)!r} does not exist")
@@ -177,11 +231,13 @@ def _path_collection(path: Path) -> ImageCollection:
         return ItemList(files, [str(f) for f in files], str(path))
     if suffix == ".zip":
         return ZipMembers(path, _zip_image_members(path))
+    if _is_tar_name(path):
+        return TarMembers([str(path)])
     if is_image_name(path):
         return ItemList([path], [str(path)], str(path))
     raise ValueError(
         f"source {str(path)!r} is not a folder, an image ({', '.join(sorted(IMAGE_EXTENSIONS))}), "
-        "a .txt index or a .zip archive"
+        "a .txt index, a .zip archive or a .tar shard"
     )
 
 
@@ -210,8 +266,12 @@ def open_source(
     """
     if num_images == 0 or num_images < -1:
         raise ValueError(f"num_images must be -1 (all images) or a positive count, got {num_images}")
-    if isinstance(source, (str, os.PathLike)):
-        collection: ImageCollection | ItemStream = _path_collection(Path(source))
+    if isinstance(source, str) and "://" in source:
+        collection: ImageCollection | ItemStream = TarMembers([source])
+    elif isinstance(source, (str, os.PathLike)):
+        collection = _path_collection(Path(source))
+    elif isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) and _is_tar_name(s) for s in source):
+        collection = TarMembers([os.fspath(s) for s in source])
     elif isinstance(source, (list, tuple)):
         collection = _sequence_collection(source)
     elif _is_map_dataset(source):
