@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from .checkpoint import Checkpoint
-from .distributions import Accumulator, VDNAActivationRanges, VDNAHist, parse_distribution
+from .distributions import Accumulator, VDNAActivationRanges, parse_distribution
 from .dna import VDNA, Provenance
 from .extractors import DEFAULT_EXTRACTOR, Extractor, check_ranges_match, create_extractor, resolve_device
 from .preprocess import DEFAULT_MAX_IMAGE_PIXELS, ImageError, Preprocessor, decode_image
@@ -345,7 +345,7 @@ class VDNAProcessor:
         extractor = self.get_extractor(feat_extractor_name, device, weights)
         info = extractor.info
         forward = forward_function(extractor, device, precision, compile)
-        ranges = resolve_ranges(activation_ranges, extractor) if dna_class is VDNAHist else None
+        ranges = resolve_ranges(activation_ranges, extractor) if dna_class.needs_ranges else None
         accumulator = dna_class.accumulator(parameters, info.layers, ranges, device)
         collection = open_source(source, num_images, shuffle_files, seed)
         if save_sample_images is not None and isinstance(collection, ItemStream) and iter(source) is source:

@@ -1,7 +1,7 @@
 """Distributions a DNA can fit to each neuron's activations, registered by type.
 
 Names: ``histogram-B`` (B >= 2 bins, e.g. ``histogram-1000``), ``gaussian``, ``layer-gaussian``,
-``activation-ranges``.
+``activation-ranges``, and ``image-histogram-B`` (one DNA-hist per image of the set, kept sparse).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from .activation_ranges import RangesAccumulator, VDNAActivationRanges
 from .base import Accumulator, DNAType
 from .gaussian import MomentsAccumulator, VDNAGauss, VDNALayerGauss
 from .histogram import HistogramAccumulator, VDNAHist
+from .image_histograms import ImageHistogramsAccumulator, VDNAImageHist
 
 _TYPES: dict[str, type[DNAType]] = {}
 
@@ -24,7 +25,7 @@ def register_distribution(dna_class: type[DNAType]) -> type[DNAType]:
     return dna_class
 
 
-for _dna_class in (VDNAHist, VDNAGauss, VDNALayerGauss, VDNAActivationRanges):
+for _dna_class in (VDNAHist, VDNAGauss, VDNALayerGauss, VDNAActivationRanges, VDNAImageHist):
     register_distribution(_dna_class)
 
 
@@ -42,7 +43,7 @@ def parse_distribution(name: str) -> tuple[type[DNAType], dict[str, Any]]:
                 return dna_class, parameters
     raise ValueError(
         f"unknown distribution {name!r}; valid: histogram-B (B >= 2 bins, e.g. histogram-1000), "
-        "gaussian, layer-gaussian, activation-ranges"
+        "gaussian, layer-gaussian, activation-ranges, image-histogram-B (one histogram DNA per image)"
     )
 
 
@@ -57,11 +58,13 @@ __all__ = [
     "Accumulator",
     "DNAType",
     "HistogramAccumulator",
+    "ImageHistogramsAccumulator",
     "MomentsAccumulator",
     "RangesAccumulator",
     "VDNAActivationRanges",
     "VDNAGauss",
     "VDNAHist",
+    "VDNAImageHist",
     "VDNALayerGauss",
     "dna_class_for_type",
     "list_distributions",

@@ -19,6 +19,9 @@ from ..dna import VDNA, Provenance
 class DNAType(VDNA):
     """A DNA of one distribution type: how it is named, stored and accumulated."""
 
+    needs_ranges: ClassVar[bool] = False
+    """Whether making it needs per-neuron activation ranges (histograms do)."""
+
     @classmethod
     def parse_name(cls, name: str) -> dict[str, Any] | None:
         """The parameters encoded in a distribution name (e.g. bins), or None if not this type's name."""
@@ -129,9 +132,9 @@ class Accumulator:
 
 
 def require_array(
-    arrays: Mapping[str, np.ndarray], key: str, shape: tuple[int, ...], kinds: str, origin: str
+    arrays: Mapping[str, np.ndarray], key: str, shape: tuple[int, ...] | None, kinds: str, origin: str
 ) -> np.ndarray:
-    """``arrays[key]`` checked for presence, shape, dtype kind (numpy ``kind`` letters) and finiteness.
+    """``arrays[key]`` checked for presence, shape (unless None), dtype kind (numpy ``kind`` letters) and finiteness.
 
     Where ``arrays`` can ``peek(key)`` at an array's shape and dtype, they are checked before the
     array is read, so a file declaring a huge array is refused without allocating it.
@@ -142,7 +145,7 @@ def require_array(
     def check(found_shape: tuple[int, ...], dtype: np.dtype) -> None:
         if dtype.kind not in kinds:
             raise ValueError(f"{origin}: array {key!r} has dtype {dtype}, expected kind {kinds!r}")
-        if tuple(found_shape) != shape:
+        if shape is not None and tuple(found_shape) != shape:
             raise ValueError(f"{origin}: array {key!r} has shape {tuple(found_shape)}, expected {shape}")
 
     peek = getattr(arrays, "peek", None)

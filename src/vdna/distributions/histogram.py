@@ -21,6 +21,7 @@ class VDNAHist(DNAType):
     """Histograms ``(neurons, bins)`` of int64 counts per layer, over [-1, 1] after normalisation."""
 
     type = "histogram"
+    needs_ranges = True
 
     def __init__(self, name, feature_extractor_name, neurons_list, data, num_images, provenance=None):
         super().__init__(name, feature_extractor_name, neurons_list, data, num_images, provenance)

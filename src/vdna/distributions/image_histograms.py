@@ -1,0 +1,244 @@
+"""Per-image DNA-hist of a whole image set, made in one pass and kept sparse.
+
+An image's histograms hold few non-empty bins (a layer of 49 positions fills at most 49 of a
+neuron's 1000 bins), so each layer stores, image after image and neuron after neuron, only the
+non-empty bins and their counts (compressed sparse rows). From that, any image's DNA, the DNA of
+any subset (sums of counts: exactly what ``make_vdna`` gives for those images) and the EMD of
+every image to a reference DNA (section 5.1 of the paper) are computed without densifying.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numba
+import numpy as np
+import torch
+
+from ..dna import Provenance
+from ..kernels import Binning, accumulate_histograms
+from ..ranges import ActivationRanges
+from .base import Accumulator, DNAType, require_array
+from .histogram import VDNAHist
+
+_NAME = re.compile(r"image-histogram-(\d+)")
+NAMES_KEY = "image_names"
+
+
+def _layer_keys(layer: str) -> tuple[str, str, str]:
+    return f"{layer}/row_sizes", f"{layer}/bins", f"{layer}/counts"
+
+
+class VDNAImageHist(DNAType):
+    """One DNA-hist per image: ``data[layer]`` holds ``offsets`` (images x neurons + 1), ``bins`` and ``counts``.
+
+    ``offsets[i * neurons + n]`` is where neuron ``n`` of image ``i`` starts in ``bins``/``counts``
+    (its non-empty bins, ascending, and their counts). ``names[i]`` names image ``i``.
+    """
+
+    type = "image-histogram"
+    needs_ranges = True
+
+    def __init__(self, name, feature_extractor_name, neurons_list, data, num_images, provenance=None):
+        super().__init__(name, feature_extractor_name, neurons_list, data, num_images, provenance)
+        parameters = self.parse_name(name)
+        if parameters is None:
+            raise ValueError(f"not an image-histogram distribution name: {name!r}")
+        self.hist_nb_bins = parameters["bins"]
+        if not self.provenance.images:
+            self.provenance = replace(self.provenance, images=[str(i) for i in range(self.num_images)])
+        if len(self.provenance.images) != self.num_images:
+            raise ValueError(f"{self.num_images} images but {len(self.provenance.images)} image names")
+
+    @classmethod
+    def parse_name(cls, name: str) -> dict[str, Any] | None:
+        match = _NAME.fullmatch(name)
+        if match is None:
+            return None
+        bins = int(match.group(1))
+        if not 2 <= bins <= np.iinfo(np.int32).max:
+            raise ValueError(f"a histogram needs at least 2 bins, got {name!r}")
+        return {"bins": bins}
+
+    @classmethod
+    def create(cls, parameters, feature_extractor_name, neurons_list, data, num_images, provenance=None):
+        names = data.pop(NAMES_KEY, None)  # stored with the arrays: complete however many images
+        if names is not None:
+            provenance = replace(provenance or Provenance(), images=names)
+        name = f"image-histogram-{parameters['bins']}"
+        return cls(name, feature_extractor_name, dict(neurons_list), data, num_images, provenance)
+
+    @classmethod
+    def accumulator(cls, parameters, layers, ranges, device) -> ImageHistogramsAccumulator:
+        return ImageHistogramsAccumulator(parameters, layers, ranges, device)
+
+    def distribution_metadata(self) -> dict[str, Any]:
+        return {"hist_nb_bins": self.hist_nb_bins}
+
+    # -- images ------------------------------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        """Image names, in the order of the DNAs."""
+        return list(self.provenance.images)
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def _check_image(self, index: int) -> None:
+        if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or not 0 <= index < self.num_images:
+            raise IndexError(f"image index {index!r} is out of range for {self.num_images} images")
+
+    def _image_provenance(self, names: list[str]) -> Provenance:
+        return replace(self.provenance, images=names, skipped=[])
+
+    def image(self, index: int) -> VDNAHist:
+        """The DNA-hist of image ``index`` (as ``make_vdna`` would make it from that image alone)."""
+        self._check_image(index)
+        return self.subset([index])
+
+    def subset(self, indices: Sequence[int] | np.ndarray | None = None) -> VDNAHist:
+        """The DNA-hist of the images ``indices`` (all by default): their histograms summed."""
+        chosen = np.arange(self.num_images) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+        for index in chosen.tolist():
+            self._check_image(index)
+        data = {}
+        for layer, neurons in self.neurons_list.items():
+            part = self.data[layer]
+            counts = np.zeros((neurons, self.hist_nb_bins), dtype=np.int64)
+            _add_rows(
+                part["offsets"].numpy(), part["bins"].numpy(), part["counts"].numpy(), chosen, neurons, counts
+            )
+            data[layer] = torch.from_numpy(counts)
+        names = [self.provenance.images[i] for i in chosen.tolist()]
+        return VDNAHist(
+            f"histogram-{self.hist_nb_bins}", self.feature_extractor_name, self.neurons_list, data,
+            len(chosen), self._image_provenance(names),
+        )
+
+    # -- storage -------------------------------------------------------------------------------------
+    def _merged_data(self, other: VDNAImageHist) -> dict[str, dict[str, torch.Tensor]]:
+        merged = {}
+        for layer, part in self.data.items():
+            theirs = other.data[layer]
+            merged[layer] = {
+                "offsets": torch.cat([part["offsets"][:-1], theirs["offsets"] + part["offsets"][-1]]),
+                "bins": torch.cat([part["bins"], theirs["bins"]]),
+                "counts": torch.cat([part["counts"], theirs["counts"]]),
+            }
+        return merged
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        arrays: dict[str, np.ndarray] = {NAMES_KEY: np.array(self.names, dtype=np.str_)}
+        for layer in self.neurons_list:
+            part = self.data[layer]
+            sizes_key, bins_key, counts_key = _layer_keys(layer)
+            arrays[sizes_key] = np.diff(part["offsets"].numpy()).astype(np.uint32)
+            arrays[bins_key] = part["bins"].numpy()
+            arrays[counts_key] = part["counts"].numpy()
+        return arrays
+
+    @classmethod
+    def data_from_arrays(cls, arrays, neurons_list, parameters, origin):
+        expected = {NAMES_KEY, *(key for layer in neurons_list for key in _layer_keys(layer))}
+        extra = sorted(set(arrays) - expected)
+        if extra:
+            raise ValueError(f"{origin}: arrays {extra} are not part of an image-histogram DNA")
+        names = require_array(arrays, NAMES_KEY, None, "U", origin)
+        images = len(names)
+        data = {}
+        for layer, neurons in neurons_list.items():
+            sizes_key, bins_key, counts_key = _layer_keys(layer)
+            sizes = require_array(arrays, sizes_key, (images * neurons,), "u", origin).astype(np.int64)
+            total = int(sizes.sum())
+            bins = require_array(arrays, bins_key, (total,), "iu", origin)
+            counts = require_array(arrays, counts_key, (total,), "iu", origin)
+            if total and (bins.min() < 0 or bins.max() >= parameters["bins"]):
+                raise ValueError(f"{origin}: layer {layer!r} has bin indices outside [0, {parameters['bins']})")
+            if total and counts.min() <= 0:
+                raise ValueError(f"{origin}: layer {layer!r} stores empty or negative counts")
+            data[layer] = {
+                "offsets": torch.from_numpy(np.concatenate([[0], np.cumsum(sizes)])),
+                "bins": torch.from_numpy(bins.astype(np.int16 if parameters["bins"] <= 32768 else np.int32)),
+                "counts": torch.from_numpy(counts.astype(np.int16 if counts.max(initial=0) < 32768 else np.int32)),
+            }
+        data[NAMES_KEY] = [str(name) for name in names.tolist()]
+        return data
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _add_rows(offsets, bins, counts, images, neurons, out):  # pragma: no cover - compiled
+    for image in images:
+        for neuron in range(neurons):
+            row = image * neurons + neuron
+            for entry in range(offsets[row], offsets[row + 1]):
+                out[neuron, bins[entry]] += counts[entry]
+
+
+def _narrowest(largest: int) -> torch.dtype:
+    return torch.int16 if largest <= torch.iinfo(torch.int16).max else torch.int32
+
+
+class ImageHistogramsAccumulator(Accumulator):
+    """Histograms of each image, binned with the same exact rule as :class:`VDNAHist`, stored sparse."""
+
+    dna_class = VDNAImageHist
+
+    def __init__(
+        self, parameters: dict[str, Any], layers: Mapping[str, int], ranges: ActivationRanges | None, device: torch.device
+    ):
+        super().__init__(parameters, layers, device)
+        if ranges is None:
+            raise ValueError(
+                "histogram DNAs need per-neuron activation ranges, and this extractor has none: "
+                "pass activation_ranges= (a file made with `vdna calibrate`)"
+            )
+        bins = parameters["bins"]
+        self.binning = {layer: Binning.create(*ranges.normalisation(layer), bins, device=self.device) for layer in layers}
+        self._scratch = {
+            layer: torch.zeros((neurons, bins), dtype=torch.int64, device=self.device) for layer, neurons in layers.items()
+        }
+        self._parts: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {layer: [] for layer in layers}
+        self._bin_dtype = _narrowest(bins - 1)
+
+    def _update_layer(self, layer: str, activations: torch.Tensor) -> None:
+        scratch = self._scratch[layer]
+        for image in activations.split(1):
+            scratch.zero_()
+            nans = accumulate_histograms(image, scratch, self.binning[layer])
+            if nans:
+                raise ValueError(f"layer {layer!r}: the extractor produced {nans} NaN activation(s)")
+            filled = scratch > 0
+            counts = scratch[filled]
+            self._parts[layer].append(
+                (
+                    filled.sum(dim=1).cpu(),
+                    filled.nonzero()[:, 1].to(self._bin_dtype).cpu(),
+                    counts.to(_narrowest(int(counts.max()) if counts.numel() else 0)).cpu(),
+                )
+            )
+
+    def _merge_state(self, other: ImageHistogramsAccumulator) -> None:
+        for layer in self._parts:
+            self._parts[layer].extend(other._parts[layer])
+
+    def _load_state(self, vdna: VDNAImageHist) -> None:
+        if vdna.hist_nb_bins != self.parameters["bins"]:
+            raise ValueError(f"cannot resume a {self.parameters['bins']}-bin run from a {vdna.hist_nb_bins}-bin DNA")
+        self._parts = {}
+        for layer in self.layers:
+            part = vdna.data[layer]
+            self._parts[layer] = [(torch.diff(part["offsets"]), part["bins"].clone(), part["counts"].clone())]
+
+    def layer_data(self) -> dict[str, dict[str, torch.Tensor]]:
+        data = {}
+        for layer, parts in self._parts.items():
+            sizes = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, dtype=torch.int64)
+            data[layer] = {
+                "offsets": torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(sizes.to(torch.int64), 0)]),
+                "bins": torch.cat([p[1] for p in parts]) if parts else torch.zeros(0, dtype=torch.int32),
+                "counts": torch.cat([p[2] for p in parts]) if parts else torch.zeros(0, dtype=torch.int32),
+            }
+        return data
