@@ -1,0 +1,166 @@
+"""Ignoring chosen attributes: learned neuron weights (section 5.3, eq. 5-7 and appendix A.4 of the paper).
+
+For each attribute ``a`` there are two DNAs, of images with and without it. Their unit-wise
+distances (per neuron for ``dna-emd`` and ``dna-fd``, per layer for ``fd``) weighted by ``W`` give
+``D_W``; the sensitivity deviation is ``Delta_a = 1 - D_W(a) / D_avg(a)`` (eq. 6). Weights are
+learned with Adam to make the distance blind to a target attribute (``Delta_a -> 1``) while keeping
+its sensitivity to the others (``|Delta_b| -> 0``), loss eq. 7, with early stopping on a validation
+set of DNA pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from ..distances import EMD, FD, NFD
+from ..dna import VDNA
+
+Pairs = Mapping[str, tuple[VDNA, VDNA]]
+"""``{attribute: (DNA of images with it, DNA of images without it)}``."""
+
+METRICS = ("emd", "nfd", "fd")
+
+
+def unit_distances(pairs: Pairs, metric: str = "emd") -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    """``{attribute: distance per unit}`` and the units per layer.
+
+    Units are neurons for ``"emd"`` (histogram DNAs) and ``"nfd"`` (gaussian or layer-gaussian
+    DNAs), layers for ``"fd"`` (layer-gaussian DNAs: one Fréchet distance per layer).
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if not pairs:
+        raise ValueError("no attribute pairs given")
+    distances, units = {}, None
+    for attribute, pair in pairs.items():
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"attribute {attribute!r}: expected a (with, without) pair of DNAs")
+        with_attribute, without = pair
+        if metric == "fd":
+            layers = list(with_attribute.neurons_list)
+            per_unit = torch.stack([FD(with_attribute, without, use_neurons_from_layer=layer) for layer in layers])
+            layer_units = {layer: 1 for layer in layers}
+        else:
+            per_layer = (EMD if metric == "emd" else NFD)(with_attribute, without, return_neuron_wise=True)
+            per_unit = torch.cat(list(per_layer.values()))
+            layer_units = {layer: len(values) for layer, values in per_layer.items()}
+        if units is not None and layer_units != units:
+            raise ValueError(f"attribute {attribute!r}: its DNAs have other layers than the first attribute's")
+        units = layer_units
+        distances[attribute] = per_unit.to(torch.float64).cpu()
+    return distances, units
+
+
+def sensitivity_deviations(weights: torch.Tensor, distances: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Eq. 6 for every attribute: ``1 - (W . d) / mean(d)``."""
+    return {attribute: 1 - (weights * d).sum() / d.mean() for attribute, d in distances.items()}
+
+
+def removal_loss(weights: torch.Tensor, distances: Mapping[str, torch.Tensor], target: str) -> torch.Tensor:
+    """Eq. 7: ``|1 - Delta_target| + mean over the other attributes of |Delta_b|``."""
+    deviations = sensitivity_deviations(weights, distances)
+    others = [deviation.abs() for attribute, deviation in deviations.items() if attribute != target]
+    loss = (1 - deviations[target]).abs()
+    return loss + torch.stack(others).mean() if others else loss
+
+
+@dataclass
+class AttributeRemoval:
+    """Weights learned to ignore ``target``, and how well they do on the validation pairs."""
+
+    target: str
+    metric: str
+    weights: dict[str, torch.Tensor]
+    """``{layer: weight per unit}``: pass to ``EMD``/``NFD`` (``weights=``), or ``FD`` for ``"fd"``."""
+    target_removal: float
+    """``Delta_a`` on the validation pairs (1: the distance no longer sees the target attribute)."""
+    other_deviation: float
+    """Mean ``|Delta_b|`` over the other attributes on the validation pairs (0: unchanged)."""
+    iterations: int
+    history: list[float] = field(default_factory=list, repr=False)
+    """Validation loss after each iteration."""
+
+    def weight_vector(self) -> torch.Tensor:
+        """All weights, layers in order."""
+        return torch.cat(list(self.weights.values()))
+
+
+def _split_by_layer(vector: torch.Tensor, units: Mapping[str, int]) -> dict[str, torch.Tensor]:
+    return dict(zip(units, vector.split(list(units.values()))))
+
+
+def learn_attribute_removal(
+    train: Pairs,
+    validation: Pairs,
+    target: str,
+    metric: str = "emd",
+    learning_rate: float = 1e-5,
+    betas: tuple[float, float] = (0.9, 0.999),
+    patience: int = 50,
+    max_iterations: int = 100_000,
+) -> AttributeRemoval:
+    """Learn per-unit weights ``W`` that make the distance ignore ``target`` (eq. 5-7, defaults of A.4).
+
+    ``train`` and ``validation`` map each attribute to its (with, without) DNA pair; both must name
+    the same attributes, ``target`` among them. Adam optimises eq. 7 on ``train`` from
+    ``W = 1 / units``; training stops after ``patience`` iterations without a better validation
+    loss, and the best weights on validation are returned.
+    """
+    if set(train) != set(validation):
+        raise ValueError(f"train and validation must name the same attributes, got {sorted(train)} and {sorted(validation)}")
+    if target not in train:
+        raise ValueError(f"target attribute {target!r} is not among the attributes {sorted(train)}")
+    if patience < 1 or max_iterations < 1:
+        raise ValueError(f"patience and max_iterations must be positive, got {patience} and {max_iterations}")
+    train_distances, units = unit_distances(train, metric)
+    validation_distances, validation_units = unit_distances(validation, metric)
+    if validation_units != units:
+        raise ValueError("train and validation DNAs have different layers")
+    for split, distances in (("train", train_distances), ("validation", validation_distances)):
+        flat = [attribute for attribute, d in distances.items() if d.mean() <= 0]
+        if flat:
+            raise ValueError(f"{split}: attributes {flat} have zero distance between their DNAs; Delta is undefined")
+    count = sum(units.values())
+    weights = torch.full((count,), 1.0 / count, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.Adam([weights], lr=learning_rate, betas=betas)
+    best_weights, best_loss, since_best, history = weights.detach().clone(), float("inf"), 0, []
+    iteration = 0
+    for iteration in range(1, max_iterations + 1):
+        optimiser.zero_grad()
+        removal_loss(weights, train_distances, target).backward()
+        optimiser.step()
+        with torch.no_grad():
+            loss = float(removal_loss(weights, validation_distances, target))
+        history.append(loss)
+        if loss < best_loss:
+            best_weights, best_loss, since_best = weights.detach().clone(), loss, 0
+        else:
+            since_best += 1
+            if since_best >= patience:
+                break
+    deviations = sensitivity_deviations(best_weights, validation_distances)
+    others = [abs(float(value)) for attribute, value in deviations.items() if attribute != target]
+    return AttributeRemoval(
+        target=target,
+        metric=metric,
+        weights=_split_by_layer(best_weights, units),
+        target_removal=float(deviations[target]),
+        other_deviation=sum(others) / len(others) if others else 0.0,
+        iterations=iteration,
+        history=history,
+    )
+
+
+def evaluate_removal(removal: AttributeRemoval, pairs: Pairs) -> tuple[float, float]:
+    """``(Delta_target, mean |Delta_b|)`` of learned weights on other pairs (e.g. a test split)."""
+    distances, units = unit_distances(pairs, removal.metric)
+    if list(units) != list(removal.weights) or sum(units.values()) != len(removal.weight_vector()):
+        raise ValueError("these DNAs have other layers or neurons than those the weights were learned on")
+    if removal.target not in distances:
+        raise ValueError(f"target attribute {removal.target!r} is not among the attributes {sorted(distances)}")
+    deviations = sensitivity_deviations(removal.weight_vector(), distances)
+    others = [abs(float(value)) for attribute, value in deviations.items() if attribute != removal.target]
+    return float(deviations[removal.target]), (sum(others) / len(others) if others else 0.0)
