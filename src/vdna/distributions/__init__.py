@@ -1,7 +1,9 @@
 """Distributions a DNA can fit to each neuron's activations, registered by type.
 
 Names: ``histogram-B`` (B >= 2 bins, e.g. ``histogram-1000``), ``gaussian``, ``layer-gaussian``,
-``activation-ranges``, and ``image-histogram-B`` (one DNA-hist per image of the set, kept sparse).
+``activation-ranges``, and per image of a set: ``image-histogram-B`` (one DNA-hist per image, kept
+sparse) and ``image-mean`` (each image's spatially averaged activations, from which the Gaussian
+DNAs of any subset follow).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from .base import Accumulator, DNAType
 from .gaussian import MomentsAccumulator, VDNAGauss, VDNALayerGauss
 from .histogram import HistogramAccumulator, VDNAHist
 from .image_histograms import ImageHistogramsAccumulator, VDNAImageHist
+from .image_means import ImageMeansAccumulator, VDNAImageMeans
 
 _TYPES: dict[str, type[DNAType]] = {}
 
@@ -25,7 +28,7 @@ def register_distribution(dna_class: type[DNAType]) -> type[DNAType]:
     return dna_class
 
 
-for _dna_class in (VDNAHist, VDNAGauss, VDNALayerGauss, VDNAActivationRanges, VDNAImageHist):
+for _dna_class in (VDNAHist, VDNAGauss, VDNALayerGauss, VDNAActivationRanges, VDNAImageHist, VDNAImageMeans):
     register_distribution(_dna_class)
 
 
@@ -43,7 +46,8 @@ def parse_distribution(name: str) -> tuple[type[DNAType], dict[str, Any]]:
                 return dna_class, parameters
     raise ValueError(
         f"unknown distribution {name!r}; valid: histogram-B (B >= 2 bins, e.g. histogram-1000), "
-        "gaussian, layer-gaussian, activation-ranges, image-histogram-B (one histogram DNA per image)"
+        "gaussian, layer-gaussian, activation-ranges, image-histogram-B (one histogram DNA per image), "
+        "image-mean (each image's spatially averaged activations)"
     )
 
 
@@ -59,12 +63,14 @@ __all__ = [
     "DNAType",
     "HistogramAccumulator",
     "ImageHistogramsAccumulator",
+    "ImageMeansAccumulator",
     "MomentsAccumulator",
     "RangesAccumulator",
     "VDNAActivationRanges",
     "VDNAGauss",
     "VDNAHist",
     "VDNAImageHist",
+    "VDNAImageMeans",
     "VDNALayerGauss",
     "dna_class_for_type",
     "list_distributions",

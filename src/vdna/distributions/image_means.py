@@ -1,0 +1,131 @@
+"""Per-image spatially averaged activations of a whole image set: the samples the Gaussian DNAs fit.
+
+DNA-Gauss and the layer-Gaussian (FD) DNAs fit one sample per image, its activations averaged over
+positions. Keeping those samples (``images x neurons`` float64, a few kB per image) gives the
+Gaussian DNA of any subset of the images (equal, to float64 round-off, to ``make_vdna`` on that
+subset) without running the network again: for sample-size curves and attribute splits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..dna import Provenance
+from .base import Accumulator, DNAType, require_array
+from .gaussian import VDNAGauss, VDNALayerGauss, sample_moments, spread_from_m2
+from .image_histograms import NAMES_KEY
+
+
+class VDNAImageMeans(DNAType):
+    """``data[layer]``: ``(images, neurons)`` float64, each image's activations averaged over positions."""
+
+    type = "image-mean"
+
+    def __init__(self, name, feature_extractor_name, neurons_list, data, num_images, provenance=None):
+        super().__init__(name, feature_extractor_name, neurons_list, data, num_images, provenance)
+        if not self.provenance.images:
+            self.provenance = replace(self.provenance, images=[str(i) for i in range(self.num_images)])
+        if len(self.provenance.images) != self.num_images:
+            raise ValueError(f"{self.num_images} images but {len(self.provenance.images)} image names")
+
+    @classmethod
+    def create(cls, parameters, feature_extractor_name, neurons_list, data, num_images, provenance=None):
+        names = data.pop(NAMES_KEY, None)
+        if names is not None:
+            provenance = replace(provenance or Provenance(), images=names)
+        return cls(cls.type, feature_extractor_name, dict(neurons_list), data, num_images, provenance)
+
+    @classmethod
+    def accumulator(cls, parameters, layers, ranges, device) -> ImageMeansAccumulator:
+        return ImageMeansAccumulator(parameters, layers, device)
+
+    @property
+    def names(self) -> list[str]:
+        """Image names, in the order of the rows."""
+        return list(self.provenance.images)
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def _chosen(self, indices: Sequence[int] | np.ndarray | None) -> torch.Tensor:
+        if indices is None:
+            return torch.arange(self.num_images)
+        chosen = torch.as_tensor(np.asarray(indices, dtype=np.int64).reshape(-1))
+        if chosen.numel() == 0:
+            raise ValueError("no images chosen")
+        if chosen.min() < 0 or chosen.max() >= self.num_images:
+            raise IndexError(f"image indices must lie in [0, {self.num_images}), got {chosen.tolist()[:10]}")
+        return chosen
+
+    def _fit(self, dna_class: type, indices: Sequence[int] | np.ndarray | None) -> DNAType:
+        chosen = self._chosen(indices)
+        data = {}
+        for layer in self.neurons_list:
+            mean, m2 = sample_moments(self.data[layer][chosen.to(self.data[layer].device)], dna_class.full_covariance)
+            data[layer] = {"mu": mean, dna_class.spread_key: spread_from_m2(m2, chosen.numel())}
+        names = [self.provenance.images[i] for i in chosen.tolist()]
+        return dna_class.create({}, self.feature_extractor_name, self.neurons_list, data, chosen.numel(),
+                                replace(self.provenance, images=names, skipped=[]))
+
+    def gaussian(self, indices: Sequence[int] | np.ndarray | None = None) -> VDNAGauss:
+        """The per-neuron Gaussian DNA (``gaussian``) of the images ``indices`` (all by default)."""
+        return self._fit(VDNAGauss, indices)
+
+    def layer_gaussian(self, indices: Sequence[int] | np.ndarray | None = None) -> VDNALayerGauss:
+        """The layer-Gaussian DNA (``layer-gaussian``, for FD) of the images ``indices`` (all by default)."""
+        return self._fit(VDNALayerGauss, indices)
+
+    def _merged_data(self, other: VDNAImageMeans) -> dict[str, torch.Tensor]:
+        return {layer: torch.cat([self.data[layer], other.data[layer].to(self.data[layer].device)]) for layer in self.data}
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {NAMES_KEY: np.array(self.names, dtype=np.str_)}
+        arrays.update({layer: self.data[layer].cpu().numpy() for layer in self.neurons_list})
+        return arrays
+
+    @classmethod
+    def data_from_arrays(cls, arrays, neurons_list, parameters, origin):
+        extra = sorted(set(arrays) - {NAMES_KEY, *neurons_list})
+        if extra:
+            raise ValueError(f"{origin}: arrays {extra} are not part of an image-mean DNA")
+        names = require_array(arrays, NAMES_KEY, None, "U", origin)
+        data: dict[str, Any] = {
+            layer: torch.from_numpy(require_array(arrays, layer, (len(names), neurons), "f", origin).astype(np.float64))
+            for layer, neurons in neurons_list.items()
+        }
+        data[NAMES_KEY] = [str(name) for name in names.tolist()]
+        return data
+
+
+class ImageMeansAccumulator(Accumulator):
+    """Each image's activations averaged over positions, in float64, as the Gaussian accumulators average them."""
+
+    dna_class = VDNAImageMeans
+
+    def __init__(self, parameters: dict[str, Any], layers: Mapping[str, int], device: torch.device):
+        super().__init__(parameters, layers, device)
+        self._rows: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+
+    def _update_layer(self, layer: str, activations: torch.Tensor) -> None:
+        per_image = activations.to(torch.float64).mean(dim=2)
+        if torch.isnan(per_image).any():
+            raise ValueError(f"layer {layer!r}: the extractor produced NaN activations")
+        self._rows[layer].append(per_image.cpu())
+
+    def _merge_state(self, other: ImageMeansAccumulator) -> None:
+        for layer in self._rows:
+            self._rows[layer].extend(other._rows[layer])
+
+    def _load_state(self, vdna: VDNAImageMeans) -> None:
+        self._rows = {layer: [vdna.data[layer].cpu().clone()] for layer in self.layers}
+
+    def layer_data(self) -> dict[str, torch.Tensor]:
+        return {
+            layer: torch.cat(rows) if rows else torch.zeros((0, self.layers[layer]), dtype=torch.float64)
+            for layer, rows in self._rows.items()
+        }
