@@ -184,6 +184,320 @@ def command_extractors(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- applications ------------------------------------------------------------------------------------
+def _per_image(argument: str, processor: VDNAProcessor, args: argparse.Namespace, kind: str = "image-histogram") -> VDNA:
+    """A saved per-image DNA file, or per-image DNAs made from a source of images."""
+    if _is_saved_dna(argument):
+        vdna = load_vdna_from_files(argument)
+        if vdna.type != kind:
+            raise ValueError(f"{argument} is a {vdna.type} DNA; this command needs per-image DNAs ({kind}), "
+                             f"made with `vdna make SOURCE --distribution {kind}{'-1000' if kind == 'image-histogram' else ''}`")
+        return vdna
+    distribution = f"image-histogram-{args.bins}" if kind == "image-histogram" else kind
+    return _dna_or_images(argument, processor, args, distribution)
+
+
+def _histogram_dna(argument: str, processor: VDNAProcessor, args: argparse.Namespace) -> VDNA:
+    """A histogram DNA: saved (a per-image set counts as the sum of its images), or made from images."""
+    vdna = _dna_or_images(argument, processor, args, f"histogram-{args.bins}")
+    return vdna.subset() if vdna.type == "image-histogram" else vdna
+
+
+def _read_names(path: str) -> set[str]:
+    with open(path, encoding="utf-8") as handle:
+        return {line.strip() for line in handle if line.strip()}
+
+
+def _neuron_selection(args: argparse.Namespace, reference: VDNA) -> dict | None:
+    return {args.layer: None} if getattr(args, "layer", None) else None
+
+
+def _print_ranking(ranking: list, top: int, csv_path: str | None) -> None:
+    shown = ranking if top <= 0 else ranking[:top]
+    for position, item in enumerate(shown, 1):
+        print(f"{position:6d}  {item.distance:.6f}  {item.name}")
+    if top > 0 and len(ranking) > top:
+        print(f"   ... {len(ranking) - top} more (--top 0 shows all)")
+    if csv_path:
+        with open(csv_path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["rank", "distance", "image"])
+            writer.writerows([position, repr(item.distance), item.name] for position, item in enumerate(ranking, 1))
+
+
+def command_rank(args: argparse.Namespace) -> int:
+    from .apps.retrieval import average_precision, precision_recall_curve, rank_images
+
+    processor = VDNAProcessor()
+    images = _per_image(args.images, processor, args)
+    reference = _histogram_dna(args.reference, processor, args)
+    ranking = rank_images(images, reference, neurons=_neuron_selection(args, reference))
+    _print_ranking(ranking, args.top, args.csv)
+    if args.grid:
+        from .plots import plot_ranked_images
+
+        plot_ranked_images(ranking, args.grid)
+    if args.relevant:
+        relevant_names = _read_names(args.relevant)
+        relevant = [item.name in relevant_names or Path(item.name).name in relevant_names for item in ranking]
+        distances = [item.distance for item in ranking]
+        print(f"average precision (PR AUC): {average_precision(distances, relevant):.4f}  "
+              f"({sum(relevant)} relevant of {len(ranking)})")
+        if args.pr_plot:
+            from .plots import plot_precision_recall
+
+            precision, recall, _ = precision_recall_curve(distances, relevant)
+            plot_precision_recall({"dna-emd": (precision, recall)}, args.pr_plot)
+    return 0
+
+
+def command_neurons(args: argparse.Namespace) -> int:
+    from .neurons import rank_neurons
+
+    processor = VDNAProcessor()
+    first = _histogram_dna(args.a, processor, args)
+    second = _histogram_dna(args.b, processor, args)
+    ranked = rank_neurons(first, second)
+    for position, neuron in enumerate(ranked[: args.top], 1):
+        print(f"{position:5d}  {neuron.layer}[{neuron.index}]  emd {neuron.distance:.6f}")
+    if args.csv:
+        _write_neuron_wise(args.csv, EMD(first, second, return_neuron_wise=True), "emd")
+    if args.histograms:
+        from .plots import plot_neuron_histograms
+
+        plot_neuron_histograms(first, second, [(n.layer, n.index) for n in ranked[: args.top]], args.histograms,
+                               labels=(Path(args.a).name, Path(args.b).name))
+    if args.profile:
+        from .plots import plot_layer_profile
+
+        plot_layer_profile(EMD(first, second, return_neuron_wise=True), args.profile)
+    return 0
+
+
+def command_realism(args: argparse.Namespace) -> int:
+    from .apps.realism import rank_by_realism, realism_neurons
+
+    processor = VDNAProcessor()
+    generated = _per_image(args.generated, processor, args)
+    real = _histogram_dna(args.real, processor, args)
+    neurons = None
+    if args.other_real or args.other_generated:
+        if not (args.other_real and args.other_generated):
+            raise ValueError("--other-real and --other-generated go together: real and generated images of other classes")
+        other_real = [_histogram_dna(item, processor, args) for item in args.other_real]
+        other_generated = [_histogram_dna(item, processor, args) for item in args.other_generated]
+        neurons = realism_neurons(other_real, other_generated, args.neurons)
+        print(f"ranking on the {neurons.num_neurons} neurons most sensitive to real vs generated "
+              f"({', '.join(f'{layer}: {len(indices)}' for layer, indices in neurons.items())})")
+    _print_ranking(rank_by_realism(generated, real, neurons), args.top, args.csv)
+    return 0
+
+
+def _attribute_pairs(folder: str) -> dict[str, tuple[VDNA, VDNA]]:
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{folder}: not a folder of attribute DNAs")
+    pairs = {}
+    for attribute in sorted(path for path in root.iterdir() if path.is_dir()):
+        files = {side: attribute / side for side in ("with", "without")}
+        missing = [str(path) + ".json" for path in files.values() if not path.with_suffix(".json").is_file()]
+        if missing:
+            raise FileNotFoundError(f"attribute {attribute.name!r}: missing {', '.join(missing)}")
+        pairs[attribute.name] = (load_vdna_from_files(files["with"]), load_vdna_from_files(files["without"]))
+    if not pairs:
+        raise ValueError(f"{folder} holds no attribute folders (ATTRIBUTE/with.json + ATTRIBUTE/without.json)")
+    return pairs
+
+
+def command_attributes(args: argparse.Namespace) -> int:
+    from .apps.attributes import evaluate_removal, learn_attribute_removal
+
+    train, validation = _attribute_pairs(args.train), _attribute_pairs(args.validation)
+    targets = args.target or sorted(train)
+    results = {}
+    for target in targets:
+        removal = learn_attribute_removal(train, validation, target, args.metric, args.learning_rate, patience=args.patience,
+                                          max_iterations=args.max_iterations)
+        line = f"{target}: removal {100 * removal.target_removal:.1f}%  others |deviation| {100 * removal.other_deviation:.1f}% (validation)"
+        entry = {"validation": [removal.target_removal, removal.other_deviation], "iterations": removal.iterations}
+        if args.test:
+            removed, deviated = evaluate_removal(removal, _attribute_pairs(args.test))
+            line += f"; test {100 * removed:.1f}% / {100 * deviated:.1f}%"
+            entry["test"] = [removed, deviated]
+        print(line)
+        entry["weights"] = {layer: values.tolist() for layer, values in removal.weights.items()}
+        results[target] = entry
+    if args.output:
+        Path(args.output).write_text(json.dumps({"metric": args.metric, "attributes": results}, indent=1))
+    return 0
+
+
+def _read_table(path: str) -> dict[str, dict[str, float]]:
+    with open(path, encoding="utf-8") as handle:
+        table = json.load(handle)
+    if not isinstance(table, dict) or not all(isinstance(row, dict) for row in table.values()):
+        raise ValueError(f"{path}: expected a JSON object {{target: {{source: value}}}}")
+    return table
+
+
+def command_transfer(args: argparse.Namespace) -> int:
+    from .apps.transfer import distance_matrix, rank_sources, ranking_discrepancy
+
+    dnas = {Path(path).with_suffix("").name if _is_saved_dna(path) else Path(path).name: path for path in args.dnas}
+    if len(dnas) != len(args.dnas):
+        raise ValueError("two DNAs or sources have the same name; names must be distinct")
+    processor = VDNAProcessor()
+    loaded = {name: _histogram_dna(path, processor, args) for name, path in dnas.items()}
+    matrix = distance_matrix(loaded, lambda first, second: EMD(first, second))
+    for target, row in matrix.items():
+        others = {source: value for source, value in row.items() if source != target}
+        ranked = rank_sources(others, higher_is_better=False)
+        print(f"{target}: " + ", ".join(f"{source} {others[source]:.4f}" for source in ranked))
+    if args.heatmap:
+        from .plots import plot_distance_matrix
+
+        plot_distance_matrix(matrix, args.heatmap, title="dna-emd")
+    if args.performance:
+        performance = _read_table(args.performance)
+        distances = {target: {source: matrix[target][source] for source in performance[target]} for target in performance}
+        print(f"ranking discrepancy d: {ranking_discrepancy(performance, distances):.4f}")
+    return 0
+
+
+def command_sample_size(args: argparse.Namespace) -> int:
+    from .apps.sample_size import sample_size_curve
+
+    processor = VDNAProcessor()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    curves = {}
+    images = _per_image(args.images, processor, args)
+    curves["dna-emd"] = sample_size_curve(images, _histogram_dna(args.reference, processor, args), sizes, args.seeds)
+    if args.fd:
+        means = _per_image(args.images, processor, args, "image-mean")
+        reference = _dna_or_images(args.reference, processor, args, "layer-gaussian")
+        curves["fd"] = sample_size_curve(means, reference, sizes, args.seeds, metric="fd", layers=args.fd_layer)
+    for label, curve in curves.items():
+        print(f"{label}: settles within {100 * args.tolerance:.0f}% of its last value from {curve.settled_size(args.tolerance)} images")
+        for size, mean, std in zip(curve.sizes, curve.mean, curve.std):
+            print(f"  {size:7d}  {mean:.6f} +- {std:.6f}")
+    if args.plot:
+        from .plots import plot_sample_size_curves
+
+        plot_sample_size_curves(curves, args.plot)
+    return 0
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from .report import make_report
+
+    options = {
+        "feat_extractor_name": args.extractor, "batch_size": args.batch_size, "device": args.device,
+        "verbose": not args.quiet, "num_workers": args.workers, "num_images": args.num_images,
+        "shuffle_files": args.shuffle, "seed": args.seed, "crop_to_square_pre_resize": args.crop,
+        "activation_ranges": args.ranges, "weights": args.weights, "on_error": "skip" if args.skip_bad else "raise",
+    }
+    path = make_report(args.a, args.b, args.output, bins=args.bins, top_neurons=args.top_neurons,
+                       images_shown=args.images_shown, **options)
+    print(f"report -> {path}")
+    return 0
+
+
+def _add_application_commands(commands: Any) -> None:
+    def add(name: str, handler: Any, summary: str, description: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=summary, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.set_defaults(handler=handler)
+        return parser
+
+    rank = add("rank", command_rank, "rank images by their distance to a reference set (retrieval)", (
+        "Rank every image of IMAGES by the EMD between its own DNA and the DNA of REFERENCE, closest first\n"
+        "(section 5.1 of the paper). IMAGES is per-image DNAs (vdna make SOURCE --distribution\n"
+        "image-histogram-1000) or a source of images; REFERENCE a saved DNA or a source. With --relevant\n"
+        "(a file listing the relevant images, one name per line) the average precision is printed."))
+    rank.add_argument("images")
+    rank.add_argument("reference")
+    rank.add_argument("--layer", help="compare on the neurons of this layer only")
+    rank.add_argument("--top", type=int, default=20, help="print the first N (0: all; default 20)")
+    rank.add_argument("--csv", help="write the whole ranking to this CSV file")
+    rank.add_argument("--grid", help="draw the best, middle and worst images to this image file")
+    rank.add_argument("--relevant", help="file naming the relevant images, to score the ranking")
+    rank.add_argument("--pr-plot", help="with --relevant, draw the precision-recall curve to this image file")
+
+    neurons = add("neurons", command_neurons, "the neurons that differ most between two sets", (
+        "Rank every neuron by the EMD between its histograms in A and in B, most different first: the\n"
+        "neurons sensitive to what tells the sets apart (sections 5.3-5.4). Optionally draws their\n"
+        "histograms and the per-layer profile (Fig. 8-9, 11)."))
+    neurons.add_argument("a")
+    neurons.add_argument("b")
+    neurons.add_argument("--top", type=int, default=20, help="neurons to print and draw (default 20)")
+    neurons.add_argument("--csv", help="write every neuron's EMD to this CSV file")
+    neurons.add_argument("--histograms", help="draw the top neurons' histograms to this image file")
+    neurons.add_argument("--profile", help="draw the per-layer profile of neuron-wise EMDs to this image file")
+
+    realism = add("realism", command_realism, "rank generated images by realism", (
+        "Rank the generated images GENERATED by their EMD to the DNA of real images REAL, most realistic\n"
+        "first (section 5.4). With --other-real and --other-generated (DNAs or image sets of other classes)\n"
+        "only the --neurons neurons most sensitive to real vs generated on those classes are used."))
+    realism.add_argument("generated")
+    realism.add_argument("real")
+    realism.add_argument("--other-real", nargs="+", default=[], help="real images (or DNAs) of other classes")
+    realism.add_argument("--other-generated", nargs="+", default=[], help="generated images (or DNAs) of other classes")
+    realism.add_argument("--neurons", type=int, default=100, help="sensitive neurons to use (default 100)")
+    realism.add_argument("--top", type=int, default=20, help="print the first N (0: all; default 20)")
+    realism.add_argument("--csv", help="write the whole ranking to this CSV file")
+
+    attributes = add("attributes", command_attributes, "learn neuron weights that ignore chosen attributes", (
+        "Learn per-neuron (emd, nfd) or per-layer (fd) weights that make the distance blind to a target\n"
+        "attribute while keeping the others (section 5.3, eq. 5-7; Adam, early stopping on validation).\n"
+        "TRAIN and VALIDATION (and --test) are folders with one folder per attribute holding with.json\n"
+        "and without.json: the DNAs of images with and without it. Prints the target's sensitivity\n"
+        "removal and the mean deviation of the others; --output saves the weights as JSON."))
+    attributes.add_argument("train")
+    attributes.add_argument("validation")
+    attributes.add_argument("--test", help="a third folder of pairs to evaluate the learned weights on")
+    attributes.add_argument("--target", nargs="+", help="attributes to remove, one at a time (default: each)")
+    attributes.add_argument("--metric", choices=("emd", "nfd", "fd"), default="emd")
+    attributes.add_argument("--learning-rate", type=float, default=1e-5, help="Adam's learning rate (default 1e-5)")
+    attributes.add_argument("--patience", type=int, default=50, help="iterations without progress before stopping")
+    attributes.add_argument("--max-iterations", type=int, default=100_000)
+    attributes.add_argument("-o", "--output", help="write the weights and scores to this JSON file")
+
+    transfer = add("transfer", command_transfer, "distances between datasets, to choose training data", (
+        "The dna-emd distance matrix between the DNAS (saved DNAs or image sets), each target's sources\n"
+        "ranked closest first (section 5.5); with --performance (JSON {target: {source: score}}, higher is\n"
+        "better) the ranking discrepancy d of eq. 8."))
+    transfer.add_argument("dnas", nargs="+")
+    transfer.add_argument("--performance", help="observed transfer performance, JSON {target: {source: value}}")
+    transfer.add_argument("--heatmap", help="draw the distance matrix to this image file")
+
+    sample_size = add("sample-size", command_sample_size, "how many images a DNA needs", (
+        "Distance from random subsets of IMAGES of growing sizes to REFERENCE, over several seeds\n"
+        "(section 5.2, Fig. 5), for dna-emd and with --fd for the Fréchet distance; prints the size from\n"
+        "which the mean stays within --tolerance of its last value."))
+    sample_size.add_argument("images")
+    sample_size.add_argument("reference")
+    sample_size.add_argument("--sizes", required=True, help="comma-separated subset sizes, e.g. 10,20,50,100")
+    sample_size.add_argument("--seeds", type=int, default=10, help="random subsets per size (default 10)")
+    sample_size.add_argument("--fd", action="store_true", help="also the Fréchet distance (per-image means)")
+    sample_size.add_argument("--fd-layer", nargs="+", help="layers of the Fréchet distance (default: all, averaged)")
+    sample_size.add_argument("--tolerance", type=float, default=0.05, help="relative tolerance (default 0.05)")
+    sample_size.add_argument("--plot", help="draw the curves to this image file")
+
+    report = add("report", command_report, "an HTML page comparing two image sets", (
+        "Write one self-contained HTML page comparing A and B (image sources, or saved histogram or\n"
+        "per-image DNAs): distances, the per-layer profile, the most different neurons with their\n"
+        "histograms, and the images of each set closest to and furthest from the other."))
+    report.add_argument("a")
+    report.add_argument("b")
+    report.add_argument("-o", "--output", required=True, help="HTML file to write")
+    report.add_argument("--top-neurons", type=int, default=8, help="neurons to show (default 8)")
+    report.add_argument("--images-shown", type=int, default=6, help="images per row (default 6)")
+
+    for parser in (rank, neurons, realism, transfer, sample_size, report):
+        parser.add_argument("--bins", type=int, default=1000, help="histogram bins when making DNAs (default 1000)")
+        _add_make_options(parser, None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vdna", description="Visual DNA: make, compare and inspect DNAs of image sets.")
     parser.add_argument("--version", action="version", version=f"vdna {__version__}")
@@ -217,6 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
     extractors = commands.add_parser("extractors", help="list the registered feature extractors")
     extractors.add_argument("--details", action="store_true", help="also build each (random weights) to show its layers")
     extractors.set_defaults(handler=command_extractors)
+
+    _add_application_commands(commands)
     return parser
 
 

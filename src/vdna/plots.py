@@ -137,7 +137,7 @@ def plot_layer_profile(
         if values is None:
             continue
         start = 0
-        for number, (layer, layer_values) in enumerate(values.items()):
+        for number, layer_values in enumerate(values.values()):
             data = torch.as_tensor(layer_values, dtype=torch.float64).cpu().numpy()
             positions = np.arange(start, start + data.size)
             axis.scatter(positions, data, s=2, color=f"C{number % 10}")

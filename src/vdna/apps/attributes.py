@@ -127,8 +127,7 @@ def learn_attribute_removal(
     weights = torch.full((count,), 1.0 / count, dtype=torch.float64, requires_grad=True)
     optimiser = torch.optim.Adam([weights], lr=learning_rate, betas=betas)
     best_weights, best_loss, since_best, history = weights.detach().clone(), float("inf"), 0, []
-    iteration = 0
-    for iteration in range(1, max_iterations + 1):
+    while len(history) < max_iterations:
         optimiser.zero_grad()
         removal_loss(weights, train_distances, target).backward()
         optimiser.step()
@@ -149,7 +148,7 @@ def learn_attribute_removal(
         weights=_split_by_layer(best_weights, units),
         target_removal=float(deviations[target]),
         other_deviation=sum(others) / len(others) if others else 0.0,
-        iterations=iteration,
+        iterations=len(history),
         history=history,
     )
 

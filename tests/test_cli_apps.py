@@ -1,0 +1,151 @@
+"""The application commands of ``vdna``: rank, neurons, realism, attributes, transfer, sample-size, report."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from conftest import image_files
+
+from vdna import load_vdna_from_files
+from vdna.apps.retrieval import average_precision, rank_images
+from vdna.apps.transfer import ranking_discrepancy
+from vdna.cli import build_parser, main
+from vdna.distances import EMD
+
+QUIET = ["--quiet", "--workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def folders(data_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("folders")
+    made = {}
+    for name, folder, start in (("urban", "urban100", 0), ("urban_ref", "urban100", 20), ("bsd", "bsd100", 0), ("sun", "sunhays80", 0)):
+        target = root / name
+        target.mkdir()
+        for path in image_files(data_dir / folder, start + 5)[start:]:
+            (target / path.name).symlink_to(path)
+        made[name] = target
+    mixed = root / "mixed"
+    mixed.mkdir()
+    for name in ("urban", "bsd"):
+        for path in sorted(made[name].iterdir()):
+            (mixed / f"{name}_{path.name}").symlink_to(path.resolve())
+    made["mixed"] = mixed
+    return made
+
+
+def test_every_application_command_explains_itself():
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name in ("rank", "neurons", "realism", "attributes", "transfer", "sample-size", "report"):
+        description = commands[name].description
+        assert description and len(description) > 150, name
+
+
+def test_rank_prints_the_ranking_and_scores_it(folders, tmp_path, capsys, processor):
+    assert main(["make", str(folders["mixed"]), "-o", str(tmp_path / "images"), "--distribution", "image-histogram-1000", *QUIET]) == 0
+    assert main(["make", str(folders["urban_ref"]), "-o", str(tmp_path / "ref"), *QUIET]) == 0
+    capsys.readouterr()
+    relevant = tmp_path / "relevant.txt"
+    relevant.write_text("\n".join(f"urban_{p.name}" for p in sorted(folders["urban"].iterdir())))
+    assert main(["rank", str(tmp_path / "images"), str(tmp_path / "ref"), "--top", "3", "--csv", str(tmp_path / "r.csv"),
+                 "--relevant", str(relevant), "--pr-plot", str(tmp_path / "pr.png"), "--grid", str(tmp_path / "g.png")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    images = load_vdna_from_files(tmp_path / "images")
+    expected = rank_images(images, load_vdna_from_files(tmp_path / "ref"))
+    assert out[0].split()[1:] == [f"{expected[0].distance:.6f}", expected[0].name]
+    assert out[3] == "   ... 7 more (--top 0 shows all)"
+    labels = [item.name.split("/")[-1].startswith("urban_") for item in expected]
+    assert out[4].startswith(f"average precision (PR AUC): {average_precision([e.distance for e in expected], labels):.4f}")
+    with open(tmp_path / "r.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["image"] for row in rows] == [item.name for item in expected]
+    assert (tmp_path / "pr.png").stat().st_size > 1000 and (tmp_path / "g.png").stat().st_size > 1000
+
+
+def test_neurons_lists_the_most_different_neurons(folders, tmp_path, capsys, processor):
+    assert main(["neurons", str(folders["urban"]), str(folders["bsd"]), "--top", "2", "--csv", str(tmp_path / "n.csv"),
+                 "--histograms", str(tmp_path / "h.png"), "--profile", str(tmp_path / "p.png"), *QUIET]) == 0
+    out = capsys.readouterr().out.splitlines()
+    urban = processor.make_vdna(folders["urban"], verbose=False)
+    bsd = processor.make_vdna(folders["bsd"], verbose=False)
+    per_layer = EMD(urban, bsd, return_neuron_wise=True)
+    best = max(((layer, i, float(v)) for layer, values in per_layer.items() for i, v in enumerate(values)), key=lambda t: t[2])
+    assert out[0].split() == ["1", f"{best[0]}[{best[1]}]", "emd", f"{best[2]:.6f}"]
+    with open(tmp_path / "n.csv") as handle:
+        assert sum(1 for _ in handle) == 1 + urban.num_neurons
+    assert (tmp_path / "h.png").is_file() and (tmp_path / "p.png").is_file()
+
+
+def test_realism_uses_the_neurons_sensitive_on_other_classes(folders, capsys, processor):
+    assert main(["realism", str(folders["mixed"]), str(folders["urban_ref"]), "--other-real", str(folders["urban"]),
+                 "--other-generated", str(folders["sun"]), "--neurons", "30", "--top", "0", *QUIET]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("ranking on the 30 neurons most sensitive to real vs generated")
+    assert len(out) == 1 + 10
+    with pytest.raises(SystemExit):
+        main(["realism", "--help"])
+
+
+def test_realism_needs_both_other_sets(folders, capsys):
+    assert main(["realism", str(folders["mixed"]), str(folders["urban_ref"]), "--other-real", str(folders["urban"]), *QUIET]) == 2
+    assert "--other-real and --other-generated go together" in capsys.readouterr().err
+
+
+def test_attributes_learns_from_folders_of_pairs(folders, tmp_path, capsys, processor):
+    for split, sources in (("train", ("urban", "bsd", "sun")), ("validation", ("urban_ref", "bsd", "sun"))):
+        for attribute, (with_source, without_source) in {"city": (sources[0], sources[1]), "outdoor": (sources[2], sources[1])}.items():
+            for side, source in (("with", with_source), ("without", without_source)):
+                processor.make_vdna(folders[source], distribution_name="histogram-100", verbose=False).save(
+                    tmp_path / split / attribute / side)
+    output = tmp_path / "weights.json"
+    assert main(["attributes", str(tmp_path / "train"), str(tmp_path / "validation"), "--target", "city",
+                 "--learning-rate", "1e-4", "--test", str(tmp_path / "validation"), "-o", str(output)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("city: removal ") and "; test " in line
+    saved = json.loads(output.read_text())
+    assert saved["metric"] == "emd" and len(saved["attributes"]["city"]["weights"]["head"]) == 1280
+    assert saved["attributes"]["city"]["validation"] == saved["attributes"]["city"]["test"]
+    assert main(["attributes", str(tmp_path / "train"), str(tmp_path / "nowhere")]) == 2
+    assert "not a folder of attribute DNAs" in capsys.readouterr().err
+
+
+def test_transfer_ranks_sources_and_scores_the_ranking(folders, tmp_path, capsys, processor):
+    paths = []
+    for name in ("urban", "bsd", "sun"):
+        processor.make_vdna(folders[name], verbose=False).save(tmp_path / name)
+        paths.append(str(tmp_path / name))
+    performance = {"urban": {"bsd": 50.0, "sun": 40.0}, "bsd": {"urban": 30.0, "sun": 60.0}}
+    (tmp_path / "perf.json").write_text(json.dumps(performance))
+    assert main(["transfer", *paths, "--performance", str(tmp_path / "perf.json"), "--heatmap", str(tmp_path / "m.png")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    dnas = {name: load_vdna_from_files(tmp_path / name) for name in ("urban", "bsd", "sun")}
+    distances = {t: {s: float(EMD(dnas[s], dnas[t])) for s in performance[t]} for t in performance}
+    assert out[-1] == f"ranking discrepancy d: {ranking_discrepancy(performance, distances):.4f}"
+    assert out[0].startswith("urban: ") and (tmp_path / "m.png").is_file()
+
+
+def test_sample_size_prints_curves(folders, tmp_path, capsys, processor):
+    assert main(["sample-size", str(folders["mixed"]), str(folders["urban_ref"]), "--sizes", "2,5,10", "--seeds", "2",
+                 "--fd", "--fd-layer", "head", "--plot", str(tmp_path / "s.png"), *QUIET]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("dna-emd: settles within 5% of its last value from ")
+    images = processor.make_vdna(folders["mixed"], distribution_name="image-histogram-1000", verbose=False)
+    reference = processor.make_vdna(folders["urban_ref"], verbose=False)
+    full = float(EMD(images.subset(), reference))
+    assert out[3].split()[:2] == ["10", f"{full:.6f}"]
+    assert out[4].startswith("fd: settles") and (tmp_path / "s.png").is_file()
+
+
+def test_report_command(folders, tmp_path, capsys):
+    assert main(["report", str(folders["urban"]), str(folders["bsd"]), "-o", str(tmp_path / "r.html"), "--top-neurons", "2", *QUIET]) == 0
+    assert capsys.readouterr().out.strip() == f"report -> {tmp_path / 'r.html'}"
+    assert "<h1>urban vs bsd</h1>" in (tmp_path / "r.html").read_text()
+
+
+def test_rank_refuses_a_dataset_dna_as_per_image_dnas(folders, tmp_path, capsys):
+    assert main(["make", str(folders["urban"]), "-o", str(tmp_path / "u"), *QUIET]) == 0
+    assert main(["rank", str(tmp_path / "u"), str(tmp_path / "u")]) == 2
+    assert "needs per-image DNAs (image-histogram)" in capsys.readouterr().err

@@ -1,0 +1,115 @@
+"""The HTML report, rendered in headless Chromium: what the page shows is what the DNAs say."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import image_files
+from vdna.apps.retrieval import rank_images
+from vdna.distances import EMD, FD, NFD
+from vdna.neurons import rank_neurons
+from vdna.report import make_report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory, data_dir):
+    root = tmp_path_factory.mktemp("sets")
+    for name, folder in (("urban", "urban100"), ("bsd", "bsd100")):
+        (root / name).mkdir()
+        for path in image_files(data_dir / folder, 6):
+            (root / name / path.name).symlink_to(path)
+    return root / "urban", root / "bsd"
+
+
+@pytest.fixture(scope="module")
+def report(sets, processor, tmp_path_factory):
+    output = tmp_path_factory.mktemp("report") / "report.html"
+    make_report(sets[0], sets[1], output, processor=processor, top_neurons=4, images_shown=3, verbose=False)
+    return output
+
+
+@pytest.fixture(scope="module")
+def page(report):
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )
+        tab = browser.new_page(viewport={"width": 1200, "height": 900})
+        tab.goto(report.as_uri())
+        yield tab
+        browser.close()
+
+
+def test_headline_distances_are_those_of_the_dnas(page, sets, processor):
+    urban = processor.make_vdna(sets[0], verbose=False)
+    bsd = processor.make_vdna(sets[1], verbose=False)
+    rows = dict(
+        row.split("\t") for row in page.locator("table.distances").inner_text().strip().splitlines()
+    )
+    assert float(rows["dna-emd (mean over all neurons)"]) == pytest.approx(float(EMD(urban, bsd)), rel=1e-5)
+    gauss = [processor.make_vdna(s, distribution_name="gaussian", verbose=False) for s in sets]
+    layer = [processor.make_vdna(s, distribution_name="layer-gaussian", verbose=False) for s in sets]
+    assert float(rows["dna-fd (mean over all neurons)"]) == pytest.approx(float(NFD(*gauss)), rel=1e-5)
+    assert float(rows["fd (mean over layers)"]) == pytest.approx(float(FD(*layer)), rel=1e-5)
+    assert float(rows["fd (last layer, head)"]) == pytest.approx(float(FD(*layer, use_neurons_from_layer="head")), rel=1e-5)
+    assert page.title() == "Visual DNA: urban vs bsd"
+    assert "urban: 6 images" in page.locator("ul.sets").inner_text()
+
+
+def test_every_figure_and_thumbnail_is_rendered(page):
+    images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
+    figures = [image for image in images if image[0].startswith(("per-layer", "histograms"))]
+    thumbnails = [image for image in images if image not in figures]
+    assert len(figures) == 2 and len(thumbnails) == 4 * 3
+    assert all(complete and width > 100 for _, complete, width in images)
+
+
+def test_image_rows_show_the_ranking_of_each_set_against_the_other(page, sets, processor):
+    urban_images = processor.make_vdna(sets[0], distribution_name="image-histogram-1000", verbose=False)
+    bsd = processor.make_vdna(sets[1], verbose=False)
+    ranking = rank_images(urban_images, bsd)
+    headings = page.locator("h3").all_inner_texts()
+    assert headings == ["closest to bsd", "furthest from bsd", "closest to urban", "furthest from urban"]
+    closest = page.locator(".row").nth(0).locator("figcaption").all_inner_texts()
+    assert [caption.splitlines()[1] for caption in closest] == [Path(item.name).name for item in ranking[:3]]
+    assert closest[0].startswith(f"#1 · {ranking[0].distance:.4g}")
+    furthest = page.locator(".row").nth(1).locator("figcaption").all_inner_texts()
+    assert furthest[-1].startswith(f"#6 · {ranking[-1].distance:.4g}")
+
+
+def test_most_different_neurons_and_layer_table(page, sets, processor):
+    urban = processor.make_vdna(sets[0], verbose=False)
+    bsd = processor.make_vdna(sets[1], verbose=False)
+    assert "The 4 most different neurons" in page.locator("h2").all_inner_texts()
+    table = page.locator("table.layers").inner_text().strip().splitlines()
+    assert len(table) == 1 + len(urban.layers)
+    per_layer = EMD(urban, bsd, return_neuron_wise=True)
+    head = table[-1].split("\t")
+    assert head[:2] == ["head", "1280"] and float(head[2]) == pytest.approx(float(per_layer["head"].mean()), rel=1e-3)
+    assert rank_neurons(urban, bsd)[0].distance == pytest.approx(max(float(v.max()) for v in per_layer.values()))
+
+
+def test_report_from_saved_histogram_dnas_has_no_image_rows(processor, sets, tmp_path):
+    for name, source in zip("ab", sets):
+        processor.make_vdna(source, verbose=False).save(tmp_path / name)
+    output = make_report(tmp_path / "a", tmp_path / "b", tmp_path / "r.html", processor=processor)
+    text = output.read_text()
+    assert "dna-emd (mean over all neurons)" in text and "dna-fd" not in text and "<h3>" not in text
+
+
+def test_report_errors(processor, sets, tmp_path):
+    with pytest.raises(ValueError, match="top_neurons and images_shown must be positive"):
+        make_report(sets[0], sets[1], tmp_path / "r.html", processor=processor, top_neurons=0)
+    processor.make_vdna(sets[0], distribution_name="gaussian", verbose=False).save(tmp_path / "g")
+    with pytest.raises(ValueError, match="needs histogram or image-histogram DNAs, got a gaussian DNA"):
+        make_report(tmp_path / "g", sets[1], tmp_path / "r.html", processor=processor)
