@@ -1,9 +1,13 @@
-"""Comparison speed: EMD between two histogram DNAs of 10,000 neurons x 1000 bins.
+"""Comparison speed: EMD between two histogram DNAs of 10,000 neurons x 1000 bins, and ranking
+per-image DNAs against a dataset DNA.
 
-The DNAs are synthetic (10 layers of 1000 neurons, counts drawn around shifted bell shapes);
-the time is the median of ``--repeats`` calls of ``vdna.EMD`` on the whole DNA.
+The DNAs of the first measure are synthetic (10 layers of 1000 neurons, counts drawn around
+shifted bell shapes); the time is the median of ``--repeats`` calls of ``vdna.EMD`` on the whole
+DNA. With ``--images`` (saved per-image DNAs, ``vdna make SOURCE --distribution
+image-histogram-1000``) and ``--reference`` (a saved histogram DNA), the second measure ranks every
+image by its EMD over all neurons to the reference, median of ``--repeats`` rankings.
 
-    python benchmarks/compare.py
+    python benchmarks/compare.py [--images IMAGES --reference REFERENCE]
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import time
 import numpy as np
 import torch
 
-from vdna import EMD
+from vdna import EMD, load_vdna_from_files
+from vdna.apps.retrieval import rank_images
 from vdna.distributions import VDNAHist
 
 
@@ -34,6 +39,8 @@ def main() -> None:
     parser.add_argument("--neurons", type=int, default=1000, help="per layer")
     parser.add_argument("--bins", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--images", help="saved per-image DNAs to rank")
+    parser.add_argument("--reference", help="saved histogram DNA to rank them against")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
@@ -48,6 +55,21 @@ def main() -> None:
         f"EMD of {first.num_neurons} neurons x {args.bins} bins: {statistics.median(times) * 1e3:.1f} ms "
         f"(median of {args.repeats}; min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f}); value {value.item():.4f}"
     )
+    if args.images and args.reference:
+        images, reference = load_vdna_from_files(args.images), load_vdna_from_files(args.reference)
+        stored = sum(part["counts"].numel() for part in images.data.values())
+        rank_images(images, reference)
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            ranking = rank_images(images, reference)
+            times.append(time.perf_counter() - start)
+        print(
+            f"ranking {len(images)} per-image DNAs ({images.num_neurons} neurons x {images.hist_nb_bins} bins, "
+            f"{stored / len(images):,.0f} non-empty bins per image) against a {reference.num_images}-image DNA: "
+            f"{statistics.median(times):.3f} s (median of {args.repeats}; min {min(times):.3f}, max {max(times):.3f}); "
+            f"closest {ranking[0].name} at {ranking[0].distance:.4f}"
+        )
 
 
 if __name__ == "__main__":
