@@ -177,6 +177,23 @@ def _add_rows(offsets, bins, counts, images, neurons, out):  # pragma: no cover 
                 out[neuron, bins[entry]] += counts[entry]
 
 
+@numba.njit(cache=True, boundscheck=False)
+def _drain(scratch, sizes, bins, counts):  # pragma: no cover - compiled
+    """Move the non-empty bins of ``scratch`` (neurons, bins) to sparse rows, leaving it all zeros."""
+    stored = 0
+    for neuron in range(scratch.shape[0]):
+        row = scratch[neuron]
+        start = stored
+        for k in range(row.shape[0]):
+            if row[k] != 0:
+                bins[stored] = k
+                counts[stored] = row[k]
+                row[k] = 0
+                stored += 1
+        sizes[neuron] = stored - start
+    return stored
+
+
 def _narrowest(largest: int) -> torch.dtype:
     return torch.int16 if largest <= torch.iinfo(torch.int16).max else torch.int32
 
@@ -204,21 +221,26 @@ class ImageHistogramsAccumulator(Accumulator):
         self._bin_dtype = _narrowest(bins - 1)
 
     def _update_layer(self, layer: str, activations: torch.Tensor) -> None:
-        scratch = self._scratch[layer]
+        scratch = self._scratch[layer]  # all zeros between images
+        neurons, bins = scratch.shape
         for image in activations.split(1):
-            scratch.zero_()
             nans = accumulate_histograms(image, scratch, self.binning[layer])
             if nans:
+                scratch.zero_()
                 raise ValueError(f"layer {layer!r}: the extractor produced {nans} NaN activation(s)")
-            filled = scratch > 0
-            counts = scratch[filled]
-            self._parts[layer].append(
-                (
-                    filled.sum(dim=1).cpu(),
-                    filled.nonzero()[:, 1].to(self._bin_dtype).cpu(),
-                    counts.to(_narrowest(int(counts.max()) if counts.numel() else 0)).cpu(),
-                )
-            )
+            if scratch.device.type == "cpu":
+                capacity = neurons * min(bins, image.shape[2])
+                sizes = np.empty(neurons, dtype=np.int64)
+                filled_bins = np.empty(capacity, dtype=np.int32)
+                counts = np.empty(capacity, dtype=np.int64)
+                stored = _drain(scratch.numpy(), sizes, filled_bins, counts)
+                sizes_t, bins_t, counts_t = (torch.from_numpy(a) for a in (sizes, filled_bins[:stored], counts[:stored]))
+            else:
+                filled = scratch > 0
+                sizes_t, bins_t, counts_t = filled.sum(dim=1).cpu(), filled.nonzero()[:, 1].cpu(), scratch[filled].cpu()
+                scratch.zero_()
+            largest = int(counts_t.max()) if counts_t.numel() else 0
+            self._parts[layer].append((sizes_t, bins_t.to(self._bin_dtype), counts_t.to(_narrowest(largest))))
 
     def _merge_state(self, other: ImageHistogramsAccumulator) -> None:
         for layer in self._parts:
