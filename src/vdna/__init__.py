@@ -10,7 +10,7 @@
 
 from ._version import __version__
 from .distances import EMD, FD, NFD, check_comparable
-from .distributions import VDNAActivationRanges, VDNAGauss, VDNAHist, VDNALayerGauss
+from .distributions import VDNAActivationRanges, VDNAGauss, VDNAHist, VDNAImageHist, VDNAImageMeans, VDNALayerGauss
 from .dna import VDNA, merge_vdnas
 from .extractors import DEFAULT_EXTRACTOR, create_extractor, list_extractors, register_extractor
 from .io import load_vdna_from_files, save_vdna
@@ -29,6 +29,8 @@ __all__ = [
     "VDNAActivationRanges",
     "VDNAGauss",
     "VDNAHist",
+    "VDNAImageHist",
+    "VDNAImageMeans",
     "VDNALayerGauss",
     "VDNAProcessor",
     "__version__",

@@ -28,7 +28,8 @@ def _add_make_options(parser: argparse.ArgumentParser, distribution_default: str
     group.add_argument(
         "--distribution",
         default=distribution_default,
-        help="histogram-B (e.g. histogram-1000), gaussian, layer-gaussian or activation-ranges"
+        help="histogram-B (e.g. histogram-1000), gaussian, layer-gaussian, activation-ranges, or per image: "
+        "image-histogram-B, image-mean"
         + (f" (default: {distribution_default})" if distribution_default else " (default: the metric's)"),
     )
     group.add_argument("--batch-size", type=int, default=64, help="images per loader batch (default: 64)")
