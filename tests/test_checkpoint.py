@@ -100,3 +100,23 @@ def test_a_killed_make_resumes_to_the_dna_of_an_uninterrupted_run(folder, tmp_pa
     subprocess.run(command, check=True)
     assert_same_histograms(load_vdna_from_files(tmp_path / "resumed"), load_vdna_from_files(tmp_path / "whole"))
     assert not checkpoint.exists()
+
+
+@pytest.mark.parametrize("distribution", ["image-histogram-1000", "image-mean"])
+def test_per_image_runs_resume_to_the_same_images(processor, folder, tmp_path, distribution):
+    reference = processor.make_vdna(folder, distribution_name=distribution, verbose=False, num_workers=0)
+    checkpoint = tmp_path / "i.ckpt"
+    broken, _, repair = copy_with_a_broken_image(folder, tmp_path, 10, b"")
+    with pytest.raises(ValueError, match="empty file"):
+        processor.make_vdna(broken, distribution_name=distribution, verbose=False, num_workers=0,
+                            batch_size=3, checkpoint=checkpoint, checkpoint_every=3)
+    repair()
+    resumed = processor.make_vdna(broken, distribution_name=distribution, verbose=False, num_workers=0,
+                                  checkpoint=checkpoint, checkpoint_every=3)
+    assert [name.rsplit("/", 1)[1] for name in resumed.names] == [name.rsplit("/", 1)[1] for name in reference.names]
+    for layer in reference.neurons_list:
+        mine, theirs = resumed.data[layer], reference.data[layer]
+        if distribution == "image-mean":
+            assert torch.equal(mine, theirs)
+        else:
+            assert all(torch.equal(mine[key], theirs[key]) for key in ("offsets", "bins", "counts"))
