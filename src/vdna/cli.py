@@ -47,10 +47,29 @@ def _add_make_options(parser: argparse.ArgumentParser, distribution_default: str
     group.add_argument("--checkpoint", default=None, help="save the run's state to this file, and resume from it")
     group.add_argument("--checkpoint-every", type=int, default=1000, help="images between checkpoints (default: 1000)")
     group.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed) instead of stopping")
+    group.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                       help="make the DNA on Ray: a local Ray, or the cluster at ADDRESS (auto, ray://head:10001)")
+    group.add_argument("--ray-actors", type=int, default=None, help="with --ray: actors running the network")
+    group.add_argument("--ray-gpus-per-actor", type=float, default=0, help="with --ray: GPUs per actor (default 0)")
+    group.add_argument("--ray-threads", type=int, default=None,
+                       help="with --ray: torch threads per actor (default: as a local run)")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _make(processor: VDNAProcessor, source: str, args: argparse.Namespace, distribution: str) -> VDNA:
+    if getattr(args, "ray", None) is not None:
+        if args.checkpoint or args.compile:
+            raise ValueError("--checkpoint and --compile are options of local runs, not of --ray")
+        from .distributed import make_vdna_ray
+
+        return make_vdna_ray(
+            source, num_images=args.num_images, shuffle_files=args.shuffle, feat_extractor_name=args.extractor,
+            distribution_name=distribution, seed=args.seed, batch_size=args.batch_size, device=args.device,
+            verbose=not args.quiet, crop_to_square_pre_resize=args.crop, activation_ranges=args.ranges,
+            weights=args.weights, on_error="skip" if args.skip_bad else "raise", precision=args.precision,
+            num_actors=args.ray_actors, num_gpus_per_actor=args.ray_gpus_per_actor,
+            threads_per_actor=args.ray_threads, address=args.ray or None,
+        )
     return processor.make_vdna(
         source,
         num_images=args.num_images,
@@ -390,6 +409,9 @@ def command_sample_size(args: argparse.Namespace) -> int:
 
 def command_report(args: argparse.Namespace) -> int:
     from .report import make_report
+
+    if args.ray is not None or args.checkpoint:
+        raise ValueError("a report makes per-image DNAs in this process: --ray and --checkpoint do not apply")
 
     options = {
         "feat_extractor_name": args.extractor, "batch_size": args.batch_size, "device": args.device,

@@ -265,6 +265,66 @@ def _save_sample_images(
         Image.fromarray(np.rint(pixels).astype(np.uint8)).save(folder / f"{number}.png")
 
 
+def run_provenance(
+    info: Any,
+    ranges: ActivationRanges | None,
+    parameters: dict[str, Any],
+    used: list[str],
+    skipped: list[dict[str, str]],
+    *,
+    source: Any,
+    crop: str,
+    shuffle_files: bool,
+    num_images: int,
+    workers: int,
+    batch_size: int,
+    device: torch.device,
+    verbose: bool,
+    n_sample_images: int,
+    seed: int,
+    precision: str,
+    compile: bool,
+    threads: int | None = None,
+) -> Provenance:
+    """What a DNA records about how it was made (vdna 0.1.1's settings, then ours).
+
+    ``threads``: torch's intra-op threads on the CPU (default: this process's), recorded because
+    CPU convolutions round differently with different thread counts.
+    """
+    return Provenance(
+        weights_sha256=info.weights_sha256,
+        ranges_sha256=ranges.digest if ranges is not None else None,
+        images=used,
+        skipped=skipped,
+        data_settings={
+            "source": _describe_source(source),
+            "crop_to_square_pre_resize": crop,
+            "resize_mode": "clean",
+            "shuffle_files": shuffle_files,
+            "num_images": num_images,
+        },
+        extraction_settings={
+            "range_scale_for_norm_params": 1 + ranges.margin if ranges is not None else 1.2,
+            "hist_range": [-1.0, 1.0],
+            "hist_nb_bins": parameters.get("bins", 0),
+            "num_workers": workers,
+            "batch_size": batch_size,
+            "device": str(device),
+            "verbose": verbose,
+            "n_sample_images": n_sample_images,
+            "seed": seed,
+            "margin_mode": ranges.margin_mode if ranges is not None else None,
+            "input_size": list(info.input_size),
+            "mean": list(info.mean),
+            "std": list(info.std),
+            "weights_source": info.weights_source,
+            "precision": precision,
+            "compile": compile,
+            "torch_threads": threads or torch.get_num_threads(),
+        },
+    )
+
+
 def _check_positive(value: Any, name: str, allow_zero: bool = False) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < (0 if allow_zero else 1):
         bound = "a non-negative" if allow_zero else "a positive"
@@ -321,7 +381,7 @@ class VDNAProcessor:
         index, a ``.zip``, a list of numpy arrays or PIL images, a dataset or any iterable of those.
         ``num_images`` (-1: all) and ``shuffle_files``/``seed`` pick a subset as vdna 0.1.1 did.
         ``distribution_name``: ``histogram-B``, ``gaussian``, ``layer-gaussian`` or
-        ``activation-ranges``. ``device=None`` is CUDA when available; ``num_workers=None`` uses
+        ``activation-ranges``, or per image ``image-histogram-B`` and ``image-mean``. ``device=None`` is CUDA when available; ``num_workers=None`` uses
         every available core. ``on_error="skip"`` skips unreadable images and records them in the
         DNA's metadata instead of raising. ``forward_batch_size`` (images per forward pass)
         defaults to 1 on the CPU and to ``batch_size`` on CUDA. ``precision="bfloat16"`` or
@@ -398,36 +458,10 @@ class VDNAProcessor:
             )
         if accumulator.num_images == 0:
             raise ValueError(f"none of the {len(report.skipped)} images of {_describe_source(source)} could be used")
-        provenance = Provenance(
-            weights_sha256=info.weights_sha256,
-            ranges_sha256=ranges.digest if ranges is not None else None,
-            images=report.used,
-            skipped=report.skipped,
-            data_settings={
-                "source": _describe_source(source),
-                "crop_to_square_pre_resize": crop_to_square_pre_resize,
-                "resize_mode": "clean",
-                "shuffle_files": shuffle_files,
-                "num_images": num_images,
-            },
-            extraction_settings={
-                "range_scale_for_norm_params": 1 + ranges.margin if ranges is not None else 1.2,
-                "hist_range": [-1.0, 1.0],
-                "hist_nb_bins": parameters.get("bins", 0),
-                "num_workers": workers,
-                "batch_size": batch_size,
-                "device": str(device),
-                "verbose": verbose,
-                "n_sample_images": n_sample_images,
-                "seed": seed,
-                "margin_mode": ranges.margin_mode if ranges is not None else None,
-                "input_size": list(info.input_size),
-                "mean": list(info.mean),
-                "std": list(info.std),
-                "weights_source": info.weights_source,
-                "precision": precision,
-                "compile": compile,
-            },
+        provenance = run_provenance(
+            info, ranges, parameters, report.used, report.skipped, source=source, crop=crop_to_square_pre_resize,
+            shuffle_files=shuffle_files, num_images=num_images, workers=workers, batch_size=batch_size, device=device,
+            verbose=verbose, n_sample_images=n_sample_images, seed=seed, precision=precision, compile=compile,
         )
         vdna = accumulator.result(info.name, provenance)
         if store is not None:

@@ -1,0 +1,229 @@
+"""Making a DNA on a Ray cluster: Ray Data reads and preprocesses, an actor pool runs the network.
+
+Images are read and preprocessed by Ray Data tasks in parallel, the resulting stream is split
+between ``num_actors`` actors that each hold the frozen extractor and one accumulator, and the
+actors' accumulators are merged at the end. DNAs are sums, so the result does not depend on which
+actor saw which image: histograms are bit-identical to the single-process DNA of the same images
+(each image goes through the network on its own, as on the local path), Gaussians equal to float64
+round-off. Ray is optional: ``pip install "vdna[ray]"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .distributions import parse_distribution
+from .dna import VDNA
+from .extractors import DEFAULT_EXTRACTOR, create_extractor, resolve_device
+from .preprocess import DEFAULT_MAX_IMAGE_PIXELS, ImageError, Preprocessor
+from .processor import ON_ERROR, _check_positive, _prepare, forward_function, resolve_ranges, run_provenance
+from .sources import ImageCollection, open_source
+
+logger = logging.getLogger(__name__)
+
+
+def _ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ImportError('the Ray backend needs Ray: pip install "vdna[ray]"') from None
+    return ray
+
+
+_COLLECTIONS: dict[str, ImageCollection] = {}
+
+
+def _collection(reference: Any) -> ImageCollection:
+    """The run's image collection, fetched from the object store once per worker process."""
+    ray = _ray()
+    if not isinstance(reference, ray.ObjectRef):
+        return reference
+    key = reference.hex()
+    if key not in _COLLECTIONS:
+        _COLLECTIONS.clear()
+        _COLLECTIONS[key] = ray.get(reference)
+    return _COLLECTIONS[key]
+
+
+def _preprocess(batch: dict[str, np.ndarray], collection: Any, preprocessor: Preprocessor, max_pixels: int) -> dict[str, np.ndarray]:
+    """Ray Data batch function: image positions -> network inputs, or the reason an image failed."""
+    images = _collection(collection)
+    positions, pixels, reasons = [], [], []
+    for position in batch["id"].tolist():
+        name = images.names[position]
+        try:
+            raw = images.load(position)
+        except Exception as error:
+            outcome = (position, name, None, f"cannot be read ({type(error).__name__}: {error})")
+        else:
+            outcome = _prepare(raw, name, position, preprocessor, max_pixels)
+        positions.append(position)
+        pixels.append(outcome[2].numpy() if outcome[2] is not None else None)
+        reasons.append(outcome[3] or "")
+    blank = np.zeros((3, *preprocessor.size), dtype=np.float32)
+    return {
+        "position": np.asarray(positions, dtype=np.int64),
+        "pixels": np.stack([p if p is not None else blank for p in pixels]),
+        "reason": np.asarray(reasons, dtype=object),
+    }
+
+
+def _worker_class(ray: Any) -> type:
+    @ray.remote
+    class ExtractionWorker:
+        """Holds the frozen extractor and one accumulator; consumes its share of the preprocessed stream."""
+
+        def __init__(self, name, weights, distribution, ranges, device, precision, threads):
+            torch.set_num_threads(threads)
+            dna_class, parameters = parse_distribution(distribution)
+            self.device = resolve_device(device)
+            self.extractor = create_extractor(name, weights=weights, device=self.device)
+            self.forward = forward_function(self.extractor, self.device, precision)
+            self.accumulator = dna_class.accumulator(parameters, self.extractor.info.layers, ranges, self.device)
+
+        def consume(self, shard, batch_size, forward_batch_size, on_error, progress):
+            used, skipped = [], []
+            with torch.inference_mode():
+                for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy"):
+                    good = [i for i, reason in enumerate(batch["reason"]) if not reason]
+                    for i, reason in enumerate(batch["reason"]):
+                        if reason:
+                            if on_error == "raise":
+                                return {"error": (int(batch["position"][i]), reason)}
+                            skipped.append((int(batch["position"][i]), reason))
+                    if good:
+                        images = torch.from_numpy(np.ascontiguousarray(batch["pixels"][good])).to(self.device)
+                        for chunk in images.split(forward_batch_size):
+                            self.accumulator.update(self.forward(chunk))
+                        used.extend(int(p) for p in batch["position"][good])
+                    progress.add.remote(len(batch["reason"]))
+            return {"accumulator": self.accumulator, "used": used, "skipped": skipped}
+
+    return ExtractionWorker
+
+
+def _progress_class(ray: Any) -> type:
+    @ray.remote(num_cpus=0)
+    class Progress:
+        def __init__(self):
+            self.done = 0
+
+        def add(self, count: int) -> None:
+            self.done += count
+
+        def value(self) -> int:
+            return self.done
+
+    return Progress
+
+
+def make_vdna_ray(
+    source: Any,
+    num_images: int = -1,
+    shuffle_files: bool = False,
+    feat_extractor_name: str = DEFAULT_EXTRACTOR,
+    distribution_name: str = "histogram-1000",
+    seed: int = 0,
+    batch_size: int = 64,
+    device: str | None = None,
+    verbose: bool = True,
+    crop_to_square_pre_resize: str = "none",
+    *,
+    activation_ranges: Any = None,
+    weights: str | None = None,
+    on_error: str = "raise",
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    forward_batch_size: int | None = None,
+    precision: str = "float32",
+    num_actors: int | None = None,
+    num_gpus_per_actor: float = 0,
+    threads_per_actor: int | None = None,
+    address: str | None = None,
+) -> VDNA:
+    """Make the DNA of ``source`` on Ray; the same arguments and result as :meth:`VDNAProcessor.make_vdna`.
+
+    Attaches to the Ray cluster at ``address`` (``"auto"``, ``"ray://head:10001"``), to the one
+    already initialised in this process, or starts a local one. ``num_actors`` actors (default: one
+    per GPU with ``num_gpus_per_actor``, else one) each hold the extractor; with
+    ``num_gpus_per_actor`` they run on GPUs. ``threads_per_actor`` sets their torch threads
+    (default: this process's, as a local run would use): CPU convolutions round differently with
+    different thread counts, so a DNA is bit-identical to a local one made with as many threads.
+    Sources must have a known length (folders, lists, indexes, zip files, tar shards).
+    """
+    ray = _ray()
+    _check_positive(batch_size, "batch_size")
+    if forward_batch_size is not None:
+        _check_positive(forward_batch_size, "forward_batch_size")
+    if num_actors is not None:
+        _check_positive(num_actors, "num_actors")
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    if num_gpus_per_actor < 0:
+        raise ValueError(f"num_gpus_per_actor must be non-negative, got {num_gpus_per_actor}")
+    dna_class, parameters = parse_distribution(distribution_name)
+    if dna_class.type in ("image-histogram", "image-mean"):
+        raise ValueError(f"per-image DNAs ({distribution_name}) keep images in order: make them with VDNAProcessor.make_vdna")
+    collection = open_source(source, num_images, shuffle_files, seed)
+    if not isinstance(collection, ImageCollection):
+        raise ValueError("the Ray backend needs a source of known length (a folder, list, index, zip or tar shards)")
+    actor_device = device or ("cuda" if num_gpus_per_actor > 0 else "cpu")
+    extractor = create_extractor(feat_extractor_name, weights=weights, device="cpu")
+    info = extractor.info
+    ranges = resolve_ranges(activation_ranges, extractor) if dna_class.needs_ranges else None
+    del extractor
+    preprocessor = Preprocessor(info.input_size, info.mean, info.std, crop_to_square_pre_resize, seed)
+
+    if not ray.is_initialized():
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, logging_level=logging.WARNING)
+    if num_actors is None:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        num_actors = max(1, int(gpus // num_gpus_per_actor)) if num_gpus_per_actor > 0 else 1
+    dataset = ray.data.range(len(collection)).map_batches(
+        _preprocess, fn_kwargs={"collection": ray.put(collection), "preprocessor": preprocessor, "max_pixels": max_image_pixels},
+        batch_size=8,
+    )
+    shards = dataset.streaming_split(num_actors, equal=False)
+    threads = threads_per_actor or torch.get_num_threads()
+    worker_class = _worker_class(ray).options(num_cpus=0, num_gpus=num_gpus_per_actor)
+    workers = [
+        worker_class.remote(feat_extractor_name, weights, distribution_name, ranges, actor_device, precision, threads)
+        for _ in range(num_actors)
+    ]
+    progress = _progress_class(ray).remote()
+    step = forward_batch_size or (1 if resolve_device(actor_device).type == "cpu" else batch_size)
+    pending = [w.consume.remote(shard, batch_size, step, on_error, progress) for w, shard in zip(workers, shards)]
+    started = time.perf_counter()
+    with tqdm(total=len(collection), unit="img", desc=f"DNA {distribution_name} on Ray", disable=not verbose) as bar:
+        remaining = list(pending)
+        while remaining:
+            _, remaining = ray.wait(remaining, timeout=1.0, num_returns=len(remaining))
+            bar.update(ray.get(progress.value.remote()) - bar.n)
+    results = ray.get(pending)
+    logger.info("Ray run of %d images in %.1f s", len(collection), time.perf_counter() - started)
+    for result in results:
+        if "error" in result:
+            position, reason = result["error"]
+            raise ImageError(collection.names[position], reason)
+    accumulator = results[0]["accumulator"]
+    for result in results[1:]:
+        accumulator.merge(result["accumulator"])
+    used = sorted(position for result in results for position in result["used"])
+    skipped = sorted((item for result in results for item in result["skipped"]), key=lambda item: item[0])
+    if not used:
+        raise ValueError(f"none of the {len(skipped)} images of {source} could be used")
+    provenance = run_provenance(
+        info, ranges, parameters, [collection.names[p] for p in used],
+        [{"name": collection.names[p], "reason": reason} for p, reason in skipped],
+        source=source, crop=crop_to_square_pre_resize, shuffle_files=shuffle_files, num_images=num_images,
+        workers=num_actors, batch_size=batch_size, device=resolve_device(actor_device), verbose=verbose,
+        n_sample_images=0, seed=seed, precision=precision, compile=False, threads=threads,
+    )
+    provenance.extraction_settings["backend"] = "ray"
+    return accumulator.result(info.name, provenance)
