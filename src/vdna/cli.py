@@ -193,6 +193,19 @@ def command_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_calibrate(args: argparse.Namespace) -> int:
+    processor = VDNAProcessor()
+    ranges = processor.calibrate(
+        args.source, args.extractor, args.output, margin=args.margin, batch_size=args.batch_size, device=args.device,
+        verbose=not args.quiet, num_workers=args.workers, num_images=args.num_images, shuffle_files=args.shuffle,
+        seed=args.seed, crop_to_square_pre_resize=args.crop, weights=args.weights,
+        on_error="skip" if args.skip_bad else "raise",
+    )
+    print(f"activation ranges of {ranges.num_images} images, {sum(ranges.neurons_list.values())} neurons "
+          f"({args.extractor}) -> {args.output} (sha256 {ranges.digest})")
+    return 0
+
+
 def command_extractors(args: argparse.Namespace) -> int:
     for name in list_extractors():
         if args.details:
@@ -550,6 +563,17 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser("inspect", help="describe a saved DNA")
     inspect.add_argument("dna")
     inspect.set_defaults(handler=command_inspect)
+
+    calibrate = commands.add_parser("calibrate", help="activation ranges of an extractor over your images", description=(
+        "Compute every neuron's minimum and maximum activation over the images of SOURCE with --extractor and save "
+        "them as OUTPUT (JSON); histograms made with --ranges OUTPUT (activation_ranges= in Python) normalise each "
+        "neuron with its range widened by --margin (appendix A.2 of the paper). Needed for extractors without "
+        "published ranges (e.g. timm:<model>, resnet50, dinov2_*)."))
+    calibrate.add_argument("source")
+    calibrate.add_argument("-o", "--output", required=True, help="ranges file to write (JSON)")
+    calibrate.add_argument("--margin", type=float, default=0.2, help="widening of each range (default 0.2)")
+    _add_make_options(calibrate, None)
+    calibrate.set_defaults(handler=command_calibrate)
 
     extractors = commands.add_parser("extractors", help="list the registered feature extractors")
     extractors.add_argument("--details", action="store_true", help="also build each (random weights) to show its layers")

@@ -349,6 +349,28 @@ class VDNAProcessor:
             self._extractor_key = key
         return self._extractor
 
+    def calibrate(
+        self,
+        source: Any,
+        feat_extractor_name: str = DEFAULT_EXTRACTOR,
+        output: str | os.PathLike | None = None,
+        margin: float = 0.2,
+        **make_options: Any,
+    ) -> ActivationRanges:
+        """Per-neuron activation ranges of ``feat_extractor_name`` over the images of ``source`` (appendix A.2).
+
+        The minimum and maximum of every neuron, widened by ``margin`` (20% by default) when
+        histograms use them. Saved to ``output`` (JSON) when given, for
+        ``make_vdna(..., activation_ranges=output)``; ``make_options`` go to :meth:`make_vdna`.
+        """
+        if not 0 <= margin < 10:
+            raise ValueError(f"margin must be a fraction in [0, 10), got {margin}")
+        extremes = self.make_vdna(source, feat_extractor_name=feat_extractor_name, distribution_name="activation-ranges", **make_options)
+        ranges = extremes.to_ranges(margin, description=f"min/max over {extremes.num_images} images of {_describe_source(source)}")
+        if output is not None:
+            ranges.save(output)
+        return ranges
+
     def make_vdna(
         self,
         source: Any,

@@ -15,7 +15,7 @@ Add your own by decorating a factory ``(pretrained: bool, weights: str | None) -
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
@@ -57,15 +57,28 @@ def create_extractor(
     pretrained: bool = True,
     weights: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
+    layers: Sequence[str] | Mapping[str, str] | None = None,
 ) -> Extractor:
-    """Build the extractor registered as ``name``, frozen, in eval mode, on ``device``."""
-    if name not in _FACTORIES:
-        raise ValueError(f"unknown feature extractor {name!r}; registered: {', '.join(list_extractors())}")
-    extractor = _FACTORIES[name](pretrained=pretrained, weights=weights)
+    """Build the extractor registered as ``name`` (or any timm model as ``timm:<model_name>``), frozen, in eval mode, on ``device``.
+
+    ``pretrained=False`` builds the architecture with random weights (no download); ``weights`` is
+    a local weights file to use instead of the published one. ``layers`` chooses the layers of a
+    ``timm:`` model (module paths, or ``{name: module path}``).
+    """
+    if name.startswith(zoo.TIMM_PREFIX):
+        extractor = zoo.timm_extractor(name[len(zoo.TIMM_PREFIX):], pretrained=pretrained, weights=weights, layers=layers)
+    elif name not in _FACTORIES:
+        raise ValueError(
+            f"unknown feature extractor {name!r}; registered: {', '.join(list_extractors())}, or timm:<any timm model>"
+        )
+    elif layers is not None:
+        raise ValueError(f"layers= chooses the layers of timm: models; {name!r} has fixed layers")
+    else:
+        extractor = _FACTORIES[name](pretrained=pretrained, weights=weights)
     return extractor.to(resolve_device(device)).eval().requires_grad_(False)
 
 
-from . import efficientnet  # noqa: E402,F401  (registers the embedded default)
+from . import efficientnet, zoo  # noqa: E402,F401  (register the embedded default and the zoo)
 
 __all__ = [
     "DEFAULT_EXTRACTOR",
