@@ -149,3 +149,21 @@ def test_rank_refuses_a_dataset_dna_as_per_image_dnas(folders, tmp_path, capsys)
     assert main(["make", str(folders["urban"]), "-o", str(tmp_path / "u"), *QUIET]) == 0
     assert main(["rank", str(tmp_path / "u"), str(tmp_path / "u")]) == 2
     assert "needs per-image DNAs (image-histogram)" in capsys.readouterr().err
+
+
+def test_calibrate_writes_ranges_that_make_vdna_uses(folders, tmp_path, capsys, processor):
+    output = tmp_path / "ranges.json"
+    assert main(["calibrate", str(folders["urban"]), "-o", str(output), "--margin", "0.1", *QUIET]) == 0
+    line = capsys.readouterr().out.strip()
+    from vdna import load_activation_ranges
+
+    ranges = load_activation_ranges(output)
+    assert line.endswith(f"(sha256 {ranges.digest})") and "activation ranges of 5 images, 3120 neurons" in line
+    assert ranges.margin == 0.1
+    dna = processor.make_vdna(folders["bsd"], activation_ranges=output, verbose=False)
+    default = processor.make_vdna(folders["bsd"], verbose=False)
+    assert dna.provenance.ranges_sha256 == ranges.digest != default.provenance.ranges_sha256
+    with pytest.raises(ValueError, match="activation ranges differ"):
+        EMD(dna, default)
+    assert main(["calibrate", str(folders["urban"]), "-o", str(output), "--distribution", "gaussian"]) == 2
+    assert "--distribution do not apply" in capsys.readouterr().err

@@ -194,6 +194,10 @@ def command_inspect(args: argparse.Namespace) -> int:
 
 
 def command_calibrate(args: argparse.Namespace) -> int:
+    unused = [flag for flag, value in (("--distribution", args.distribution), ("--ranges", args.ranges),
+                                       ("--ray", args.ray), ("--checkpoint", args.checkpoint)) if value is not None]
+    if unused:
+        raise ValueError(f"calibrate makes activation ranges in this process: {', '.join(unused)} do not apply")
     processor = VDNAProcessor()
     ranges = processor.calibrate(
         args.source, args.extractor, args.output, margin=args.margin, batch_size=args.batch_size, device=args.device,
