@@ -1,11 +1,13 @@
 """The Ray backend against one process: identical DNAs, and images per second.
 
-Makes the histogram DNA of every image of a folder three times in one run: in this process
-(``VDNAProcessor.make_vdna``), then on a local Ray (``ray.init(num_cpus=CPUS)``) with 1 and with 2
-actors. Prints, per run, the wall time and images/s, and whether each Ray DNA equals the
-single-process one bit for bit (every layer's counts, the image list).
+Makes the histogram DNA of every image of a folder in this process (``VDNAProcessor.make_vdna``)
+with each torch thread count used, then on a local Ray (``ray.init(num_cpus=CPUS)``) with each
+``ACTORSxTHREADS`` configuration. Prints, per run, the wall time and images/s, and whether each
+Ray DNA equals, bit for bit, the single-process DNA made with as many torch threads (every
+layer's counts, and the image list). CPU convolutions round differently with different thread
+counts, hence one reference per count.
 
-    python benchmarks/ray_throughput.py ../shared/data/imagenet1k
+    python benchmarks/ray_throughput.py ../shared/data/imagenet1k --configs 1x2 2x1 2x2
 """
 
 from __future__ import annotations
@@ -25,28 +27,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path)
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray (default 2)")
-    parser.add_argument("--actors", default="1,2", help="actor counts to run (default 1,2)")
+    parser.add_argument("--configs", nargs="+", default=["1x2", "2x1", "2x2"], help="ACTORSxTHREADS runs on Ray")
     args = parser.parse_args()
-    count = sum(1 for path in args.folder.rglob("*") if path.is_file())
-    started = time.perf_counter()
-    local = VDNAProcessor().make_vdna(args.folder, verbose=False)
-    local_time = time.perf_counter() - started
-    rows = [("single process", local_time, "reference")]
+    configs = [tuple(int(part) for part in config.split("x")) for config in args.configs]
+    default_threads = torch.get_num_threads()
+    processor = VDNAProcessor()
+    rows, references = [], {}
+    for threads in sorted({threads for _, threads in configs}, reverse=True):
+        torch.set_num_threads(threads)
+        started = time.perf_counter()
+        references[threads] = processor.make_vdna(args.folder, verbose=False)
+        rows.append((f"one process, {threads} thread{'s' if threads > 1 else ''}", time.perf_counter() - started, "reference"))
+    torch.set_num_threads(default_threads)
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     make_vdna_ray(sorted(args.folder.iterdir())[:4], verbose=False)  # start-up and worker imports
-    for actors in (int(a) for a in args.actors.split(",")):
+    for actors, threads in configs:
         started = time.perf_counter()
-        distributed = make_vdna_ray(args.folder, verbose=False, num_actors=actors)
+        distributed = make_vdna_ray(args.folder, verbose=False, num_actors=actors, threads_per_actor=threads)
         elapsed = time.perf_counter() - started
+        local = references[threads]
         equal_layers = sum(torch.equal(distributed.data[layer], local.data[layer]) for layer in local.neurons_list)
         same_images = distributed.provenance.images == local.provenance.images
-        rows.append((f"Ray, {actors} actor{'s' if actors > 1 else ''}", elapsed,
-                     f"{equal_layers}/{len(local.neurons_list)} layers bit-identical, image list {'equal' if same_images else 'DIFFERENT'}"))
+        rows.append((f"Ray, {actors} actor{'s' if actors > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}", elapsed,
+                     f"{equal_layers}/{len(local.neurons_list)} layers bit-identical to one process with {threads} "
+                     f"thread{'s' if threads > 1 else ''}, image list {'equal' if same_images else 'DIFFERENT'}"))
     ray.shutdown()
-    print(f"{count} images of {args.folder}, histogram-1000, torch threads {torch.get_num_threads()}, Ray CPUs {args.cpus}")
-    print(f"{'run':18s} {'wall s':>8s} {'images/s':>9s}  identity")
+    count = next(iter(references.values())).num_images
+    print(f"{count} images of {args.folder}, histogram-1000, Ray CPUs {args.cpus}")
+    print("| run | wall s | images/s | identity |")
+    print("| --- | --- | --- | --- |")
     for name, elapsed, identity in rows:
-        print(f"{name:18s} {elapsed:8.1f} {local.num_images / elapsed:9.1f}  {identity}")
+        print(f"| {name} | {elapsed:.1f} | {count / elapsed:.1f} | {identity} |")
 
 
 if __name__ == "__main__":
