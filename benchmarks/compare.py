@@ -45,31 +45,33 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     first, second = (synthetic_dna(rng, args.layers, args.neurons, args.bins) for _ in range(2))
-    EMD(first, second)
-    times = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        value = EMD(first, second)
-        times.append(time.perf_counter() - start)
-    print(
-        f"EMD of {first.num_neurons} neurons x {args.bins} bins: {statistics.median(times) * 1e3:.1f} ms "
-        f"(median of {args.repeats}; min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f}); value {value.item():.4f}"
-    )
+    value, times = timed(lambda: EMD(first, second), args.repeats)
+    print(f"EMD of {first.num_neurons} neurons x {args.bins} bins: {describe(times, 1e3, 'ms')}; value {value.item():.4f}")
     if args.images and args.reference:
         images, reference = load_vdna_from_files(args.images), load_vdna_from_files(args.reference)
         stored = sum(part["counts"].numel() for part in images.data.values())
-        rank_images(images, reference)
-        times = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            ranking = rank_images(images, reference)
-            times.append(time.perf_counter() - start)
+        ranking, times = timed(lambda: rank_images(images, reference), args.repeats)
         print(
             f"ranking {len(images)} per-image DNAs ({images.num_neurons} neurons x {images.hist_nb_bins} bins, "
             f"{stored / len(images):,.0f} non-empty bins per image) against a {reference.num_images}-image DNA: "
-            f"{statistics.median(times):.3f} s (median of {args.repeats}; min {min(times):.3f}, max {max(times):.3f}); "
-            f"closest {ranking[0].name} at {ranking[0].distance:.4f}"
+            f"{describe(times, 1.0, 's')}; closest {ranking[0].name} at {ranking[0].distance:.4f}"
         )
+
+
+def timed(run, repeats: int) -> tuple:
+    """The result of ``run()`` and the times of ``repeats`` calls after a warm-up call."""
+    result = run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - start)
+    return result, times
+
+
+def describe(times: list[float], scale: float, unit: str) -> str:
+    return (f"{statistics.median(times) * scale:.3f} {unit} (median of {len(times)}; "
+            f"min {min(times) * scale:.3f}, max {max(times) * scale:.3f})")
 
 
 if __name__ == "__main__":

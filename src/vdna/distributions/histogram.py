@@ -17,28 +17,33 @@ _NAME = re.compile(r"histogram-(\d+)")
 _INT32_MAX = np.iinfo(np.int32).max
 
 
-class VDNAHist(DNAType):
-    """Histograms ``(neurons, bins)`` of int64 counts per layer, over [-1, 1] after normalisation."""
+def parse_bins(pattern: re.Pattern, name: str) -> dict[str, Any] | None:
+    """``{"bins": B}`` from a name such as ``histogram-B``; None if ``pattern`` does not match."""
+    match = pattern.fullmatch(name)
+    if match is None:
+        return None
+    bins = int(match.group(1))
+    if not 2 <= bins <= _INT32_MAX:
+        raise ValueError(f"a histogram needs at least 2 bins, got {name!r}")
+    return {"bins": bins}
 
-    type = "histogram"
+
+class BinnedDNA(DNAType):
+    """What histogram DNAs share: ``B`` bins named in the distribution (``<type>-B``), activation ranges."""
+
     needs_ranges = True
+    name_pattern: re.Pattern
 
     def __init__(self, name, feature_extractor_name, neurons_list, data, num_images, provenance=None):
         super().__init__(name, feature_extractor_name, neurons_list, data, num_images, provenance)
         parameters = self.parse_name(name)
         if parameters is None:
-            raise ValueError(f"not a histogram distribution name: {name!r}")
+            raise ValueError(f"not a {self.type} distribution name: {name!r}")
         self.hist_nb_bins = parameters["bins"]
 
     @classmethod
     def parse_name(cls, name: str) -> dict[str, Any] | None:
-        match = _NAME.fullmatch(name)
-        if match is None:
-            return None
-        bins = int(match.group(1))
-        if bins < 2:
-            raise ValueError(f"a histogram needs at least 2 bins, got {name!r}")
-        return {"bins": bins}
+        return parse_bins(cls.name_pattern, name)
 
     @classmethod
     def from_metadata(cls, distribution: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -48,6 +53,16 @@ class VDNAHist(DNAType):
             raise ValueError(f"name {name!r} and hist_nb_bins {stored!r} disagree")
         return parameters
 
+    def distribution_metadata(self) -> dict[str, Any]:
+        return {"hist_nb_bins": self.hist_nb_bins}
+
+
+class VDNAHist(BinnedDNA):
+    """Histograms ``(neurons, bins)`` of int64 counts per layer, over [-1, 1] after normalisation."""
+
+    type = "histogram"
+    name_pattern = _NAME
+
     @classmethod
     def create(cls, parameters, feature_extractor_name, neurons_list, data, num_images, provenance=None):
         name = f"histogram-{parameters['bins']}"
@@ -56,9 +71,6 @@ class VDNAHist(DNAType):
     @classmethod
     def accumulator(cls, parameters, layers, ranges, device) -> HistogramAccumulator:
         return HistogramAccumulator(parameters, layers, ranges, device)
-
-    def distribution_metadata(self) -> dict[str, Any]:
-        return {"hist_nb_bins": self.hist_nb_bins}
 
     def get_neuron_dist(self, layer_name: str, neuron_idx: int) -> torch.Tensor:
         """Counts of one neuron, shaped ``(1, bins)``."""
@@ -99,6 +111,18 @@ class VDNAHist(DNAType):
         return data
 
 
+def layer_binnings(
+    layers: Mapping[str, int], ranges: ActivationRanges | None, bins: int, device: torch.device
+) -> dict[str, Binning]:
+    """Each layer's binning of activations normalised with its activation ranges."""
+    if ranges is None:
+        raise ValueError(
+            "histogram DNAs need per-neuron activation ranges, and this extractor has none: "
+            "pass activation_ranges= (a file made with `vdna calibrate`)"
+        )
+    return {layer: Binning.create(*ranges.normalisation(layer), bins, device=device) for layer in layers}
+
+
 class HistogramAccumulator(Accumulator):
     """Running per-neuron counts; activations are normalised with the extractor's ranges, then binned."""
 
@@ -112,18 +136,11 @@ class HistogramAccumulator(Accumulator):
         device: torch.device,
     ):
         super().__init__(parameters, layers, device)
-        if ranges is None:
-            raise ValueError(
-                "histogram DNAs need per-neuron activation ranges, and this extractor has none: "
-                "pass activation_ranges= (a file made with `vdna calibrate`)"
-            )
         bins = parameters["bins"]
+        self.binning = layer_binnings(self.layers, ranges, bins, self.device)
         self.counts = {
             layer: torch.zeros((neurons, bins), dtype=torch.int64, device=self.device)
             for layer, neurons in self.layers.items()
-        }
-        self.binning = {
-            layer: Binning.create(*ranges.normalisation(layer), bins, device=self.device) for layer in self.layers
         }
 
     def _update_layer(self, layer: str, activations: torch.Tensor) -> None:

