@@ -34,7 +34,8 @@ TABLE_4 = {
 
 
 def test_every_registered_extractor_is_in_the_table():
-    assert set(list_extractors()) == set(TABLE_4)
+    library = {name for name in list_extractors() if not name.startswith("test_")}  # other tests register test_*
+    assert library == set(TABLE_4)
 
 
 @pytest.mark.parametrize("name", sorted(TABLE_4))
