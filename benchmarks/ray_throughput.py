@@ -1,7 +1,7 @@
 """The Ray backend against one process: identical DNAs, and images per second.
 
-Makes the histogram DNA of every image of a folder in this process (``VDNAProcessor.make_vdna``)
-with each torch thread count used, then on a local Ray (``ray.init(num_cpus=CPUS)``) with each
+Makes the histogram DNA of every image of a folder in one process (``VDNAProcessor.make_vdna``, a
+fresh process per torch thread count used), then on a local Ray (``ray.init(num_cpus=CPUS)``) with each
 ``ACTORSxTHREADS`` configuration. Prints, per run, the wall time and images/s, and whether each
 Ray DNA equals, bit for bit, the single-process DNA made with as many torch threads (every
 layer's counts, and the image list). CPU convolutions round differently with different thread
@@ -13,13 +13,16 @@ counts, hence one reference per count.
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import ray
 import torch
 
-from vdna import VDNAProcessor
+from vdna import load_vdna_from_files
 from vdna.distributed import make_vdna_ray
 
 
@@ -30,15 +33,23 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=["1x2", "2x1", "2x2"], help="ACTORSxTHREADS runs on Ray")
     args = parser.parse_args()
     configs = [tuple(int(part) for part in config.split("x")) for config in args.configs]
-    default_threads = torch.get_num_threads()
-    processor = VDNAProcessor()
     rows, references = [], {}
+    scratch = tempfile.TemporaryDirectory()
     for threads in sorted({threads for _, threads in configs}, reverse=True):
-        torch.set_num_threads(threads)
-        started = time.perf_counter()
-        references[threads] = processor.make_vdna(args.folder, verbose=False)
-        rows.append((f"one process, {threads} thread{'s' if threads > 1 else ''}", time.perf_counter() - started, "reference"))
-    torch.set_num_threads(default_threads)
+        # a fresh process per thread count: oneDNN keeps what it chose for the first thread count it ran with
+        path = Path(scratch.name) / f"threads{threads}"
+        script = (
+            "import sys, time, torch\n"
+            "from vdna import VDNAProcessor\n"
+            f"torch.set_num_threads({threads})\n"
+            "started = time.perf_counter()\n"
+            f"dna = VDNAProcessor().make_vdna({str(args.folder)!r}, verbose=False)\n"
+            "print(time.perf_counter() - started)\n"
+            f"dna.save({str(path)!r})\n"
+        )
+        elapsed = float(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()[0])
+        references[threads] = load_vdna_from_files(path)
+        rows.append((f"one process, {threads} thread{'s' if threads > 1 else ''}", elapsed, "reference"))
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     make_vdna_ray(sorted(args.folder.iterdir())[:4], verbose=False)  # start-up and worker imports
     for actors, threads in configs:

@@ -389,8 +389,14 @@ def _emd_sparse_rows_cpu(offsets, bins, counts, neurons, chosen, reference_cdf, 
                 level = running * scale
                 low = np.int64(bins[entry])
                 high = np.int64(bins[entry + 1]) if entry + 1 < end else total_bins
-                # the reference CDF is non-decreasing: below ``level`` up to ``split``, above after
-                split = low + np.searchsorted(cdf[low:high], level, side="right")
+                # the reference CDF is non-decreasing: at most ``level`` before ``split``, above from it on
+                split, above = low, high
+                while split < above:
+                    middle = (split + above) >> 1
+                    if cdf[middle] <= level:
+                        split = middle + 1
+                    else:
+                        above = middle
                 distance += level * (split - low) - (prefix[split] - prefix[low])
                 distance += (prefix[high] - prefix[split]) - level * (high - split)
             out[image, column] = distance
