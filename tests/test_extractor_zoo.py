@@ -111,6 +111,69 @@ def test_mugs_weights_and_ranges_come_from_the_hub_once_then_from_the_cache(cach
         create_extractor("mugs_vit_base")
 
 
+# How each published checkpoint is laid out: a wrapper key, a key prefix, and the file format.
+PUBLISHED_FORMATS = {
+    "mugs_vit_base": ("state_dict", "", ".pth"),
+    "mugs_vit_large": ("state_dict", "", ".pth"),
+    "dino_vit_base": (None, "", ".pth"),
+    "dino_resnet50": (None, "module.", ".pth"),
+    "clip_im_vit_b16": (None, "", ".safetensors"),
+    "dinov2_vits14": (None, "", ".safetensors"),
+    "dinov2_vitb14": (None, "", ".safetensors"),
+    "dinov2_vitl14": (None, "", ".safetensors"),
+    "resnet50": (None, "", ".pth"),
+    "vgg16": (None, "", ".pth"),
+    "inception": (None, "", ".pth"),
+}
+
+
+def test_every_extractor_with_published_weights_has_its_format_here():
+    assert set(PUBLISHED_FORMATS) == set(TABLE_4) - {"efficientnet_lite0", "rand_resnet50"}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_FORMATS))
+def test_each_extractor_loads_a_locally_made_checkpoint_served_by_a_faked_download(name, cache, monkeypatch, tmp_path):
+    from safetensors.torch import save_file
+
+    from vdna.extractors import zoo
+    from vdna.extractors.weights import RemoteFile
+
+    wrapper, prefix, suffix = PUBLISHED_FORMATS[name]
+    random_model = create_extractor(name, pretrained=False)
+    state = {key: torch.randn_like(value.float()).to(value.dtype) for key, value in random_model.model.state_dict().items()}
+    published = {prefix + key: value for key, value in state.items()}
+    checkpoint = tmp_path / f"checkpoint{suffix}"
+    if suffix == ".safetensors":
+        save_file(published, str(checkpoint))
+    else:
+        torch.save({wrapper: published} if wrapper else published, checkpoint)
+    # A local file cannot carry the published sha256 prefix; that check has its own test below.
+    monkeypatch.setattr(zoo, "RemoteFile", lambda *args, sha256_prefix=None, **known: RemoteFile(*args, **known))
+    requests = []
+
+    def serve(remote, target):
+        key = remote.url or remote.filename
+        requests.append(key)
+        target.write_bytes(_ranges_json(random_model, 3.0) if key.endswith("activation_ranges.json") else checkpoint.read_bytes())
+
+    monkeypatch.setitem(weights_module.DOWNLOAD, "hub", serve)
+    monkeypatch.setitem(weights_module.DOWNLOAD, "url", serve)
+    extractor = create_extractor(name)
+    loaded = extractor.model.state_dict()
+    assert all(torch.equal(loaded[key], value) for key, value in state.items())
+    assert extractor.info.weights_sha256 == weights_module.sha256_of_file(checkpoint)
+    ranged = [key for key in requests if key.endswith("activation_ranges.json")]
+    assert len(requests) == 1 + len(ranged)
+    if ranged:
+        assert extractor.info.ranges.neurons_list == random_model.info.layers
+        centre, half_width = extractor.info.ranges.normalisation(next(iter(random_model.info.layers)))
+        assert float(abs(centre).max()) == 0.0 and float(half_width.min()) > 3.0
+    else:
+        assert extractor.info.ranges is None
+    create_extractor(name)
+    assert len(requests) == 1 + len(ranged)  # the second time from the cache
+
+
 def test_dino_resnet50_checkpoint_keys_are_mapped(cache, monkeypatch, tmp_path):
     random_model = create_extractor("dino_resnet50", pretrained=False)
     state = {f"module.{key}": torch.randn_like(value.float()).to(value.dtype) for key, value in random_model.model.state_dict().items()}
