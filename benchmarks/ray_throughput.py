@@ -36,7 +36,7 @@ def main() -> None:
     rows, references = [], {}
     scratch = tempfile.TemporaryDirectory()
     for threads in sorted({threads for _, threads in configs}, reverse=True):
-        # a fresh process per thread count: oneDNN keeps what it chose for the first thread count it ran with
+        # each reference made in a fresh process, as a user would make it
         path = Path(scratch.name) / f"threads{threads}"
         script = (
             "import sys, time, torch\n"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 import torch
 
+from vdna.distances import emd
 from vdna.kernels import (
     Binning,
     _histogram_searchsorted,
@@ -153,3 +155,21 @@ def test_kernel_argument_errors():
         accumulate_histograms(torch.zeros((1, 2, 4)), torch.zeros((2, 4), dtype=torch.int64), binning)
     with pytest.raises(ValueError, match="finite centres and positive, finite half widths"):
         Binning.create(np.zeros(1), np.zeros(1), 5)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba's pool must have more threads than torch uses")
+def test_compiled_code_leaves_torch_thread_count_alone():
+    # numba's OpenMP pool shares torch's runtime: running it on more threads used to raise torch's
+    # thread count, which changes how CPU convolutions round.
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        values = torch.randn(3, 64, 300)
+        counts = histogram_per_neuron(values, 100)
+        assert torch.get_num_threads() == 1
+        assert torch.equal(histogram_per_neuron(values.double(), 100), counts)
+        assert torch.get_num_threads() == 1
+        assert torch.all(emd(counts, counts.flip(0)) >= 0)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

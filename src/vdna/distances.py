@@ -16,6 +16,7 @@ import torch
 
 from .dna import VDNA
 from .distributions import VDNAGauss, VDNAHist, VDNAImageHist, VDNALayerGauss
+from .kernels import torch_threads
 
 NeuronSelection = Mapping[str, Union[Sequence[int], torch.Tensor, None]]
 Weights = Union[torch.Tensor, Sequence[float], Mapping[str, Union[torch.Tensor, Sequence[float]]]]
@@ -68,7 +69,8 @@ def emd(hist1: torch.Tensor, hist2: torch.Tensor) -> torch.Tensor:
         first, second = first.to(common), second.to(common)
     if first.device.type == "cpu":
         distances = torch.empty(first.shape[0], dtype=torch.float64)
-        _emd_rows_cpu(first.contiguous().numpy(), second.contiguous().numpy(), distances.numpy())
+        with torch_threads():
+            _emd_rows_cpu(first.contiguous().numpy(), second.contiguous().numpy(), distances.numpy())
     else:
         distances = _emd_rows_torch(first, second)
     if torch.isnan(distances).any():
@@ -435,10 +437,11 @@ def emd_to_reference(
         prefix = torch.nn.functional.pad(torch.cumsum(cdf, dim=1), (1, 0))
         part = images.data[layer]
         out = torch.empty((images.num_images, chosen.numel()), dtype=torch.float64)
-        _emd_sparse_rows_cpu(
-            part["offsets"].cpu().numpy(), part["bins"].cpu().numpy(), part["counts"].cpu().numpy(),
-            images.neurons_list[layer], chosen.numpy(), cdf.numpy(), prefix.numpy(), out.numpy(),
-        )
+        with torch_threads():
+            _emd_sparse_rows_cpu(
+                part["offsets"].cpu().numpy(), part["bins"].cpu().numpy(), part["counts"].cpu().numpy(),
+                images.neurons_list[layer], chosen.numpy(), cdf.numpy(), prefix.numpy(), out.numpy(),
+            )
         if torch.isnan(out).any():
             image = int(torch.isnan(out).any(dim=1).nonzero()[0, 0])
             raise ValueError(f"image {images.names[image]!r} has an empty histogram in layer {layer!r}")

@@ -18,7 +18,9 @@ definition, bit for bit, whatever the batch split.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numba
@@ -212,6 +214,23 @@ def _histogram_searchsorted(x: torch.Tensor, binning: Binning, out: torch.Tensor
     return 0
 
 
+@contextlib.contextmanager
+def torch_threads() -> Iterator[None]:
+    """Run compiled (numba) code on as many threads as torch uses, and leave torch's thread count as it was.
+
+    numba's OpenMP pool can be the OpenMP runtime torch uses: launching it on more threads than
+    torch's would raise torch's thread count, and CPU convolutions round differently with
+    different thread counts.
+    """
+    threads = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
 def accumulate_histograms(activations: torch.Tensor, out: torch.Tensor, binning: Binning) -> int:
     """Add the per-neuron histograms of ``activations`` ``(batch, neurons, positions)`` into ``out``.
 
@@ -232,7 +251,8 @@ def accumulate_histograms(activations: torch.Tensor, out: torch.Tensor, binning:
     if values.device.type == "cpu":
         values = values.contiguous()  # each neuron's positions in one run of memory
         thresholds, offset, scale = (t.numpy() for t in (binning.thresholds, binning.offset, binning.scale))
-        nans = _histogram_cpu(values.numpy(), thresholds, offset, scale, binning.margin, numba.get_num_threads(), out.numpy())
+        with torch_threads():
+            nans = _histogram_cpu(values.numpy(), thresholds, offset, scale, binning.margin, numba.get_num_threads(), out.numpy())
         return int(nans.sum())
     return _histogram_searchsorted(values, binning.to(values.device), out)
 
@@ -260,7 +280,8 @@ def histogram_per_neuron(
     if activations.dtype == torch.float64:
         if activations.device.type != "cpu":
             raise TypeError("float64 activations are binned on the CPU only; pass float32 on CUDA")
-        nans = int(_histogram_float64_cpu(activations.detach().numpy(), bin_edges(bins, low, high), out.numpy()).sum())
+        with torch_threads():
+            nans = int(_histogram_float64_cpu(activations.detach().numpy(), bin_edges(bins, low, high), out.numpy()).sum())
     else:
         nans = accumulate_histograms(activations, out, _shared_binning(bins, low, high).to(activations.device))
     if nans:
