@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from vdna import VDNAProcessor
 
@@ -38,6 +39,15 @@ def fixtures_dir() -> Path:
 def processor() -> VDNAProcessor:
     """One processor for the session, so the default extractor is built once."""
     return VDNAProcessor()
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """torch on one thread for the test, then back to what it was."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

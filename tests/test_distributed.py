@@ -49,14 +49,9 @@ def test_ray_histograms_are_bit_identical_to_one_process_with_one_or_two_actors(
         assert distributed.provenance.ranges_sha256 == local.provenance.ranges_sha256
 
 
-def test_one_thread_actors_equal_a_one_thread_process(local_ray, processor, files):
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        local = processor.make_vdna(files, verbose=False)
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+def test_one_thread_actors_equal_a_one_thread_process(local_ray, processor, files, one_torch_thread):
+    local = processor.make_vdna(files, verbose=False)
+    assert torch.get_num_threads() == 1
     distributed = make_vdna_ray(files, verbose=False, num_actors=2, threads_per_actor=1)
     _same(distributed, local)
     assert distributed.provenance.extraction_settings["torch_threads"] == 1

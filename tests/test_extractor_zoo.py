@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 
 import pytest
 import torch
@@ -60,16 +61,18 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-def _fake_downloads(monkeypatch, files: dict[str, bytes]) -> list[str]:
-    """Serve ``files`` (by Hub filename or URL) instead of the network; returns the list of requests."""
+def _fake_downloads(monkeypatch, files: Mapping[str, bytes] | Callable[[str], bytes | None]) -> list[str]:
+    """Serve ``files`` (by Hub filename or URL, or a function of it) instead of the network; returns the requests."""
     requests = []
+    lookup = files.get if isinstance(files, Mapping) else files
 
     def serve(remote, target):
         key = remote.url or remote.filename
         requests.append(key)
-        if key not in files:
+        content = lookup(key)
+        if content is None:
             raise OSError("offline")
-        target.write_bytes(files[key])
+        target.write_bytes(content)
 
     monkeypatch.setitem(weights_module.DOWNLOAD, "hub", serve)
     monkeypatch.setitem(weights_module.DOWNLOAD, "url", serve)
@@ -149,15 +152,8 @@ def test_each_extractor_loads_a_locally_made_checkpoint_served_by_a_faked_downlo
         torch.save({wrapper: published} if wrapper else published, checkpoint)
     # A local file cannot carry the published sha256 prefix; that check has its own test below.
     monkeypatch.setattr(zoo, "RemoteFile", lambda *args, sha256_prefix=None, **known: RemoteFile(*args, **known))
-    requests = []
-
-    def serve(remote, target):
-        key = remote.url or remote.filename
-        requests.append(key)
-        target.write_bytes(_ranges_json(random_model, 3.0) if key.endswith("activation_ranges.json") else checkpoint.read_bytes())
-
-    monkeypatch.setitem(weights_module.DOWNLOAD, "hub", serve)
-    monkeypatch.setitem(weights_module.DOWNLOAD, "url", serve)
+    ranges = _ranges_json(random_model, 3.0)
+    requests = _fake_downloads(monkeypatch, lambda key: ranges if key.endswith("activation_ranges.json") else checkpoint.read_bytes())
     extractor = create_extractor(name)
     loaded = extractor.model.state_dict()
     assert all(torch.equal(loaded[key], value) for key, value in state.items())

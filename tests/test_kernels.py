@@ -158,18 +158,13 @@ def test_kernel_argument_errors():
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba's pool must have more threads than torch uses")
-def test_compiled_code_leaves_torch_thread_count_alone():
+def test_compiled_code_leaves_torch_thread_count_alone(one_torch_thread):
     # numba's OpenMP pool shares torch's runtime: running it on more threads used to raise torch's
     # thread count, which changes how CPU convolutions round.
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        values = torch.randn(3, 64, 300)
-        counts = histogram_per_neuron(values, 100)
-        assert torch.get_num_threads() == 1
-        assert torch.equal(histogram_per_neuron(values.double(), 100), counts)
-        assert torch.get_num_threads() == 1
-        assert torch.all(emd(counts, counts.flip(0)) >= 0)
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+    values = torch.randn(3, 64, 300)
+    counts = histogram_per_neuron(values, 100)
+    assert torch.get_num_threads() == 1
+    assert torch.equal(histogram_per_neuron(values.double(), 100), counts)
+    assert torch.get_num_threads() == 1
+    assert torch.all(emd(counts, counts.flip(0)) >= 0)
+    assert torch.get_num_threads() == 1
