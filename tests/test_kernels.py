@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numba
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import torch
 from vdna.distances import emd
 from vdna.kernels import (
     Binning,
+    _histogram_compiled,
     _histogram_searchsorted,
     accumulate_histograms,
     bin_edges,
@@ -92,6 +95,59 @@ def test_compiled_kernel_and_searchsorted_path_equal_the_float64_definition():
     np.testing.assert_array_equal(compiled.numpy(), reference_histograms(normalised.numpy(), 1000))
     assert torch.equal(histogram_per_neuron(normalised, 1000), compiled)
 
+
+
+def values_around_every_threshold(seed: int = 11, neurons: int = 40, bins: int = 1000):
+    """Activations on each neuron's thresholds and their float32 neighbours, exact zeros, clamped values.
+
+    Neuron 0 has a centre of 0, so an activation of 0 sits exactly on a bin edge; neuron 1's range
+    puts 0 just beyond the top of its range, neuron 2's just below the bottom.
+    """
+    rng = np.random.default_rng(seed)
+    centre, half = rng.normal(0, 2, size=neurons), rng.uniform(1e-3, 5, size=neurons)
+    centre[0], centre[1], centre[2] = 0.0, -half[1] * 1.0001, half[2] * 1.0001
+    thresholds = float32_thresholds(centre, half, bins)
+    around = [np.nextafter(thresholds, np.float32(-np.inf)), thresholds, np.nextafter(thresholds, np.float32(np.inf))]
+    spread = (centre[:, None] + rng.uniform(-1.3, 1.3, size=(neurons, 3 * (bins - 1))) * half[:, None]).astype(np.float32)
+    per_neuron = np.concatenate(around + [spread, np.zeros((neurons, 502), np.float32)], axis=1)
+    per_neuron = rng.permuted(per_neuron, axis=1)
+    values = per_neuron.reshape(neurons, 4, -1).transpose(1, 0, 2)
+    return torch.from_numpy(np.ascontiguousarray(values)), centre, half
+
+
+def test_every_threshold_its_neighbours_zeros_and_clamped_values_bin_as_the_float64_definition():
+    values, centre, half = values_around_every_threshold()
+    binning = Binning.create(centre, half, 1000)
+    assert 0 < binning.margin < 0.01
+    compiled = torch.zeros((len(centre), 1000), dtype=torch.int64)
+    assert accumulate_histograms(values, compiled, binning) == 0
+    normalised = (values.double() - torch.from_numpy(centre).view(1, -1, 1)) / torch.from_numpy(half).view(1, -1, 1)
+    np.testing.assert_array_equal(compiled.numpy(), reference_histograms(normalised.numpy(), 1000))
+    searched = torch.zeros_like(compiled)
+    _histogram_searchsorted(values, binning, searched)
+    assert torch.equal(compiled, searched)
+    assert compiled[0, 500] >= 500 and compiled[1, 999] >= 500 and compiled[2, 0] >= 500  # the zeros
+
+
+def test_checking_every_value_against_thresholds_gives_the_same_counts():
+    values, centre, half = values_around_every_threshold(seed=12, neurons=8)
+    binning = Binning.create(centre, half, 1000)
+    estimated = torch.zeros((8, 1000), dtype=torch.int64)
+    accumulate_histograms(values, estimated, binning)
+    checked = torch.zeros_like(estimated)
+    accumulate_histograms(values, checked, dataclasses.replace(binning, margin=float("inf")))
+    assert torch.equal(estimated, checked)
+
+
+def test_counts_are_flushed_before_their_int32_counters_could_overflow():
+    values, centre, half = values_around_every_threshold(seed=13, neurons=5)
+    binning = Binning.create(centre, half, 1000)
+    whole = torch.zeros((5, 1000), dtype=torch.int64)
+    _histogram_compiled(values, binning, whole)
+    for limit in (7, 1000, values.shape[2] + 1):  # parts of a run of positions; several runs per flush
+        flushed = torch.zeros_like(whole)
+        _histogram_compiled(values, binning, flushed, counts_limit=limit)
+        assert torch.equal(flushed, whole), limit
 
 def test_float32_thresholds_are_exact():
     rng = np.random.default_rng(9)

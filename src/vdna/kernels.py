@@ -27,6 +27,10 @@ import numba
 import numpy as np
 import torch
 
+_BLOCK = 1024  # values estimated, then counted, at a time: the estimates stay in the L1 cache
+_COPIES = 4  # a power of two
+_INT32_COUNTS_LIMIT = 2**31 - 1
+
 
 def bin_edges(bins: int, low: float = -1.0, high: float = 1.0) -> np.ndarray:
     """The float64 bin edges of the rule above."""
@@ -67,7 +71,9 @@ def guess_margin(thresholds: np.ndarray, offset: np.ndarray, scale: np.ndarray) 
 
     Bin ``k`` holds ``[T_k, T_{k+1})`` and the estimate is monotone, so over that bin it lies in
     ``[guess(T_k), guess(just below T_{k+1})]``. An estimate further than the margin from an
-    integer is therefore certainly in the right bin; closer ones are checked against thresholds.
+    integer is therefore certainly in the right bin, as is one below ``1 - margin`` (bin 0) or
+    above ``bins - 1 + margin`` (the last bin); others are checked against thresholds. An infinite
+    margin trusts no estimate.
     """
     with np.errstate(over="ignore", invalid="ignore"):
         opening = _guess(thresholds[:, 1:-1], offset, scale) - np.arange(1, thresholds.shape[1] - 1, dtype=np.float32)
@@ -75,7 +81,7 @@ def guess_margin(thresholds: np.ndarray, offset: np.ndarray, scale: np.ndarray) 
         closing = _guess(below, offset, scale) - np.arange(1, thresholds.shape[1] - 1, dtype=np.float32)
     worst = max(float(np.max(-opening, initial=0.0)), float(np.max(closing, initial=0.0)))
     if not np.isfinite(worst) or worst >= 0.25:
-        return np.float32(0.5)  # no estimate is trusted: every value is checked
+        return np.float32(np.inf)  # no estimate is trusted: every value is checked
     return np.float32(worst * 2 + 1e-4)
 
 
@@ -88,6 +94,7 @@ class Binning:
     offset: torch.Tensor  # (neurons or 1,) float32: activation at the low end of the range
     scale: torch.Tensor  # (neurons or 1,) float32: bins per unit of activation
     margin: float  # estimates within this distance of an integer are checked against thresholds
+    zero_bin: torch.Tensor  # (neurons or 1,) int32: the bin of an activation of exactly 0
 
     @classmethod
     def create(
@@ -110,18 +117,22 @@ class Binning:
         with np.errstate(over="ignore"):
             scale = np.minimum(bins / ((high - low) * half_width), np.finfo(np.float32).max).astype(np.float32)
         sentinel = np.full((len(centre), 1), np.inf, dtype=np.float32)
-        thresholds = np.concatenate([-sentinel, float32_thresholds(centre, half_width, bins, low, high), sentinel], 1)
+        interior = float32_thresholds(centre, half_width, bins, low, high)
+        thresholds = np.concatenate([-sentinel, interior, sentinel], 1)
+        zero_bin = np.count_nonzero(interior <= 0.0, axis=1).astype(np.int32)
         return cls(
             bins,
             torch.from_numpy(thresholds).to(device),
             torch.from_numpy(offset).to(device),
             torch.from_numpy(scale).to(device),
             float(guess_margin(thresholds, offset, scale)),
+            torch.from_numpy(zero_bin).to(device),
         )
 
     def to(self, device: torch.device | str) -> Binning:
         """This binning on ``device``."""
-        return Binning(self.bins, self.thresholds.to(device), self.offset.to(device), self.scale.to(device), self.margin)
+        tensors = (self.thresholds, self.offset, self.scale)
+        return Binning(self.bins, *(t.to(device) for t in tensors), self.margin, self.zero_bin.to(device))
 
 
 @numba.njit(inline="always", boundscheck=False)
@@ -135,8 +146,77 @@ def _settled_bin(a, thresholds, low, per_unit, last):  # pragma: no cover - comp
     return k
 
 
+@numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+def _estimate_bins(values, low, per_unit, last, near_low, near_high, zero_bin, index, unsure):  # pragma: no cover
+    """Each value's bin estimate into ``index``, or ``unsure`` where it could be wrong (or the value is NaN).
+
+    Certain: estimates further than the margin from a bin boundary, estimates below the first
+    boundary or beyond the last by more than the margin (clamped values), and exact zeros (whose
+    bin is known; ReLU networks and dead neurons give many, and they can sit on a boundary).
+    """
+    bin_zero_certain = np.float32(1.0) - near_low
+    last_certain = last + near_low
+    for p in range(values.shape[0]):
+        value = values[p]
+        guess = (value - low) * per_unit
+        clamped = guess if guess > np.float32(0.0) else np.float32(0.0)
+        clamped = clamped if clamped < last else last
+        k = np.int32(clamped)
+        fraction = clamped - np.float32(k)
+        zero = value == np.float32(0.0)
+        certain = (fraction > near_low) & (fraction < near_high) | (guess < bin_zero_certain) | (guess > last_certain)
+        k = zero_bin if zero else k
+        index[p] = k if (certain | zero) else unsure
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+def _scatter(index, counts):  # pragma: no cover - compiled
+    # Consecutive values rotate over _COPIES copies of the counts, so runs of one bin (common in
+    # ReLU networks) do not wait on each other; unsigned indices skip negative-index wraparound.
+    for p in range(index.shape[0]):
+        counts[p & (_COPIES - 1), index[p]] += 1
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+def _settle(values, index, unsure, found, thresholds, low, per_unit, last, counts):  # pragma: no cover
+    """Bin the ``found`` values marked ``unsure`` against the thresholds; returns how many were NaN."""
+    missing = 0
+    for p in range(values.shape[0]):
+        if index[p] == unsure:
+            a = values[p]
+            if a != a:
+                missing += 1
+            else:
+                counts[_settled_bin(a, thresholds, low, per_unit, last)] += 1
+            found -= 1
+            if found == 0:
+                break
+    return missing
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+def _count_row(values, thresholds, low, per_unit, last, near_low, near_high, zero_bin, index, counts):  # pragma: no cover
+    """Add one run of a neuron's values into ``counts`` ``(copies, bins + 1)``; the extra bin gathers the unsure."""
+    bins = counts.shape[1] - 1
+    unsure = index.dtype.type(bins)
+    block = index.shape[0]
+    missing = 0
+    for start in range(0, values.shape[0], block):
+        chunk = values[start : start + block]
+        marks = index[: chunk.shape[0]]
+        _estimate_bins(chunk, low, per_unit, last, near_low, near_high, zero_bin, marks, unsure)
+        _scatter(marks, counts)
+        found = 0
+        for copy in range(_COPIES):
+            found += counts[copy, bins]
+            counts[copy, bins] = 0
+        if found:
+            missing += _settle(chunk, marks, unsure, found, thresholds, low, per_unit, last, counts[0])
+    return missing
+
+
 @numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False, error_model="numpy")
-def _histogram_cpu(x, thresholds, offset, scale, margin, workers, out):  # pragma: no cover - compiled
+def _histogram_cpu(x, thresholds, offset, scale, zero_bins, margin, workers, out, index_kind, counts_limit):  # pragma: no cover
     batch, neurons, positions = x.shape
     bins = out.shape[1]
     last = np.float32(bins - 1)
@@ -146,33 +226,23 @@ def _histogram_cpu(x, thresholds, offset, scale, margin, workers, out):  # pragm
     nans = np.zeros(neurons, dtype=np.int64)
     workers = max(1, min(workers, neurons))
     share = (neurons + workers - 1) // workers
+    rows_per_flush = max(1, counts_limit // max(1, positions))  # int32 counts never overflow
     for worker in numba.prange(workers):
-        certain = np.empty(positions, dtype=np.int32)  # one buffer per worker, not per neuron
+        index = np.empty(max(1, min(positions, _BLOCK)), dtype=index_kind.dtype)
+        counts = np.zeros((_COPIES, bins + 1), dtype=np.int32)
         for n in range(worker * share, min(neurons, (worker + 1) * share)):
             row = n * row_step
-            t = thresholds[row]
-            low = offset[row]
-            per_unit = scale[row]
-            counts = out[n]
             missing = 0
-            for b in range(batch):
-                values = x[b, n]
-                for p in range(positions):  # branch-free, vectorised: the estimate, or -1 where unsure
-                    guess = (values[p] - low) * per_unit
-                    guess = guess if guess > np.float32(0.0) else np.float32(0.0)
-                    guess = guess if guess < last else last
-                    k = np.int32(guess)
-                    fraction = guess - np.float32(k)
-                    certain[p] = k if (fraction > near_low and fraction < near_high) else -1
-                for p in range(positions):
-                    k = certain[p]
-                    if k < 0:
-                        a = values[p]
-                        if a != a:
-                            missing += 1
-                            continue
-                        k = _settled_bin(a, t, low, per_unit, last)
-                    counts[k] += 1
+            for first in range(0, batch, rows_per_flush):
+                counts[:] = 0
+                for b in range(first, min(batch, first + rows_per_flush)):
+                    missing += _count_row(
+                        x[b, n], thresholds[row], offset[row], scale[row], last, near_low, near_high,
+                        zero_bins[row], index, counts,
+                    )
+                for copy in range(_COPIES):
+                    for k in range(bins):
+                        out[n, k] += counts[copy, k]
             nans[n] = missing
     return nans
 
@@ -249,12 +319,24 @@ def accumulate_histograms(activations: torch.Tensor, out: torch.Tensor, binning:
         raise ValueError(f"histograms have {bins} bins, the binning {binning.bins}")
     values = activations.detach().to(torch.float32)  # the rule bins float32 activations
     if values.device.type == "cpu":
-        values = values.contiguous()  # each neuron's positions in one run of memory
-        thresholds, offset, scale = (t.numpy() for t in (binning.thresholds, binning.offset, binning.scale))
-        with torch_threads():
-            nans = _histogram_cpu(values.numpy(), thresholds, offset, scale, binning.margin, numba.get_num_threads(), out.numpy())
-        return int(nans.sum())
+        return _histogram_compiled(values.contiguous(), binning, out)  # each neuron's positions in one run
     return _histogram_searchsorted(values, binning.to(values.device), out)
+
+
+def _histogram_compiled(values: torch.Tensor, binning: Binning, out: torch.Tensor, counts_limit: int = _INT32_COUNTS_LIMIT) -> int:
+    tensors = (binning.thresholds, binning.offset, binning.scale, binning.zero_bin)
+    thresholds, offset, scale, zero_bin = (t.numpy() for t in tensors)
+    index_kind = np.empty(0, dtype=np.uint16 if binning.bins < 2**16 else np.uint32)
+    nans = 0
+    with torch_threads():
+        for part in values.split(counts_limit, dim=2):  # a run of positions never overflows int32 counts
+            nans += int(
+                _histogram_cpu(
+                    part.contiguous().numpy(), thresholds, offset, scale, zero_bin, binning.margin,
+                    numba.get_num_threads(), out.numpy(), index_kind, counts_limit,
+                ).sum()
+            )
+    return nans
 
 
 @functools.lru_cache(maxsize=16)
