@@ -199,3 +199,66 @@ def test_float64_activations_are_binned_as_float32():
     accumulate_histograms(values, as_float64, binning)
     accumulate_histograms(values.float(), as_float32, binning)
     assert torch.equal(as_float64, as_float32) and int(as_float64.sum()) == 3
+
+
+def real_activations(processor, mixed_images, count: int) -> list[dict[str, torch.Tensor]]:
+    """The default extractor's activations (channels-last memory, as the network gives them) of real images."""
+    extractor = processor.get_extractor(device="cpu")
+    info = extractor.info
+    preprocess = Preprocessor(info.input_size, info.mean, info.std)
+    with torch.inference_mode():
+        return [extractor(preprocess(np.asarray(Image.open(path).convert("RGB")), i)[None]) for i, path in enumerate(mixed_images[:count])]
+
+
+def test_gathering_activations_before_binning_changes_no_count(processor, mixed_images):
+    info = processor.get_extractor(device="cpu").info
+    images = real_activations(processor, mixed_images, 8)
+    assert not images[0]["stem"].is_contiguous()  # the network's own memory format
+    cls, parameters = VDNAHist, {"bins": 1000}
+    one_by_one = cls.accumulator(parameters, info.layers, info.ranges, torch.device("cpu"))
+    one_by_one.buffer_bytes = 0  # every image binned as it comes
+    gathered = cls.accumulator(parameters, info.layers, info.ranges, torch.device("cpu"))
+    per_image = 4 * sum(n * images[0][layer].shape[2] for layer, n in info.layers.items())
+    gathered.buffer_bytes = 3 * per_image  # three images at a time
+    batches = [images[0], images[1], {k: torch.cat([images[2][k], images[3][k]]) for k in images[0]}]
+    batches += [{k: torch.cat([image[k] for image in images[4:8]]) for k in images[0]}]  # more than fit
+    for batch in batches:
+        one_by_one.update(batch)
+        gathered.update(batch)
+    assert gathered._pending_images["stem"] == 0 and gathered._pending["stem"].shape[0] == 3
+    gathered.update(images[0])
+    assert gathered._pending_images["stem"] == 1  # waiting, and still counted in the result
+    one_by_one.update(images[0])
+    expected, found = one_by_one.result("efficientnet_lite0"), gathered.result("efficientnet_lite0")
+    assert found.num_images == expected.num_images == 9
+    for layer in info.layers:
+        assert torch.equal(found.data[layer], expected.data[layer]), layer
+    assert int(found.data["stem"].sum()) == 9 * 32 * 112 * 112
+
+
+def test_gathered_activations_merge_resume_and_report_nans(processor, mixed_images):
+    info = processor.get_extractor(device="cpu").info
+    images = real_activations(processor, mixed_images, 4)
+
+    def accumulator(*batches):
+        made = VDNAHist.accumulator({"bins": 100}, info.layers, info.ranges, torch.device("cpu"))
+        for batch in batches:
+            made.update(batch)
+        return made
+
+    whole = accumulator(*images).result("efficientnet_lite0")
+    first, second = accumulator(images[0]), accumulator(images[1], images[2])
+    first.merge(second)
+    first.update(images[3])
+    merged = first.result("efficientnet_lite0")
+    resumed = accumulator(images[3])  # its state, gathered images included, is replaced
+    resumed.resume(accumulator(images[0], images[1]).result("efficientnet_lite0"))
+    for image in images[2:]:
+        resumed.update(image)
+    for other in (merged, resumed.result("efficientnet_lite0")):
+        assert all(torch.equal(other.data[layer], whole.data[layer]) for layer in info.layers)
+    broken = {k: v.clone() for k, v in images[0].items()}
+    broken["head"][0, 5, 3] = float("nan")
+    with_nan = accumulator(images[1], broken)
+    with pytest.raises(ValueError, match="layer 'head': the extractor produced 1 NaN activation"):
+        with_nan.result("efficientnet_lite0")

@@ -30,6 +30,7 @@ import torch
 _BLOCK = 1024  # values estimated, then counted, at a time: the estimates stay in the L1 cache
 _COPIES = 4  # a power of two
 _INT32_COUNTS_LIMIT = 2**31 - 1
+_SPARSE_LIMIT = 1 << 14  # most values a neuron may have to flush only the bins it marked
 
 
 def bin_edges(bins: int, low: float = -1.0, high: float = 1.0) -> np.ndarray:
@@ -179,7 +180,10 @@ def _scatter(index, counts):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
 def _settle(values, index, unsure, found, thresholds, low, per_unit, last, counts):  # pragma: no cover
-    """Bin the ``found`` values marked ``unsure`` against the thresholds; returns how many were NaN."""
+    """Bin the ``found`` values marked ``unsure`` against the thresholds (their marks become their bins).
+
+    Returns how many were NaN (their marks stay ``unsure``).
+    """
     missing = 0
     for p in range(values.shape[0]):
         if index[p] == unsure:
@@ -187,7 +191,9 @@ def _settle(values, index, unsure, found, thresholds, low, per_unit, last, count
             if a != a:
                 missing += 1
             else:
-                counts[_settled_bin(a, thresholds, low, per_unit, last)] += 1
+                k = _settled_bin(a, thresholds, low, per_unit, last)
+                counts[k] += 1
+                index[p] = k
             found -= 1
             if found == 0:
                 break
@@ -215,6 +221,29 @@ def _count_row(values, thresholds, low, per_unit, last, near_low, near_high, zer
     return missing
 
 
+@numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+def _flush_marked(index, counts, out):  # pragma: no cover - compiled
+    """Move the counts of the bins in ``index`` into ``out``, leaving ``counts`` zero: few values, many bins."""
+    bins = out.shape[0]
+    for p in range(index.shape[0]):
+        k = index[p]
+        if k < bins:
+            total = 0
+            for copy in range(_COPIES):
+                total += counts[copy, k]
+                counts[copy, k] = 0
+            out[k] += total
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+def _flush_all(counts, out):  # pragma: no cover - compiled
+    """Move every bin's counts into ``out``, leaving ``counts`` zero: many values."""
+    for copy in range(_COPIES):
+        for k in range(out.shape[0]):
+            out[k] += counts[copy, k]
+            counts[copy, k] = 0
+
+
 @numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False, error_model="numpy")
 def _histogram_cpu(x, thresholds, offset, scale, zero_bins, margin, workers, out, index_kind, counts_limit):  # pragma: no cover
     batch, neurons, positions = x.shape
@@ -227,22 +256,27 @@ def _histogram_cpu(x, thresholds, offset, scale, zero_bins, margin, workers, out
     workers = max(1, min(workers, neurons))
     share = (neurons + workers - 1) // workers
     rows_per_flush = max(1, counts_limit // max(1, positions))  # int32 counts never overflow
+    # A neuron with fewer values than bins keeps all its marks and flushes only the bins they name.
+    marked = 0 < batch * positions < min(bins, _SPARSE_LIMIT)
+    index_size = batch * positions if marked else max(1, min(positions, _BLOCK))
     for worker in numba.prange(workers):
-        index = np.empty(max(1, min(positions, _BLOCK)), dtype=index_kind.dtype)
+        index = np.empty(index_size, dtype=index_kind.dtype)
         counts = np.zeros((_COPIES, bins + 1), dtype=np.int32)
         for n in range(worker * share, min(neurons, (worker + 1) * share)):
             row = n * row_step
             missing = 0
             for first in range(0, batch, rows_per_flush):
-                counts[:] = 0
-                for b in range(first, min(batch, first + rows_per_flush)):
+                stop = min(batch, first + rows_per_flush)
+                for b in range(first, stop):
+                    marks = index[b * positions : (b + 1) * positions] if marked else index
                     missing += _count_row(
                         x[b, n], thresholds[row], offset[row], scale[row], last, near_low, near_high,
-                        zero_bins[row], index, counts,
+                        zero_bins[row], marks, counts,
                     )
-                for copy in range(_COPIES):
-                    for k in range(bins):
-                        out[n, k] += counts[copy, k]
+                if marked:
+                    _flush_marked(index, counts, out[n])
+                else:
+                    _flush_all(counts, out[n])
             nans[n] = missing
     return nans
 

@@ -2,7 +2,8 @@
 
 Decoding and resizing run in DataLoader worker processes; the network and the accumulator run in
 the main process under ``torch.inference_mode``, one layer's activations at a time, and nothing is
-kept per image. On the CPU each image goes through the network on its own (faster there than
+kept per image (histograms gather the activations of a few images, a fixed amount of memory, to
+bin them in one pass). On the CPU each image goes through the network on its own (faster there than
 batching, and it makes a DNA independent of the batch size and of the number of workers).
 """
 
