@@ -7,6 +7,7 @@ import io
 import numpy as np
 import pytest
 import torch
+from conftest import image_files
 from PIL import Image
 
 from vdna.preprocess import ImageError, Preprocessor, clean_resize, crop_to_square, decode_image
@@ -145,3 +146,32 @@ def test_clean_resize_is_clean_fid_recipe(skimage_photos):
     network_input = Preprocessor((224, 224), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))(photo, 0)
     assert network_input.shape == (3, 224, 224) and network_input.dtype == torch.float32
     assert -1.0 <= network_input.min() and network_input.max() <= 1.0
+
+
+def pillow_float_resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """clean-fid's recipe with Pillow itself: each channel as a mode "F" image, bicubic, clipped."""
+    planes = [Image.fromarray(np.ascontiguousarray(pixels[:, :, c], dtype=np.float32), mode="F") for c in range(3)]
+    resized = [np.asarray(plane.resize(size[::-1], resample=Image.Resampling.BICUBIC)) for plane in planes]
+    return np.stack(resized, axis=2).clip(0, 255)
+
+
+@pytest.mark.parametrize(
+    "size",
+    [(224, 224), (299, 299), (37, 512), (700, 90), (1000, 1200)],
+    ids=["224", "299", "wide-small", "tall-thin", "upscale"],
+)
+def test_clean_resize_equals_pillow_bit_for_bit_on_real_photographs(data_dir, size):
+    photos = image_files(data_dir / "set14", 6) + image_files(data_dir / "sunhays80", 4)
+    for path in photos:
+        pixels = decode_image(path, path.name)
+        for crop in (pixels, pixels[: pixels.shape[0] // 3], pixels[:, : pixels.shape[1] // 4]):  # both pass orders
+            np.testing.assert_array_equal(clean_resize(crop, size), pillow_float_resize(crop, size), err_msg=f"{path} {crop.shape}")
+
+
+def test_clean_resize_of_one_axis_or_none_equals_pillow(skimage_photos):
+    photo = skimage_photos["chelsea"]
+    height, width = photo.shape[:2]
+    for size in ((height, 150), (100, width), (height, width)):
+        np.testing.assert_array_equal(clean_resize(photo, size), pillow_float_resize(photo, size))
+    as_float = photo.astype(np.float32) / 255 * 254.5
+    np.testing.assert_array_equal(clean_resize(as_float, (64, 64)), pillow_float_resize(as_float, (64, 64)))
