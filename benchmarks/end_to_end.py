@@ -48,6 +48,9 @@ def main() -> None:
     parser.add_argument("--peak-memory", type=int, nargs="*", default=[], metavar="N", help="image counts")
     args = parser.parse_args()
 
+    # First, while this process is small: Linux carries a process's peak memory over into a
+    # program it starts, so a child started later would report this process's peak as its own.
+    peaks = {count: peak_memory_mib(args.folder, count, args.distribution) for count in args.peak_memory}
     processor = VDNAProcessor()
     extractor = processor.get_extractor(device="cpu")
     info = extractor.info
@@ -76,8 +79,7 @@ def main() -> None:
     print(f"forward pass alone      {forward:8.2f} s  {len(files) / forward:6.1f} images/s")
     print(f"make_vdna end to end    {whole:8.2f} s  {len(files) / whole:6.1f} images/s")
     print(f"beyond the forward pass {whole - forward:8.2f} s  {(whole - forward) / forward * 100:5.1f}% of the forward pass")
-    for count in args.peak_memory:
-        peak = peak_memory_mib(args.folder, count, args.distribution)
+    for count, peak in peaks.items():
         print(f"peak memory, {count:5d} images: main process {peak['main']:7.1f} MiB, largest worker {peak['worker']:7.1f} MiB")
 
 
