@@ -3,10 +3,12 @@
 In one process: every image of the folder is decoded and preprocessed into memory first (not
 timed); then the extractor's forward pass alone runs over them, as the pipeline runs it (one
 image at a time on the CPU); then ``make_vdna`` runs on the folder itself (decoding, resizing,
-forward pass and histograms). Both are repeated and their medians compared. Peak memory is
-measured in fresh processes (main process and decoding workers) for several image counts.
+forward pass and histograms). Both are repeated and their medians compared. With ``--streams N``,
+``make_vdna(streams=N)`` is also timed, against the forward pass alone run the same way (N
+one-thread copies of the network side by side). Peak memory is measured in fresh processes (main
+process and decoding workers) for several image counts.
 
-    python benchmarks/end_to_end.py ../shared/data/imagenet1k --peak-memory 100 1000
+    python benchmarks/end_to_end.py ../shared/data/imagenet1k --streams 2 --peak-memory 100 1000
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
-from vdna import VDNAProcessor
+from vdna import VDNAProcessor, create_extractor
 from vdna.preprocess import Preprocessor, decode_image
 from vdna.sources import list_image_files
 
@@ -40,11 +43,29 @@ def peak_memory_mib(folder: Path, count: int, distribution: str) -> dict[str, fl
     return json.loads(output.strip().splitlines()[-1])
 
 
+def forward_in_streams(extractors: list, images: list[torch.Tensor]) -> None:
+    """The forward pass alone as ``make_vdna(streams=len(extractors))`` runs it: one-thread copies side by side."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+
+    def run(stream: int) -> None:
+        with torch.inference_mode():
+            for image in images[stream :: len(extractors)]:
+                extractors[stream](image[None])
+
+    try:
+        with ThreadPoolExecutor(len(extractors)) as pool:
+            list(pool.map(run, range(len(extractors))))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path)
     parser.add_argument("--distribution", default="histogram-1000")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--streams", type=int, default=1, help="also time make_vdna(streams=N) against N one-thread copies")
     parser.add_argument("--peak-memory", type=int, nargs="*", default=[], metavar="N", help="image counts")
     args = parser.parse_args()
 
@@ -57,28 +78,38 @@ def main() -> None:
     files = list_image_files(args.folder)
     preprocess = Preprocessor(info.input_size, info.mean, info.std)
     images = [preprocess(decode_image(path, str(path)), index) for index, path in enumerate(files)]
+    threads = torch.get_num_threads()
 
     def forward_only() -> None:
         with torch.inference_mode():
             for image in images:
                 extractor(image[None])
 
-    def make() -> None:
-        processor.make_vdna(args.folder, distribution_name=args.distribution, verbose=False)
+    def make(streams: int = 1) -> None:
+        processor.make_vdna(args.folder, distribution_name=args.distribution, verbose=False, streams=streams)
 
-    forward_only()  # warm-up of both, then alternate
-    make()
-    forward_times, make_times = [], []
+    cases = {f"forward pass alone, 1 copy on {threads} threads": forward_only, "make_vdna": make}
+    if args.streams > 1:
+        copies = [extractor] + [create_extractor(info.name, device="cpu") for _ in range(args.streams - 1)]
+        cases[f"forward pass alone, {args.streams} one-thread copies"] = lambda: forward_in_streams(copies, images)
+        cases[f"make_vdna(streams={args.streams})"] = lambda: make(args.streams)
+    for function in cases.values():  # warm-up of each, then in turn
+        function()
+    times: dict[str, list[float]] = {label: [] for label in cases}
     for _ in range(args.repeats):
-        for function, times in ((forward_only, forward_times), (make, make_times)):
+        for label, function in cases.items():
             start = time.perf_counter()
             function()
-            times.append(time.perf_counter() - start)
-    forward, whole = statistics.median(forward_times), statistics.median(make_times)
-    print(f"{len(files)} images, {info.name}, {args.distribution}, {torch.get_num_threads()} threads")
-    print(f"forward pass alone      {forward:8.2f} s  {len(files) / forward:6.1f} images/s")
-    print(f"make_vdna end to end    {whole:8.2f} s  {len(files) / whole:6.1f} images/s")
-    print(f"beyond the forward pass {whole - forward:8.2f} s  {(whole - forward) / forward * 100:5.1f}% of the forward pass")
+            times[label].append(time.perf_counter() - start)
+    medians = {label: statistics.median(values) for label, values in times.items()}
+    print(f"{len(files)} images, {info.name}, {args.distribution}, medians of {args.repeats}")
+    for label, seconds in medians.items():
+        print(f"{label:42s} {seconds:8.2f} s  {len(files) / seconds:6.1f} images/s")
+    labels = list(medians)
+    pairs = [(labels[1], labels[0])] + ([(labels[3], labels[2]), (labels[3], labels[0])] if args.streams > 1 else [])
+    for whole, forward in pairs:
+        extra = medians[whole] - medians[forward]
+        print(f"{whole} beyond {forward}: {extra:7.2f} s, {extra / medians[forward] * 100:5.1f}%")
     for count, peak in peaks.items():
         print(f"peak memory, {count:5d} images: main process {peak['main']:7.1f} MiB, largest worker {peak['worker']:7.1f} MiB")
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 
 import pytest
+import torch
 from conftest import image_files
 
 from vdna import load_vdna_from_files
@@ -77,3 +78,16 @@ def test_make_compact_and_compare_it(two_sets, tmp_path, capsys):
     assert (tmp_path / "c.vdnz").is_file() and not (tmp_path / "c.npz").exists()
     assert main(["compare", str(tmp_path / "c.vdnz"), str(first), "--quiet", "--json", "--workers", "0"]) == 0
     assert json.loads(capsys.readouterr().out)["value"] == 0.0
+
+
+def test_make_with_streams_and_where_streams_do_not_apply(two_sets, tmp_path, capsys, one_torch_thread):
+    first, second = two_sets
+    assert main(["make", str(first), "-o", str(tmp_path / "one"), "--quiet", "--workers", "0"]) == 0
+    assert main(["make", str(first), "-o", str(tmp_path / "two"), "--quiet", "--workers", "0", "--streams", "2"]) == 0
+    one, two = load_vdna_from_files(tmp_path / "one"), load_vdna_from_files(tmp_path / "two")
+    assert two.provenance.extraction_settings["streams"] == 2
+    assert all(torch.equal(one.data[layer], two.data[layer]) for layer in one.neurons_list)
+    assert main(["make", str(first), "-o", str(tmp_path / "r"), "--ray", "--streams", "2"]) == 2
+    assert "--checkpoint, --compile and --streams are options of local runs, not of --ray" in capsys.readouterr().err
+    assert main(["report", str(first), str(second), "-o", str(tmp_path / "r.html"), "--streams", "2"]) == 2
+    assert "--ray, --checkpoint and --streams do not apply" in capsys.readouterr().err

@@ -262,3 +262,42 @@ def test_gathered_activations_merge_resume_and_report_nans(processor, mixed_imag
     with_nan = accumulator(images[1], broken)
     with pytest.raises(ValueError, match="layer 'head': the extractor produced 1 NaN activation"):
         with_nan.result("efficientnet_lite0")
+
+
+def test_streams_give_the_dna_of_a_one_thread_run_bit_for_bit(processor, mixed_images, one_torch_thread, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    images = [*mixed_images[:7], bad, *mixed_images[7:]]
+    for distribution in ("histogram-1000", "activation-ranges"):
+        one_thread = processor.make_vdna(images, distribution_name=distribution, on_error="skip", verbose=False)
+        torch.set_num_threads(2)
+        for streams in (2, 3):
+            streamed = processor.make_vdna(images, distribution_name=distribution, on_error="skip", streams=streams, verbose=False)
+            assert torch.get_num_threads() == 2  # given back
+            assert streamed.num_images == one_thread.num_images == 16
+            assert streamed.provenance.images == one_thread.provenance.images
+            assert streamed.provenance.skipped == one_thread.provenance.skipped == [
+                {"name": str(bad), "reason": "not an image file Pillow can identify"}
+            ]
+            settings = streamed.provenance.extraction_settings
+            assert settings["torch_threads"] == 1 and settings["streams"] == streams
+            for layer in one_thread.neurons_list:
+                mine, theirs = streamed.data[layer], one_thread.data[layer]
+                if distribution == "activation-ranges":
+                    assert all(torch.equal(mine[key], theirs[key]) for key in theirs), layer
+                else:
+                    assert torch.equal(mine, theirs), layer
+        torch.set_num_threads(1)
+
+
+def test_streams_errors(processor, mixed_images, tmp_path):
+    with pytest.raises(ValueError, match="streams must be a positive integer, got 0"):
+        processor.make_vdna(mixed_images[:2], streams=0, verbose=False)
+    with pytest.raises(ValueError, match=r"streams need a distribution whose parts add up exactly in any order \(histogram-B, activation-ranges\); gaussian does not"):
+        processor.make_vdna(mixed_images[:2], distribution_name="gaussian", streams=2, verbose=False)
+    with pytest.raises(ValueError, match="; image-histogram-1000 does not"):
+        processor.make_vdna(mixed_images[:2], distribution_name="image-histogram-1000", streams=2, verbose=False)
+    with pytest.raises(ValueError, match="checkpoints are not available with streams > 1"):
+        processor.make_vdna(mixed_images[:2], streams=2, checkpoint=tmp_path / "c", verbose=False)
+    with pytest.raises(ValueError, match="streams run copies of the network on CPU threads; device is cuda"):
+        processor.make_vdna(mixed_images[:2], streams=2, device="cuda", verbose=False)

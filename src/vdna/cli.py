@@ -35,6 +35,8 @@ def _add_make_options(parser: argparse.ArgumentParser, distribution_default: str
     group.add_argument("--batch-size", type=int, default=64, help="images per loader batch (default: 64)")
     group.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: CUDA when available)")
     group.add_argument("--workers", type=int, default=None, help="decoding processes (default: available cores)")
+    group.add_argument("--streams", type=int, default=1,
+                       help="CPU, histograms: copies of the network run side by side on one thread each (default: 1)")
     group.add_argument("--num-images", type=int, default=-1, help="use at most this many images (default: all)")
     group.add_argument("--shuffle", action="store_true", help="with --num-images, draw a random subset")
     group.add_argument("--seed", type=int, default=0, help="seed of --shuffle and random crops (default: 0)")
@@ -58,8 +60,8 @@ def _add_make_options(parser: argparse.ArgumentParser, distribution_default: str
 
 def _make(processor: VDNAProcessor, source: str, args: argparse.Namespace, distribution: str) -> VDNA:
     if getattr(args, "ray", None) is not None:
-        if args.checkpoint or args.compile:
-            raise ValueError("--checkpoint and --compile are options of local runs, not of --ray")
+        if args.checkpoint or args.compile or args.streams != 1:
+            raise ValueError("--checkpoint, --compile and --streams are options of local runs, not of --ray")
         from .distributed import make_vdna_ray
 
         return make_vdna_ray(
@@ -89,6 +91,7 @@ def _make(processor: VDNAProcessor, source: str, args: argparse.Namespace, distr
         compile=args.compile,
         checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every,
+        streams=args.streams,
     )
 
 
@@ -203,7 +206,7 @@ def command_calibrate(args: argparse.Namespace) -> int:
         args.source, args.extractor, args.output, margin=args.margin, batch_size=args.batch_size, device=args.device,
         verbose=not args.quiet, num_workers=args.workers, num_images=args.num_images, shuffle_files=args.shuffle,
         seed=args.seed, crop_to_square_pre_resize=args.crop, weights=args.weights,
-        on_error="skip" if args.skip_bad else "raise",
+        on_error="skip" if args.skip_bad else "raise", streams=args.streams,
     )
     print(f"activation ranges of {ranges.num_images} images, {sum(ranges.neurons_list.values())} neurons "
           f"({args.extractor}) -> {args.output} (sha256 {ranges.digest})")
@@ -427,8 +430,8 @@ def command_sample_size(args: argparse.Namespace) -> int:
 def command_report(args: argparse.Namespace) -> int:
     from .report import make_report
 
-    if args.ray is not None or args.checkpoint:
-        raise ValueError("a report makes per-image DNAs in this process: --ray and --checkpoint do not apply")
+    if args.ray is not None or args.checkpoint or args.streams != 1:
+        raise ValueError("a report makes per-image DNAs in this process: --ray, --checkpoint and --streams do not apply")
 
     options = {
         "feat_extractor_name": args.extractor, "batch_size": args.batch_size, "device": args.device,

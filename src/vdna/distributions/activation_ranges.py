@@ -16,6 +16,7 @@ class VDNAActivationRanges(DNAType):
     """``{layer: {"min": (neurons,), "max": (neurons,)}}`` in float32."""
 
     type = "activation-ranges"
+    exact_merge = True
 
     @classmethod
     def accumulator(cls, parameters, layers, ranges, device) -> RangesAccumulator:

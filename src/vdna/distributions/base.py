@@ -21,6 +21,8 @@ class DNAType(VDNA):
 
     needs_ranges: ClassVar[bool] = False
     """Whether making it needs per-neuron activation ranges (histograms do)."""
+    exact_merge: ClassVar[bool] = False
+    """Whether DNAs of parts of a set add up to the DNA of the set bit for bit, in any order."""
 
     @classmethod
     def parse_name(cls, name: str) -> dict[str, Any] | None:

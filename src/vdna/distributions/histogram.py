@@ -63,6 +63,7 @@ class VDNAHist(BinnedDNA):
 
     type = "histogram"
     name_pattern = _NAME
+    exact_merge = True
 
     @classmethod
     def create(cls, parameters, feature_extractor_name, neurons_list, data, num_images, provenance=None):
