@@ -19,12 +19,12 @@ import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
 from vdna import VDNAProcessor, create_extractor
+from vdna.processor import one_thread_streams
 from vdna.preprocess import Preprocessor, decode_image
 from vdna.sources import list_image_files
 
@@ -45,19 +45,14 @@ def peak_memory_mib(folder: Path, count: int, distribution: str) -> dict[str, fl
 
 def forward_in_streams(extractors: list, images: list[torch.Tensor]) -> None:
     """The forward pass alone as ``make_vdna(streams=len(extractors))`` runs it: one-thread copies side by side."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
 
     def run(stream: int) -> None:
         with torch.inference_mode():
             for image in images[stream :: len(extractors)]:
                 extractors[stream](image[None])
 
-    try:
-        with ThreadPoolExecutor(len(extractors)) as pool:
-            list(pool.map(run, range(len(extractors))))
-    finally:
-        torch.set_num_threads(threads)
+    with one_thread_streams(len(extractors)) as run_streams:
+        run_streams(run)
 
 
 def main() -> None:

@@ -9,6 +9,8 @@ batching, and it makes a DNA independent of the batch size and of the number of 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -195,6 +197,21 @@ def extract(
     return report
 
 
+@contextlib.contextmanager
+def one_thread_streams(streams: int) -> Iterator[Callable[[Callable[[int], None]], None]]:
+    """A runner calling ``work(stream)`` for every stream at once, each in its own thread.
+
+    torch runs on one thread meanwhile (each stream is one thread), and gets its thread count back.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(streams, thread_name_prefix="vdna-stream") as pool:
+            yield lambda work: list(pool.map(work, range(streams)))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def extract_in_streams(
     extractors: list[Callable[[torch.Tensor], dict[str, torch.Tensor]]],
     accumulators: list[Accumulator],
@@ -202,10 +219,10 @@ def extract_in_streams(
     on_error: str = "raise",
     progress: Callable[[int], None] | None = None,
 ) -> ExtractionReport:
-    """Like :func:`extract` on the CPU, with each loader batch's images shared among threads.
+    """Like :func:`extract` on the CPU, with each loader batch's images shared among one-thread streams.
 
-    Thread ``s`` runs its own extractor on images ``s, s + streams, ...`` of each batch, one at a
-    time, into its own accumulator; the caller merges the accumulators.
+    Stream ``s`` runs its own extractor on images ``s, s + streams, ...`` of each batch, one at a
+    time, into its own accumulator; the accumulators are then merged into the first.
     """
     report = ExtractionReport([], [], [])
     streams = len(extractors)
@@ -215,12 +232,14 @@ def extract_in_streams(
             for image in images[stream::streams]:
                 accumulators[stream].update(extractors[stream](image[None]))
 
-    with ThreadPoolExecutor(streams, thread_name_prefix="vdna-stream") as pool:
+    with one_thread_streams(streams) as run_streams:
         for batch in loader:
             _record_failures(batch, on_error, report)
             if batch.images is not None:
-                list(pool.map(run, range(streams), [batch.images] * streams))
+                run_streams(functools.partial(run, images=batch.images))
             _record_batch(batch, report, progress, None)
+    for part in accumulators[1:]:
+        accumulators[0].merge(part)
     return report
 
 
@@ -395,34 +414,6 @@ class VDNAProcessor:
             self._extractor_key = key
         return self._extractor
 
-    def _extract_in_streams(
-        self,
-        streams: int,
-        forward: Callable[[torch.Tensor], dict[str, torch.Tensor]],
-        accumulator: Accumulator,
-        new_accumulator: Callable[[], Accumulator],
-        loader: DataLoader,
-        network: tuple[str, Any, str, bool],
-        on_error: str,
-        progress: Callable[[int], None],
-    ) -> ExtractionReport:
-        """Extract on ``streams`` one-thread copies of the network (``network``: name, weights, precision,
-        compile); ``accumulator`` ends up with every image."""
-        name, weights, precision, compile = network
-        cpu = torch.device("cpu")
-        copies = [create_extractor(name, weights=weights, device=cpu) for _ in range(streams - 1)]
-        forwards = [forward] + [forward_function(copy, cpu, precision, compile) for copy in copies]
-        parts = [accumulator] + [new_accumulator() for _ in copies]
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            report = extract_in_streams(forwards, parts, loader, on_error, progress)
-        finally:
-            torch.set_num_threads(threads)
-        for part in parts[1:]:
-            accumulator.merge(part)
-        return report
-
     def calibrate(
         self,
         source: Any,
@@ -558,13 +549,10 @@ class VDNAProcessor:
         saver = _PeriodicCheckpoint(store, accumulator, info.name, checkpoint_every, len(report.done)) if store else None
         with tqdm(total=total, initial=len(report.done), unit="img", desc=f"DNA {distribution_name}", disable=not verbose) as bar:
             if streams > 1:
-                def new_accumulator() -> Accumulator:
-                    return dna_class.accumulator(parameters, info.layers, ranges, device)
-
-                report = self._extract_in_streams(
-                    streams, forward, accumulator, new_accumulator, loader, (feat_extractor_name, weights, precision, compile),
-                    on_error, bar.update,
-                )
+                copies = [create_extractor(feat_extractor_name, weights=weights, device=device) for _ in range(streams - 1)]
+                forwards = [forward] + [forward_function(copy, device, precision, compile) for copy in copies]
+                parts = [accumulator] + [dna_class.accumulator(parameters, info.layers, ranges, device) for _ in copies]
+                report = extract_in_streams(forwards, parts, loader, on_error, bar.update)
             else:
                 report = extract(
                     forward,
