@@ -175,3 +175,15 @@ def test_clean_resize_of_one_axis_or_none_equals_pillow(skimage_photos):
         np.testing.assert_array_equal(clean_resize(photo, size), pillow_float_resize(photo, size))
     as_float = photo.astype(np.float32) / 255 * 254.5
     np.testing.assert_array_equal(clean_resize(as_float, (64, 64)), pillow_float_resize(as_float, (64, 64)))
+
+
+def test_network_input_is_pixel_over_255_minus_mean_over_std_bit_for_bit(data_dir):
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    preprocess = Preprocessor((224, 200), mean, std)
+    for path in image_files(data_dir / "set14", 4) + image_files(data_dir / "sunhays80", 4):
+        pixels = decode_image(path, path.name)
+        resized = torch.from_numpy(clean_resize(pixels, (224, 200))).permute(2, 0, 1)
+        expected = (resized / 255.0 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+        network_input = preprocess(pixels, 0)
+        assert network_input.shape == (3, 224, 200) and network_input.is_contiguous()
+        assert torch.equal(network_input.view(torch.int32), expected.view(torch.int32)), path

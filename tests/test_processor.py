@@ -218,14 +218,15 @@ def test_gathering_activations_before_binning_changes_no_count(processor, mixed_
     one_by_one = cls.accumulator(parameters, info.layers, info.ranges, torch.device("cpu"))
     one_by_one.buffer_bytes = 0  # every image binned as it comes
     gathered = cls.accumulator(parameters, info.layers, info.ranges, torch.device("cpu"))
-    per_image = 4 * sum(n * images[0][layer].shape[2] for layer, n in info.layers.items())
-    gathered.buffer_bytes = 3 * per_image  # three images at a time
+    gathered.values_per_neuron, gathered.buffer_bytes = 3 * 112 * 112, 2**30  # three images of the stem, more of smaller layers
     batches = [images[0], images[1], {k: torch.cat([images[2][k], images[3][k]]) for k in images[0]}]
     batches += [{k: torch.cat([image[k] for image in images[4:8]]) for k in images[0]}]  # more than fit
     for batch in batches:
         one_by_one.update(batch)
         gathered.update(batch)
+    assert gathered._capacity["stem"] == 3 and gathered._capacity["blocks.1.0"] == 12 and gathered._capacity["head"] == 64
     assert gathered._pending_images["stem"] == 0 and gathered._pending["stem"].shape[0] == 3
+    assert gathered._pending_images["head"] == 8
     gathered.update(images[0])
     assert gathered._pending_images["stem"] == 1  # waiting, and still counted in the result
     one_by_one.update(images[0])
@@ -234,6 +235,21 @@ def test_gathering_activations_before_binning_changes_no_count(processor, mixed_
     for layer in info.layers:
         assert torch.equal(found.data[layer], expected.data[layer]), layer
     assert int(found.data["stem"].sum()) == 9 * 32 * 112 * 112
+
+
+def test_gathering_keeps_within_its_memory_budget(processor, mixed_images):
+    info = processor.get_extractor(device="cpu").info
+    shapes = {layer: values.shape for layer, values in real_activations(processor, mixed_images, 1)[0].items()}
+    accumulator = VDNAHist.accumulator({"bins": 1000}, info.layers, info.ranges, torch.device("cpu"))
+    per_image = {layer: 4 * shape[1] * shape[2] for layer, shape in shapes.items()}
+    for budget in (2**20, 10 * sum(per_image.values()), 64 * 2**20):
+        accumulator.buffer_bytes = budget
+        capacity = accumulator._gathered_images(shapes)
+        assert sum(capacity[layer] * per_image[layer] for layer in shapes) <= max(budget, sum(per_image.values()))
+        assert min(capacity.values()) >= 1 and capacity["head"] >= capacity["blocks.3.0"] >= capacity["stem"]
+    assert capacity["head"] * 49 >= 2 * 1000  # the 7x7 layers bin more values per neuron than there are bins
+    accumulator.buffer_bytes = 0
+    assert set(accumulator._gathered_images(shapes).values()) == {1}
 
 
 def test_gathered_activations_merge_resume_and_report_nans(processor, mixed_images):

@@ -131,11 +131,14 @@ class HistogramAccumulator(Accumulator):
     On the CPU, activations of a few images at a time (``buffer_bytes`` in all) are gathered into
     one contiguous batch per layer before they are binned: one kernel call per layer for several
     images rather than per image, on neuron-major memory whatever the network's memory format.
-    Counts are exact sums, so they do not depend on how images are grouped.
+    Layers with few positions gather more images (up to 64), so that each call bins about
+    ``values_per_neuron`` values of each neuron. Counts are exact sums, so they do not depend on
+    how images are grouped.
     """
 
     dna_class = VDNAHist
     buffer_bytes = 64 * 2**20
+    values_per_neuron = 2**14
 
     def __init__(
         self,
@@ -153,13 +156,19 @@ class HistogramAccumulator(Accumulator):
         }
         self._pending: dict[str, torch.Tensor] = {}
         self._pending_images: dict[str, int] = {}
-        self._buffered_images: int | None = None
+        self._capacity: dict[str, int] = {}
 
     def update(self, activations: Mapping[str, torch.Tensor]) -> None:
-        if self._buffered_images is None:
-            bytes_per_image = 4 * sum(math.prod(values.shape[1:]) for values in activations.values())
-            self._buffered_images = max(1, min(64, self.buffer_bytes // max(1, bytes_per_image)))
+        if not self._capacity:
+            self._capacity = self._gathered_images({layer: activations[layer].shape for layer in self.layers if layer in activations})
         super().update(activations)
+
+    def _gathered_images(self, shapes: Mapping[str, torch.Size]) -> dict[str, int]:
+        """Images gathered per layer: ``values_per_neuron`` values per neuron, up to 64, all within ``buffer_bytes``."""
+        wanted = {layer: min(64, -(-self.values_per_neuron // max(1, shape[2]))) for layer, shape in shapes.items()}
+        total = sum(count * 4 * math.prod(shapes[layer][1:]) for layer, count in wanted.items())
+        shrink = min(1.0, self.buffer_bytes / total) if total else 1.0
+        return {layer: max(1, int(count * shrink)) for layer, count in wanted.items()}
 
     def _update_layer(self, layer: str, activations: torch.Tensor) -> None:
         if activations.device.type != "cpu":
@@ -168,7 +177,7 @@ class HistogramAccumulator(Accumulator):
         pending = self._pending.get(layer)
         if pending is None or pending.shape[2] != activations.shape[2]:
             self._flush_layer(layer)
-            pending = self._pending[layer] = self._new_buffer(activations)
+            pending = self._pending[layer] = self._new_buffer(layer, activations)
             self._pending_images[layer] = 0
         filled = self._pending_images[layer]
         if filled + activations.shape[0] > pending.shape[0]:
@@ -180,8 +189,8 @@ class HistogramAccumulator(Accumulator):
         pending[filled : filled + activations.shape[0]].copy_(activations)
         self._pending_images[layer] = filled + activations.shape[0]
 
-    def _new_buffer(self, activations: torch.Tensor) -> torch.Tensor:
-        return torch.empty((self._buffered_images or 1, *activations.shape[1:]), dtype=torch.float32)
+    def _new_buffer(self, layer: str, activations: torch.Tensor) -> torch.Tensor:
+        return torch.empty((self._capacity.get(layer, 1), *activations.shape[1:]), dtype=torch.float32)
 
     def _bin(self, layer: str, activations: torch.Tensor) -> None:
         nans = accumulate_histograms(activations, self.counts[layer], self.binning[layer])
