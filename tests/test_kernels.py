@@ -13,9 +13,11 @@ from vdna.distances import emd
 from vdna.kernels import (
     Binning,
     _histogram_compiled,
+    _histogram_positions,
     _histogram_searchsorted,
     accumulate_histograms,
     bin_edges,
+    bins_in_place,
     float32_thresholds,
     histogram_per_neuron,
 )
@@ -148,6 +150,47 @@ def test_counts_are_flushed_before_their_int32_counters_could_overflow():
         flushed = torch.zeros_like(whole)
         _histogram_compiled(values, binning, flushed, counts_limit=limit)
         assert torch.equal(flushed, whole), limit
+
+def channels_last(values: torch.Tensor) -> torch.Tensor:
+    """The same ``(batch, neurons, positions)`` values with each position's neurons side by side in memory."""
+    return values.transpose(1, 2).contiguous().transpose(1, 2)
+
+
+def test_channels_last_activations_are_binned_in_place_as_the_float64_definition():
+    values, centre, half = values_around_every_threshold(seed=14, neurons=24)
+    binning = Binning.create(centre, half, 1000)
+    in_place = channels_last(values)
+    assert bins_in_place(in_place, 1000) and not bins_in_place(values, 1000)
+    copied = torch.zeros((24, 1000), dtype=torch.int64)
+    accumulate_histograms(values, copied, binning)
+    normalised = (values.double() - torch.from_numpy(centre).view(1, -1, 1)) / torch.from_numpy(half).view(1, -1, 1)
+    np.testing.assert_array_equal(copied.numpy(), reference_histograms(normalised.numpy(), 1000))
+    found = torch.zeros_like(copied)
+    assert accumulate_histograms(in_place, found, binning) == 0
+    assert torch.equal(found, copied)
+    checked = torch.zeros_like(copied)
+    accumulate_histograms(in_place, checked, dataclasses.replace(binning, margin=float("inf")))
+    assert torch.equal(checked, copied)
+    rows = in_place.transpose(1, 2).reshape(-1, 24)
+    for limit in (7, 1000):  # a call's rows stay within the range of int32 counts
+        flushed = torch.zeros_like(copied)
+        _histogram_positions(rows, binning, flushed, counts_limit=limit)
+        assert torch.equal(flushed, copied), limit
+    shared = activations_with_edges(50).to(torch.float32)
+    assert torch.equal(histogram_per_neuron(channels_last(shared), 50), histogram_per_neuron(shared, 50))
+    with_nan = in_place.clone()
+    with_nan[2, 5, 7] = float("nan")
+    assert accumulate_histograms(with_nan, torch.zeros_like(copied), binning) == 1
+
+
+def test_only_channels_last_float32_layers_with_few_enough_counts_are_binned_in_place():
+    assert bins_in_place(channels_last(torch.zeros((2, 2048, 9))), 1000)
+    assert not bins_in_place(channels_last(torch.zeros((2, 2100, 9))), 1000)  # int32 counts beyond 8 MiB
+    assert bins_in_place(channels_last(torch.zeros((2, 2100, 9))), 100)
+    assert not bins_in_place(channels_last(torch.zeros((2, 16, 9), dtype=torch.float64)), 1000)
+    assert not bins_in_place(torch.zeros((2, 16, 9)), 1000)  # neuron-major already
+    assert not bins_in_place(channels_last(torch.zeros((2, 16, 1))), 1000)
+
 
 def test_float32_thresholds_are_exact():
     rng = np.random.default_rng(9)

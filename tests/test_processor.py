@@ -218,23 +218,28 @@ def test_gathering_activations_before_binning_changes_no_count(processor, mixed_
     one_by_one = cls.accumulator(parameters, info.layers, info.ranges, torch.device("cpu"))
     one_by_one.buffer_bytes = 0  # every image binned as it comes
     gathered = cls.accumulator(parameters, info.layers, info.ranges, torch.device("cpu"))
-    gathered.values_per_neuron, gathered.buffer_bytes = 3 * 112 * 112, 2**30  # three images of the stem, more of smaller layers
+    gathered.values_per_neuron, gathered.buffer_bytes = 3 * 49, 2**30  # three images of each 7x7 layer
+    neuron_major = cls.accumulator(parameters, info.layers, info.ranges, torch.device("cpu"))
     batches = [images[0], images[1], {k: torch.cat([images[2][k], images[3][k]]) for k in images[0]}]
     batches += [{k: torch.cat([image[k] for image in images[4:8]]) for k in images[0]}]  # more than fit
     for batch in batches:
         one_by_one.update(batch)
         gathered.update(batch)
-    assert gathered._capacity["stem"] == 3 and gathered._capacity["blocks.1.0"] == 12 and gathered._capacity["head"] == 64
-    assert gathered._pending_images["stem"] == 0 and gathered._pending["stem"].shape[0] == 3
-    assert gathered._pending_images["head"] == 8
+        neuron_major.update({layer: values.contiguous() for layer, values in batch.items()})
+    assert gathered._capacity["stem"] == 1 and gathered._capacity["head"] == 3
+    assert gathered._pending_images["head"] == 0 and gathered._pending["head"].shape[0] == 3
+    assert not gathered._pending["head"].is_contiguous()  # gathered as the network lays them out, binned there
+    assert neuron_major._pending["head"].is_contiguous()
     gathered.update(images[0])
-    assert gathered._pending_images["stem"] == 1  # waiting, and still counted in the result
+    assert gathered._pending_images["head"] == 1  # waiting, and still counted in the result
     one_by_one.update(images[0])
-    expected, found = one_by_one.result("efficientnet_lite0"), gathered.result("efficientnet_lite0")
-    assert found.num_images == expected.num_images == 9
-    for layer in info.layers:
-        assert torch.equal(found.data[layer], expected.data[layer]), layer
-    assert int(found.data["stem"].sum()) == 9 * 32 * 112 * 112
+    neuron_major.update({layer: values.contiguous() for layer, values in images[0].items()})
+    expected = one_by_one.result("efficientnet_lite0")
+    assert expected.num_images == 9 and int(expected.data["stem"].sum()) == 9 * 32 * 112 * 112
+    for found in (gathered.result("efficientnet_lite0"), neuron_major.result("efficientnet_lite0")):
+        assert found.num_images == 9
+        for layer in info.layers:
+            assert torch.equal(found.data[layer], expected.data[layer]), layer
 
 
 def test_gathering_keeps_within_its_memory_budget(processor, mixed_images):

@@ -11,9 +11,10 @@ Since ``a -> v`` is monotone, bin ``k`` starts at a float32 threshold ``T_k``, t
 between adjacent float32 values), after which binning a float32 activation needs no float64
 arithmetic at all: its bin is the number of thresholds it reaches, estimated arithmetically and
 corrected against the thresholds only where the estimate could be wrong (within a proven margin of
-a bin boundary). CPU (a compiled single pass, in parallel over neurons) and CUDA
-(``searchsorted`` on the thresholds, then one ``bincount``) give the same counts as the float64
-definition, bit for bit, whatever the batch split.
+a bin boundary). CPU (a compiled single pass, in parallel over neurons, or over positions for
+channels-last layers of few neurons) and CUDA (``searchsorted`` on the thresholds, then one
+``bincount``) give the same counts as the float64 definition, bit for bit, whatever the batch
+split or memory layout.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ _BLOCK = 1024  # values estimated, then counted, at a time: the estimates stay i
 _COPIES = 4  # a power of two
 _INT32_COUNTS_LIMIT = 2**31 - 1
 _SPARSE_LIMIT = 1 << 14  # most values a neuron may have to flush only the bins it marked
+_POSITIONS_MAJOR_COUNTS_BYTES = 8 * 2**20  # most int32 counts of every neuron a worker keeps, binning position by position
 
 
 def bin_edges(bins: int, low: float = -1.0, high: float = 1.0) -> np.ndarray:
@@ -147,27 +149,34 @@ def _settled_bin(a, thresholds, low, per_unit, last):  # pragma: no cover - comp
     return k
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
-def _estimate_bins(values, low, per_unit, last, near_low, near_high, zero_bin, index, unsure):  # pragma: no cover
-    """Each value's bin estimate into ``index``, or ``unsure`` where it could be wrong (or the value is NaN).
+@numba.njit(inline="always", boundscheck=False, error_model="numpy")
+def _estimate(value, low, per_unit, last, near_low, near_high, zero_bin):  # pragma: no cover - compiled
+    """A value's bin estimate, and whether it is certain.
 
     Certain: estimates further than the margin from a bin boundary, estimates below the first
     boundary or beyond the last by more than the margin (clamped values), and exact zeros (whose
     bin is known; ReLU networks and dead neurons give many, and they can sit on a boundary).
     """
-    bin_zero_certain = np.float32(1.0) - near_low
-    last_certain = last + near_low
+    guess = (value - low) * per_unit
+    clamped = guess if guess > np.float32(0.0) else np.float32(0.0)
+    clamped = clamped if clamped < last else last
+    k = np.int32(clamped)
+    fraction = clamped - np.float32(k)
+    zero = value == np.float32(0.0)
+    certain = (
+        (fraction > near_low) & (fraction < near_high)
+        | (guess < np.float32(1.0) - near_low)
+        | (guess > last + near_low)
+    )
+    return (zero_bin if zero else k), certain | zero
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+def _estimate_bins(values, low, per_unit, last, near_low, near_high, zero_bin, index, unsure):  # pragma: no cover
+    """Each value's bin estimate into ``index``, or ``unsure`` where it could be wrong (or the value is NaN)."""
     for p in range(values.shape[0]):
-        value = values[p]
-        guess = (value - low) * per_unit
-        clamped = guess if guess > np.float32(0.0) else np.float32(0.0)
-        clamped = clamped if clamped < last else last
-        k = np.int32(clamped)
-        fraction = clamped - np.float32(k)
-        zero = value == np.float32(0.0)
-        certain = (fraction > near_low) & (fraction < near_high) | (guess < bin_zero_certain) | (guess > last_certain)
-        k = zero_bin if zero else k
-        index[p] = k if (certain | zero) else unsure
+        k, certain = _estimate(values[p], low, per_unit, last, near_low, near_high, zero_bin)
+        index[p] = k if certain else unsure
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
@@ -281,6 +290,66 @@ def _histogram_cpu(x, thresholds, offset, scale, zero_bins, margin, workers, out
     return nans
 
 
+@numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+def _count_positions(x, thresholds, offset, scale, zero_bins, margin, counts):  # pragma: no cover - compiled
+    """Add ``x`` ``(rows, neurons)`` into ``counts`` ``(neurons * (bins + 1))``; the extra bin of each neuron gathers the unsure.
+
+    Each row's estimates are made together (they vectorise across neurons), then counted.
+    Returns how many values were NaN.
+    """
+    rows, neurons = x.shape
+    width = counts.shape[0] // neurons
+    bins = width - 1
+    last = np.float32(bins - 1)
+    near_low = np.float32(margin)
+    near_high = np.float32(1.0) - near_low
+    first_bin = np.arange(neurons).astype(np.uint32) * np.uint32(width)
+    unsure_bin = first_bin + np.uint32(bins)
+    index = np.empty(neurons, dtype=np.uint32)
+    missing = 0
+    for r in range(rows):
+        row = x[r]
+        unsure = 0
+        for n in range(neurons):
+            k, certain = _estimate(row[n], offset[n], scale[n], last, near_low, near_high, zero_bins[n])
+            index[n] = first_bin[n] + np.uint32(k) if certain else unsure_bin[n]
+            unsure += not certain
+        for n in range(neurons):
+            counts[index[n]] += 1
+        if unsure:
+            for n in range(neurons):
+                if index[n] == unsure_bin[n]:
+                    a = row[n]
+                    if a != a:
+                        missing += 1
+                    else:
+                        counts[first_bin[n] + _settled_bin(a, thresholds[n], offset[n], scale[n], last)] += 1
+    return missing
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False, error_model="numpy")
+def _histogram_positions_cpu(x, thresholds, offset, scale, zero_bins, margin, workers, out):  # pragma: no cover
+    """Bin ``x`` ``(rows, neurons)``: every neuron's value at one position after another.
+
+    Each worker counts a share of the rows into its own int32 counts of every neuron (the caller
+    keeps a call within their range), summed into ``out`` at the end. Returns how many were NaN.
+    """
+    rows, neurons = x.shape
+    bins = out.shape[1]
+    workers = max(1, min(workers, rows // bins))  # each worker's counts are worth their zeroing and summing
+    share = (rows + workers - 1) // workers
+    counts = np.zeros((workers, neurons * (bins + 1)), dtype=np.int32)
+    missing = np.zeros(workers, dtype=np.int64)
+    for worker in numba.prange(workers):
+        part = x[worker * share : min(rows, (worker + 1) * share)]
+        missing[worker] = _count_positions(part, thresholds, offset, scale, zero_bins, margin, counts[worker])
+    for worker in range(workers):
+        for n in range(neurons):
+            for k in range(bins):
+                out[n, k] += counts[worker, n * (bins + 1) + k]
+    return missing.sum()
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _histogram_float64_cpu(x, edges, out):  # pragma: no cover - compiled
     batch, neurons, positions = x.shape
@@ -352,9 +421,44 @@ def accumulate_histograms(activations: torch.Tensor, out: torch.Tensor, binning:
     if bins != binning.bins:
         raise ValueError(f"histograms have {bins} bins, the binning {binning.bins}")
     values = activations.detach().to(torch.float32)  # the rule bins float32 activations
-    if values.device.type == "cpu":
-        return _histogram_compiled(values.contiguous(), binning, out)  # each neuron's positions in one run
-    return _histogram_searchsorted(values, binning.to(values.device), out)
+    if values.device.type != "cpu":
+        return _histogram_searchsorted(values, binning.to(values.device), out)
+    if bins_in_place(values, bins):
+        return _histogram_positions(values.transpose(1, 2).reshape(-1, neurons), binning, out)
+    return _histogram_compiled(values.contiguous(), binning, out)  # each neuron's positions in one run
+
+
+def bins_in_place(activations: torch.Tensor, bins: int) -> bool:
+    """Whether CPU ``activations`` ``(batch, neurons, positions)`` are binned where they lie, without a copy.
+
+    So they are when each position's neurons lie together (channels-last memory, or ViT tokens)
+    and the counts of all neurons stay small (8 MiB of int32); otherwise they are copied to
+    neuron-major memory first.
+    """
+    neurons = activations.shape[1]
+    return (
+        activations.device.type == "cpu"
+        and activations.dtype == torch.float32
+        and neurons * bins * 4 <= _POSITIONS_MAJOR_COUNTS_BYTES
+        and activations.transpose(1, 2).is_contiguous()
+        and not activations.is_contiguous()
+    )
+
+
+def _histogram_positions(values: torch.Tensor, binning: Binning, out: torch.Tensor, counts_limit: int = _INT32_COUNTS_LIMIT) -> int:
+    """Bin ``values`` ``(rows, neurons)``, position-major, in parts that never overflow int32 counts."""
+    neurons = values.shape[1]
+    tensors = (binning.thresholds, binning.offset, binning.scale, binning.zero_bin)
+    thresholds, offset, scale, zero_bin = (t.expand(neurons, *t.shape[1:]).contiguous().numpy() for t in tensors)
+    nans = 0
+    with torch_threads():
+        for part in values.split(counts_limit):
+            nans += int(
+                _histogram_positions_cpu(
+                    part.numpy(), thresholds, offset, scale, zero_bin, binning.margin, numba.get_num_threads(), out.numpy()
+                )
+            )
+    return nans
 
 
 def _histogram_compiled(values: torch.Tensor, binning: Binning, out: torch.Tensor, counts_limit: int = _INT32_COUNTS_LIMIT) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..kernels import Binning, accumulate_histograms
+from ..kernels import Binning, accumulate_histograms, bins_in_place
 from ..ranges import ActivationRanges
 from .base import Accumulator, DNAType, require_array
 
@@ -129,11 +129,12 @@ class HistogramAccumulator(Accumulator):
     """Running per-neuron counts; activations are normalised with the extractor's ranges, then binned.
 
     On the CPU, activations of a few images at a time (``buffer_bytes`` in all) are gathered into
-    one contiguous batch per layer before they are binned: one kernel call per layer for several
-    images rather than per image, on neuron-major memory whatever the network's memory format.
-    Layers with few positions gather more images (up to 64), so that each call bins about
-    ``values_per_neuron`` values of each neuron. Counts are exact sums, so they do not depend on
-    how images are grouped.
+    one batch per layer before they are binned: one kernel call per layer for several images
+    rather than per image. Layers with few positions gather more images (up to 64), so that each
+    call bins about ``values_per_neuron`` values of each neuron. Layers whose counts fit in a
+    core's cache are gathered as the network lays them out and binned there
+    (:func:`vdna.kernels.bins_in_place`); others are gathered neuron-major. Counts are exact sums,
+    so they do not depend on how images are grouped.
     """
 
     dna_class = VDNAHist
@@ -156,10 +157,10 @@ class HistogramAccumulator(Accumulator):
         }
         self._pending: dict[str, torch.Tensor] = {}
         self._pending_images: dict[str, int] = {}
-        self._capacity: dict[str, int] = {}
+        self._capacity: dict[str, int] | None = None
 
     def update(self, activations: Mapping[str, torch.Tensor]) -> None:
-        if not self._capacity:
+        if self._capacity is None:
             self._capacity = self._gathered_images({layer: activations[layer].shape for layer in self.layers if layer in activations})
         super().update(activations)
 
@@ -190,7 +191,11 @@ class HistogramAccumulator(Accumulator):
         self._pending_images[layer] = filled + activations.shape[0]
 
     def _new_buffer(self, layer: str, activations: torch.Tensor) -> torch.Tensor:
-        return torch.empty((self._capacity.get(layer, 1), *activations.shape[1:]), dtype=torch.float32)
+        images = (self._capacity or {}).get(layer, 1)
+        neurons, positions = activations.shape[1:]
+        if bins_in_place(activations, self.binning[layer].bins):  # gathered as the network lays them out
+            return torch.empty((images, positions, neurons), dtype=torch.float32).transpose(1, 2)
+        return torch.empty((images, neurons, positions), dtype=torch.float32)
 
     def _bin(self, layer: str, activations: torch.Tensor) -> None:
         nans = accumulate_histograms(activations, self.counts[layer], self.binning[layer])
