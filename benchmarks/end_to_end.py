@@ -4,8 +4,8 @@ In one process: every image of the folder is decoded and preprocessed into memor
 timed); then the extractor's forward pass alone runs over them, as the pipeline runs it (one
 image at a time on the CPU); then ``make_vdna`` runs on the folder itself (decoding, resizing,
 forward pass and histograms). Both are repeated and their medians compared. With ``--streams N``,
-``make_vdna(streams=N)`` is also timed, against the forward pass alone run the same way (N
-one-thread copies of the network side by side). Peak memory is measured in fresh processes (main
+``make_vdna(streams=N)`` is also timed (N one-thread copies of the network side by side, each
+decoding its own images), against the forward pass alone run the same way. Peak memory is measured in fresh processes (main
 process and decoding workers) for several image counts.
 
     python benchmarks/end_to_end.py ../shared/data/imagenet1k --streams 2 --peak-memory 100 1000

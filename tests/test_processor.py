@@ -311,6 +311,23 @@ def test_streams_give_the_dna_of_a_one_thread_run_bit_for_bit(processor, mixed_i
         torch.set_num_threads(1)
 
 
+def test_streams_decode_their_own_images_from_any_source_in_any_batch_size(processor, mixed_images, one_torch_thread, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    images = [*mixed_images[:5], bad, *mixed_images[5:9]]
+    options = {"on_error": "skip", "crop_to_square_pre_resize": "random", "verbose": False}  # crops seeded by position
+    one_thread = processor.make_vdna(images, **options)
+    torch.set_num_threads(2)
+    for source, names in ((images, [str(path) for path in images]), (iter(images), [f"list_iterator[{i}]" for i in range(10)])):
+        streamed = processor.make_vdna(source, streams=2, batch_size=3, **options)  # a list, and an iterable read once
+        assert streamed.provenance.images == names[:5] + names[6:]
+        assert streamed.provenance.skipped == [{"name": names[5], "reason": "not an image file Pillow can identify"}]
+        assert streamed.provenance.extraction_settings["num_workers"] == 0  # no decoding workers
+        assert all(torch.equal(streamed.data[layer], one_thread.data[layer]) for layer in one_thread.neurons_list)
+    with pytest.raises(ImageError, match=r"broken\.jpg: not an image file Pillow can identify"):
+        processor.make_vdna(images, streams=2, batch_size=3, verbose=False)
+
+
 def test_streams_errors(processor, mixed_images, tmp_path):
     with pytest.raises(ValueError, match="streams must be a positive integer, got 0"):
         processor.make_vdna(mixed_images[:2], streams=0, verbose=False)

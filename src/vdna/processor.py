@@ -14,8 +14,9 @@ import functools
 import hashlib
 import logging
 import os
+import itertools
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ def available_cores() -> int:
 
 @dataclass
 class Batch:
-    """Preprocessed images of one loader step, and the images of that step that failed.
+    """Preprocessed images of one loader step (``None`` if none, or if already used), and the images of that step that failed.
 
     ``positions`` are the images' positions in the whole run (used ones, then failed ones).
     """
@@ -83,12 +84,30 @@ class _CollectionImages(Dataset):
         return len(self.collection)
 
     def __getitem__(self, index: int) -> tuple:
-        name, position = self.collection.names[index], self.positions[index]
-        try:
-            raw = self.collection.load(index)
-        except Exception as error:
-            return position, name, None, f"cannot be read ({type(error).__name__}: {error})"
-        return _prepare(raw, name, position, self.preprocessor, self.max_pixels)
+        position, name, raw, reason = _load(self.collection, index, self.positions[index])
+        return (position, name, None, reason) if reason else _prepare(raw, name, position, self.preprocessor, self.max_pixels)
+
+
+def _load(collection: ImageCollection, index: int, position: int) -> tuple:
+    """``(position, name, raw item, None)``, or ``(position, name, None, reason)`` if it cannot be read."""
+    name = collection.names[index]
+    try:
+        return position, name, collection.load(index), None
+    except Exception as error:
+        return position, name, None, f"cannot be read ({type(error).__name__}: {error})"
+
+
+def raw_batches(
+    source: ImageCollection | ItemStream, batch_size: int, positions: list[int] | None = None
+) -> Iterator[list[tuple]]:
+    """Lists of up to ``batch_size`` ``(position, name, raw item, reason it cannot be read or None)``, read in turn."""
+    if isinstance(source, ItemStream):
+        items = ((index, name, raw, None) for index, (name, raw) in enumerate(source))
+    else:
+        where = list(range(len(source))) if positions is None else positions
+        items = (_load(source, index, where[index]) for index in range(len(source)))
+    while batch := list(itertools.islice(items, batch_size)):
+        yield batch
 
 
 class _StreamImages(IterableDataset):
@@ -188,7 +207,7 @@ def extract(
     report = report or ExtractionReport([], [], [])
     with torch.inference_mode():
         for batch in loader:
-            _record_failures(batch, on_error, report)
+            _record_failures(batch.failures, on_error, report)
             if batch.images is not None:
                 images = batch.images.to(device, non_blocking=True)
                 for chunk in images.split(forward_batch_size):
@@ -215,36 +234,49 @@ def one_thread_streams(streams: int) -> Iterator[Callable[[Callable[[int], None]
 def extract_in_streams(
     extractors: list[Callable[[torch.Tensor], dict[str, torch.Tensor]]],
     accumulators: list[Accumulator],
-    loader: DataLoader,
+    batches: Iterable[list[tuple]],
+    preprocessor: Preprocessor,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     on_error: str = "raise",
     progress: Callable[[int], None] | None = None,
 ) -> ExtractionReport:
-    """Like :func:`extract` on the CPU, with each loader batch's images shared among one-thread streams.
+    """Like :func:`extract` on the CPU, with each batch's images shared among one-thread streams.
 
-    Stream ``s`` runs its own extractor on images ``s, s + streams, ...`` of each batch, one at a
-    time, into its own accumulator; the accumulators are then merged into the first.
+    ``batches`` are :func:`raw_batches`. Stream ``s`` decodes, preprocesses and runs its own
+    extractor on images ``s, s + streams, ...`` of each batch, one at a time, into its own
+    accumulator; the accumulators are then merged into the first.
     """
     report = ExtractionReport([], [], [])
     streams = len(extractors)
 
-    def run(stream: int, images: torch.Tensor) -> None:
+    def run(stream: int, items: list[tuple]) -> list[tuple]:
+        outcomes = []
         with torch.inference_mode():
-            for image in images[stream::streams]:
-                accumulators[stream].update(extractors[stream](image[None]))
+            for position, name, raw, reason in items[stream::streams]:
+                image = None
+                if reason is None:
+                    position, name, image, reason = _prepare(raw, name, position, preprocessor, max_pixels)
+                if image is not None:
+                    accumulators[stream].update(extractors[stream](image[None]))
+                outcomes.append((position, name, image is not None, reason))
+        return outcomes
 
     with one_thread_streams(streams) as run_streams:
-        for batch in loader:
-            _record_failures(batch, on_error, report)
-            if batch.images is not None:
-                run_streams(functools.partial(run, images=batch.images))
-            _record_batch(batch, report, progress, None)
+        for items in batches:
+            outcomes = sorted(itertools.chain.from_iterable(run_streams(functools.partial(run, items=items))))
+            used = [(position, name) for position, name, ok, _ in outcomes if ok]
+            failed = [(position, name, reason) for position, name, ok, reason in outcomes if not ok]
+            failures = [(name, reason) for _, name, reason in failed]
+            _record_failures(failures, on_error, report)
+            positions = [position for position, _ in used] + [position for position, _, _ in failed]
+            _record_batch(Batch([name for _, name in used], None, failures, positions), report, progress, None)
     for part in accumulators[1:]:
         accumulators[0].merge(part)
     return report
 
 
-def _record_failures(batch: Batch, on_error: str, report: ExtractionReport) -> None:
-    for name, reason in batch.failures:
+def _record_failures(failures: list[tuple[str, str]], on_error: str, report: ExtractionReport) -> None:
+    for name, reason in failures:
         if on_error == "raise":
             raise ImageError(name, reason)
         logger.info("skipped %s: %s", name, reason)
@@ -257,8 +289,7 @@ def _record_batch(
     progress: Callable[[int], None] | None,
     after_batch: Callable[[ExtractionReport], None] | None,
 ) -> None:
-    if batch.images is not None:
-        report.used.extend(batch.names)
+    report.used.extend(batch.names)
     report.done.extend(batch.positions)
     if progress is not None:
         progress(len(batch.names) + len(batch.failures))
@@ -480,9 +511,10 @@ class VDNAProcessor:
         same call again after a crash or a kill resumes from it and gives the same DNA (the
         checkpoint is removed once the DNA is made).
         ``streams`` (CPU, histograms and activation ranges): run that many copies of the network
-        side by side, each on one torch thread, sharing each loader batch's images. On a few cores
-        this is faster than one copy on several threads (the network at one image at a time uses
-        extra threads poorly); the DNA is that of a one-thread run, bit for bit.
+        side by side, each on one thread, sharing each batch's images; each stream decodes and
+        preprocesses its own images (``num_workers`` is not used). On a few cores this is faster
+        than one copy on several threads (the network at one image at a time uses extra threads
+        poorly); the DNA is that of a one-thread run, bit for bit.
         """
         _check_positive(batch_size, "batch_size")
         _check_positive(n_sample_images, "n_sample_images", allow_zero=True)
@@ -544,7 +576,8 @@ class VDNAProcessor:
                 finished = set(done)
                 positions = [i for i in range(len(collection)) if i not in finished]
                 todo = collection.subset(positions)
-        loader = image_loader(todo, preprocessor, batch_size, workers, device.type == "cuda", max_image_pixels, positions)
+        if streams == 1:
+            loader = image_loader(todo, preprocessor, batch_size, workers, device.type == "cuda", max_image_pixels, positions)
         total = len(collection) if isinstance(collection, ImageCollection) else None
         saver = _PeriodicCheckpoint(store, accumulator, info.name, checkpoint_every, len(report.done)) if store else None
         with tqdm(total=total, initial=len(report.done), unit="img", desc=f"DNA {distribution_name}", disable=not verbose) as bar:
@@ -552,7 +585,8 @@ class VDNAProcessor:
                 copies = [create_extractor(feat_extractor_name, weights=weights, device=device) for _ in range(streams - 1)]
                 forwards = [forward] + [forward_function(copy, device, precision, compile) for copy in copies]
                 parts = [accumulator] + [dna_class.accumulator(parameters, info.layers, ranges, device) for _ in copies]
-                report = extract_in_streams(forwards, parts, loader, on_error, bar.update)
+                batches = raw_batches(todo, batch_size, positions)
+                report = extract_in_streams(forwards, parts, batches, preprocessor, max_image_pixels, on_error, bar.update)
             else:
                 report = extract(
                     forward,
@@ -569,7 +603,7 @@ class VDNAProcessor:
             raise ValueError(f"none of the {len(report.skipped)} images of {_describe_source(source)} could be used")
         provenance = run_provenance(
             info, ranges, parameters, report.used, report.skipped, source=source, crop=crop_to_square_pre_resize,
-            shuffle_files=shuffle_files, num_images=num_images, workers=workers, batch_size=batch_size, device=device,
+            shuffle_files=shuffle_files, num_images=num_images, workers=workers if streams == 1 else 0, batch_size=batch_size, device=device,
             verbose=verbose, n_sample_images=n_sample_images, seed=seed, precision=precision, compile=compile,
             threads=1 if streams > 1 else None, streams=streams,
         )
