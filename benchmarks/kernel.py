@@ -1,6 +1,7 @@
 """Histogram kernel: vdna.kernels.histogram_per_neuron against vdna 0.1.1 and against one read pass.
 
-Shapes: (64, 768, 197), a ViT-B/16 layer at batch 64 (Gaussian activations), and the default
+Shapes: (64, 768, 197), a ViT-B/16 layer at batch 64 (Gaussian activations), neuron-major and
+as a ViT gives it (tokens, each token's 768 values side by side in memory), and the default
 extractor's largest layer at batch 64, the stem (64, 32, 12544), with its real normalised
 activations on the first 64 images of a folder. 1000 bins. vdna 0.1.1's ``histogram_per_channel``
 is loaded from a folder where ``vdna==0.1.1`` is installed, e.g.
@@ -71,6 +72,7 @@ def main() -> None:
     torch.manual_seed(0)
     cases = {
         "ViT-B/16 layer (64, 768, 197)": (torch.randn(64, 768, 197) * 0.4),
+        "the same as ViT tokens (64, 197, 768)": (torch.randn(64, 197, 768) * 0.4).transpose(1, 2),
         "efficientnet_lite0 stem (64, 32, 12544)": stem_activations(args.images),
     }
     print(f"{'shape':42s} {'ours ms':>9s} {'0.1.1 ms':>9s} {'sum ms':>8s} {'0.1.1/ours':>11s} {'ours/sum':>9s}")
