@@ -5,8 +5,9 @@ timed); then the extractor's forward pass alone runs over them, as the pipeline 
 image at a time on the CPU); then ``make_vdna`` runs on the folder itself (decoding, resizing,
 forward pass and histograms). Both are repeated and their medians compared. With ``--streams N``,
 ``make_vdna(streams=N)`` is also timed (N one-thread copies of the network side by side, each
-decoding its own images), against the forward pass alone run the same way. Peak memory is measured in fresh processes (main
-process and decoding workers) for several image counts.
+decoding its own images), against the forward pass alone run the same way. Peak memory is
+measured in fresh processes (main process and decoding processes) for several image counts, for
+the default run and, with ``--streams N``, for ``streams=N``.
 
     python benchmarks/end_to_end.py ../shared/data/imagenet1k --streams 2 --peak-memory 100 1000
 """
@@ -29,12 +30,13 @@ from vdna.preprocess import Preprocessor, decode_image
 from vdna.sources import list_image_files
 
 
-def peak_memory_mib(folder: Path, count: int, distribution: str) -> dict[str, float]:
+def peak_memory_mib(folder: Path, count: int, distribution: str, streams: int = 1) -> dict[str, float]:
     """Peak resident memory of a fresh process making the DNA of ``count`` images."""
     script = (
         "import json, resource, sys\n"
         "from vdna import VDNAProcessor\n"
-        f"VDNAProcessor().make_vdna({str(folder)!r}, num_images={count}, distribution_name={distribution!r}, verbose=False)\n"
+        f"VDNAProcessor().make_vdna({str(folder)!r}, num_images={count}, distribution_name={distribution!r}, "
+        f"streams={streams}, verbose=False)\n"
         "own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
         "workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
         "print(json.dumps({'main': own, 'worker': workers}))\n"
@@ -66,7 +68,8 @@ def main() -> None:
 
     # First, while this process is small: Linux carries a process's peak memory over into a
     # program it starts, so a child started later would report this process's peak as its own.
-    peaks = {count: peak_memory_mib(args.folder, count, args.distribution) for count in args.peak_memory}
+    runs = [(count, streams) for streams in sorted({1, args.streams}) for count in args.peak_memory]
+    peaks = {(count, streams): peak_memory_mib(args.folder, count, args.distribution, streams) for count, streams in runs}
     processor = VDNAProcessor()
     extractor = processor.get_extractor(device="cpu")
     info = extractor.info
@@ -105,8 +108,11 @@ def main() -> None:
     for whole, forward in pairs:
         extra = medians[whole] - medians[forward]
         print(f"{whole} beyond {forward}: {extra:7.2f} s, {extra / medians[forward] * 100:5.1f}%")
-    for count, peak in peaks.items():
-        print(f"peak memory, {count:5d} images: main process {peak['main']:7.1f} MiB, largest worker {peak['worker']:7.1f} MiB")
+    for (count, streams), peak in peaks.items():
+        print(
+            f"peak memory, {count:5d} images, streams={streams}: main process {peak['main']:7.1f} MiB, "
+            f"largest decoding process {peak['worker']:7.1f} MiB"
+        )
 
 
 if __name__ == "__main__":
