@@ -326,6 +326,13 @@ def test_streams_decode_their_own_images_from_any_source_in_any_batch_size(proce
         assert all(torch.equal(streamed.data[layer], one_thread.data[layer]) for layer in one_thread.neurons_list)
     with pytest.raises(ImageError, match=r"broken\.jpg: not an image file Pillow can identify"):
         processor.make_vdna(images, streams=2, batch_size=3, verbose=False)
+    archive = tmp_path / "images.zip"  # read in the main process, decoded in the streams
+    with zipfile.ZipFile(archive, "w") as handle:
+        for index, path in enumerate(images):
+            handle.write(path, f"{index:02d}_{path.name}")
+    zipped = processor.make_vdna(archive, streams=2, batch_size=3, **options)
+    assert zipped.provenance.images == [f"{archive}:{i:02d}_{p.name}" for i, p in enumerate(images) if p != bad]
+    assert all(torch.equal(zipped.data[layer], one_thread.data[layer]) for layer in one_thread.neurons_list)
 
 
 def test_streams_errors(processor, mixed_images, tmp_path):
