@@ -11,9 +11,9 @@ Since ``a -> v`` is monotone, bin ``k`` starts at a float32 threshold ``T_k``, t
 between adjacent float32 values), after which binning a float32 activation needs no float64
 arithmetic at all: its bin is the number of thresholds it reaches, estimated arithmetically and
 corrected against the thresholds only where the estimate could be wrong (within a proven margin of
-a bin boundary). CPU (a compiled single pass, in parallel over neurons, or over positions for
-channels-last layers of few neurons) and CUDA (``searchsorted`` on the thresholds, then one
-``bincount``) give the same counts as the float64 definition, bit for bit, whatever the batch
+a bin boundary). CPU (a compiled single pass, in parallel over neurons, or position by position
+for channels-last activations and ViT tokens) and CUDA (``searchsorted`` on the thresholds, then
+one ``bincount``) give the same counts as the float64 definition, bit for bit, whatever the batch
 split or memory layout.
 """
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import logging
 import os
-import itertools
 import random
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -51,8 +51,9 @@ def available_cores() -> int:
 
 @dataclass
 class Batch:
-    """Preprocessed images of one loader step (``None`` if none, or if already used), and the images of that step that failed.
+    """Preprocessed images of one loader step, and the images of that step that failed.
 
+    ``images`` is ``None`` when none could be used, or when streams have used them already.
     ``positions`` are the images' positions in the whole run (used ones, then failed ones).
     """
 

@@ -131,10 +131,10 @@ class HistogramAccumulator(Accumulator):
     On the CPU, activations of a few images at a time (``buffer_bytes`` in all) are gathered into
     one batch per layer before they are binned: one kernel call per layer for several images
     rather than per image. Layers with few positions gather more images (up to 64), so that each
-    call bins about ``values_per_neuron`` values of each neuron. Layers whose counts fit in a
-    core's cache are gathered as the network lays them out and binned there
-    (:func:`vdna.kernels.bins_in_place`); others are gathered neuron-major. Counts are exact sums,
-    so they do not depend on how images are grouped.
+    call bins about ``values_per_neuron`` values of each neuron. Layers the network leaves
+    channels-last (or as ViT tokens) are gathered in that layout and binned there when their
+    counts are small enough (:func:`vdna.kernels.bins_in_place`); others are gathered
+    neuron-major. Counts are exact sums, so they do not depend on how images are grouped.
     """
 
     dna_class = VDNAHist
