@@ -122,12 +122,13 @@ class _StreamImages(IterableDataset):
             yield _prepare(raw, name, index, self.preprocessor, self.max_pixels)
 
 
-def _collate(samples: list[tuple]) -> Batch:
+def _collate(samples: list[tuple], keep_images: bool = True) -> Batch:
+    """A :class:`Batch` of ``(position, name, image, reason it failed or None)`` samples, in their order."""
     good = [sample for sample in samples if sample[3] is None]
     bad = [sample for sample in samples if sample[3] is not None]
     return Batch(
         names=[name for _, name, _, _ in good],
-        images=torch.stack([image for _, _, image, _ in good]) if good else None,
+        images=torch.stack([image for _, _, image, _ in good]) if good and keep_images else None,
         failures=[(name, reason) for _, name, _, reason in bad],
         positions=[position for position, _, _, _ in good + bad],
     )
@@ -251,7 +252,7 @@ def extract_in_streams(
     streams = len(extractors)
 
     def run(stream: int, items: list[tuple]) -> list[tuple]:
-        outcomes = []
+        samples = []
         with torch.inference_mode():
             for position, name, raw, reason in items[stream::streams]:
                 image = None
@@ -259,18 +260,15 @@ def extract_in_streams(
                     position, name, image, reason = _prepare(raw, name, position, preprocessor, max_pixels)
                 if image is not None:
                     accumulators[stream].update(extractors[stream](image[None]))
-                outcomes.append((position, name, image is not None, reason))
-        return outcomes
+                samples.append((position, name, None, reason))
+        return samples
 
     with one_thread_streams(streams) as run_streams:
         for items in batches:
-            outcomes = sorted(itertools.chain.from_iterable(run_streams(functools.partial(run, items=items))))
-            used = [(position, name) for position, name, ok, _ in outcomes if ok]
-            failed = [(position, name, reason) for position, name, ok, reason in outcomes if not ok]
-            failures = [(name, reason) for _, name, reason in failed]
-            _record_failures(failures, on_error, report)
-            positions = [position for position, _ in used] + [position for position, _, _ in failed]
-            _record_batch(Batch([name for _, name in used], None, failures, positions), report, progress, None)
+            samples = sorted(itertools.chain.from_iterable(run_streams(functools.partial(run, items=items))))
+            batch = _collate(samples, keep_images=False)
+            _record_failures(batch.failures, on_error, report)
+            _record_batch(batch, report, progress, None)
     for part in accumulators[1:]:
         accumulators[0].merge(part)
     return report
@@ -577,8 +575,6 @@ class VDNAProcessor:
                 finished = set(done)
                 positions = [i for i in range(len(collection)) if i not in finished]
                 todo = collection.subset(positions)
-        if streams == 1:
-            loader = image_loader(todo, preprocessor, batch_size, workers, device.type == "cuda", max_image_pixels, positions)
         total = len(collection) if isinstance(collection, ImageCollection) else None
         saver = _PeriodicCheckpoint(store, accumulator, info.name, checkpoint_every, len(report.done)) if store else None
         with tqdm(total=total, initial=len(report.done), unit="img", desc=f"DNA {distribution_name}", disable=not verbose) as bar:
@@ -589,6 +585,7 @@ class VDNAProcessor:
                 batches = raw_batches(todo, batch_size, positions)
                 report = extract_in_streams(forwards, parts, batches, preprocessor, max_image_pixels, on_error, bar.update)
             else:
+                loader = image_loader(todo, preprocessor, batch_size, workers, device.type == "cuda", max_image_pixels, positions)
                 report = extract(
                     forward,
                     accumulator,
