@@ -10,8 +10,9 @@ import torch
 from conftest import image_files
 from PIL import Image
 
-from vdna import EMD, FD, NFD, VDNAHist, create_extractor, load_vdna_from_files, merge_vdnas
-from vdna.extractors.efficientnet import PACKAGE_WEIGHTS_SHA256
+import vdna.processor
+from vdna import EMD, FD, NFD, VDNAHist, VDNAProcessor, create_extractor, load_vdna_from_files, merge_vdnas
+from vdna.extractors.efficientnet import PACKAGE_WEIGHTS_SHA256, package_weights_path
 from vdna.preprocess import ImageError, Preprocessor
 
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -333,6 +334,31 @@ def test_streams_decode_their_own_images_from_any_source_in_any_batch_size(proce
     zipped = processor.make_vdna(archive, streams=2, batch_size=3, **options)
     assert zipped.provenance.images == [f"{archive}:{i:02d}_{p.name}" for i, p in enumerate(images) if p != bad]
     assert all(torch.equal(zipped.data[layer], one_thread.data[layer]) for layer in one_thread.neurons_list)
+
+
+def test_a_processor_reuses_its_stream_copies_and_binnings_until_the_extractor_changes(mixed_images, one_torch_thread, monkeypatch):
+    built = []
+
+    def counting_create_extractor(name, **options):
+        built.append(options.get("weights"))
+        return create_extractor(name, **options)
+
+    monkeypatch.setattr(vdna.processor, "create_extractor", counting_create_extractor)
+    fresh = VDNAProcessor()
+    images = mixed_images[:3]
+    first = fresh.make_vdna(images, streams=3, verbose=False)
+    assert built == [None, None, None]  # the extractor and two copies
+    again = fresh.make_vdna(images, streams=2, verbose=False)
+    assert built == [None, None, None]  # reused
+    assert all(torch.equal(again.data[layer], first.data[layer]) for layer in first.neurons_list)
+    weights = package_weights_path()  # another key: another extractor, and new copies
+    fresh.make_vdna(images, streams=2, weights=weights, distribution_name="activation-ranges", verbose=False)
+    assert built == [None, None, None, weights, weights]
+    info = fresh.get_extractor(device="cpu", weights=weights).info
+    ours, theirs = (VDNAHist.accumulator({"bins": 10}, info.layers, r, torch.device("cpu")) for r in (info.ranges, info.ranges))
+    assert all(ours.binning[layer] is theirs.binning[layer] for layer in info.layers)  # made once
+    other = VDNAHist.accumulator({"bins": 11}, info.layers, info.ranges, torch.device("cpu"))
+    assert other.binning["stem"].bins == 11 and other.binning["stem"] is not ours.binning["stem"]
 
 
 def test_streams_errors(processor, mixed_images, tmp_path):

@@ -237,14 +237,13 @@ def _resample_rows(source, bounds, weights, out):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _swap_rows_and_columns(source, out):  # pragma: no cover - compiled
-    """``out[x, y, c] = source[y, x, c]`` as float32, in cache-friendly blocks of rows."""
-    height, width, channels = source.shape
-    rows, columns = source.reshape(height, width * channels), out.reshape(width, height * channels)
-    for first in range(0, height, 8):
+    """``out[x, y] = source[y, x]`` for RGB pixels, as float32: read in order, written a pixel at a time."""
+    height, width, _ = source.shape
+    for y in range(height):
         for x in range(width):
-            for y in range(first, min(height, first + 8)):
-                for c in range(channels):
-                    columns[x, y * channels + c] = np.float32(rows[y, x * channels + c])
+            out[x, y, 0] = np.float32(source[y, x, 0])
+            out[x, y, 1] = np.float32(source[y, x, 1])
+            out[x, y, 2] = np.float32(source[y, x, 2])
 
 
 def _transposed(pixels: np.ndarray) -> np.ndarray:

@@ -244,24 +244,24 @@ def extract_in_streams(
 ) -> ExtractionReport:
     """Like :func:`extract` on the CPU, with each batch's images shared among one-thread streams.
 
-    ``batches`` are :func:`raw_batches`. Stream ``s`` decodes, preprocesses and runs its own
-    extractor on images ``s, s + streams, ...`` of each batch, one at a time, into its own
-    accumulator; the accumulators are then merged into the first.
+    ``batches`` are :func:`raw_batches`. Stream ``s`` decodes and preprocesses images ``s, s +
+    streams, ...`` of each batch, then runs its own extractor on them, one at a time, into its
+    own accumulator; the accumulators are then merged into the first. (Decoding a stream's share
+    in one go, rather than between forward passes, finds the decoder's data still in the cache.)
     """
     report = ExtractionReport([], [], [])
     streams = len(extractors)
 
     def run(stream: int, items: list[tuple]) -> list[tuple]:
-        samples = []
+        samples = [
+            (position, name, None, reason) if reason is not None else _prepare(raw, name, position, preprocessor, max_pixels)
+            for position, name, raw, reason in items[stream::streams]
+        ]
         with torch.inference_mode():
-            for position, name, raw, reason in items[stream::streams]:
-                image = None
-                if reason is None:
-                    position, name, image, reason = _prepare(raw, name, position, preprocessor, max_pixels)
+            for _, _, image, _ in samples:
                 if image is not None:
                     accumulators[stream].update(extractors[stream](image[None]))
-                samples.append((position, name, None, reason))
-        return samples
+        return [(position, name, None, reason) for position, name, _, reason in samples]
 
     with one_thread_streams(streams) as run_streams:
         for items in batches:
@@ -427,11 +427,12 @@ def _check_positive(value: Any, name: str, allow_zero: bool = False) -> None:
 
 
 class VDNAProcessor:
-    """Makes DNAs; keeps the last extractor loaded so that several DNAs share it."""
+    """Makes DNAs; keeps the last extractor loaded (and the copies streams run) so that several DNAs share it."""
 
     def __init__(self) -> None:
         self._extractor: Extractor | None = None
         self._extractor_key: tuple | None = None
+        self._copies: list[Extractor] = []
 
     def get_extractor(
         self, name: str = DEFAULT_EXTRACTOR, device: str | torch.device | None = None, weights: str | None = None
@@ -442,7 +443,14 @@ class VDNAProcessor:
         if self._extractor_key != key:
             self._extractor = create_extractor(name, weights=weights, device=device)
             self._extractor_key = key
+            self._copies = []
         return self._extractor
+
+    def _extractor_copies(self, count: int, name: str, device: torch.device, weights: str | None) -> list[Extractor]:
+        """``count`` more copies of the extractor :meth:`get_extractor` last returned, built once and reused."""
+        while len(self._copies) < count:
+            self._copies.append(create_extractor(name, weights=weights, device=device))
+        return self._copies[:count]
 
     def calibrate(
         self,
@@ -579,7 +587,7 @@ class VDNAProcessor:
         saver = _PeriodicCheckpoint(store, accumulator, info.name, checkpoint_every, len(report.done)) if store else None
         with tqdm(total=total, initial=len(report.done), unit="img", desc=f"DNA {distribution_name}", disable=not verbose) as bar:
             if streams > 1:
-                copies = [create_extractor(feat_extractor_name, weights=weights, device=device) for _ in range(streams - 1)]
+                copies = self._extractor_copies(streams - 1, feat_extractor_name, device, weights)
                 forwards = [forward] + [forward_function(copy, device, precision, compile) for copy in copies]
                 parts = [accumulator] + [dna_class.accumulator(parameters, info.layers, ranges, device) for _ in copies]
                 batches = raw_batches(todo, batch_size, positions)

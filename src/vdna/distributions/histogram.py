@@ -113,16 +113,26 @@ class VDNAHist(BinnedDNA):
         return data
 
 
+_last_binnings: dict[tuple, dict[str, Binning]] = {}
+
+
 def layer_binnings(
     layers: Mapping[str, int], ranges: ActivationRanges | None, bins: int, device: torch.device
 ) -> dict[str, Binning]:
-    """Each layer's binning of activations normalised with its activation ranges."""
+    """Each layer's binning of activations normalised with its activation ranges.
+
+    The last binnings made are kept: the streams of a run, and runs with the same ranges, share them.
+    """
     if ranges is None:
         raise ValueError(
             "histogram DNAs need per-neuron activation ranges, and this extractor has none: "
             "pass activation_ranges= (a file made with `vdna calibrate`)"
         )
-    return {layer: Binning.create(*ranges.normalisation(layer), bins, device=device) for layer in layers}
+    key = (ranges.digest, tuple(layers), bins, str(device))
+    if key not in _last_binnings:
+        _last_binnings.clear()
+        _last_binnings[key] = {layer: Binning.create(*ranges.normalisation(layer), bins, device=device) for layer in layers}
+    return dict(_last_binnings[key])
 
 
 class HistogramAccumulator(Accumulator):
