@@ -20,7 +20,7 @@ from typing import Any
 import numba
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 CROP_MODES = ("none", "center", "random")
 
@@ -61,7 +61,8 @@ def pil_to_rgb(image: Image.Image, name: str) -> np.ndarray:
     EXIF orientation is applied; transparent images are composited on white; 16-bit images are
     scaled (not clipped) to 8 bits; animated images give their first frame.
     """
-    image = ImageOps.exif_transpose(image)
+    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        image = ImageOps.exif_transpose(image)
     mode = image.mode
     if mode in _INTEGER_GREY_MODES:
         grey = _sixteen_to_eight_bits(np.asarray(image))
@@ -75,7 +76,7 @@ def pil_to_rgb(image: Image.Image, name: str) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
-    return np.asarray(image.convert("RGB"))
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def _open_image(raw: Any, name: str, max_pixels: int) -> Image.Image:
