@@ -7,14 +7,17 @@ forward pass and histograms). Both are repeated and their medians compared. With
 ``make_vdna(streams=N)`` is also timed (N one-thread copies of the network side by side, each
 decoding its own images), against the forward pass alone run the same way. Peak memory is
 measured in fresh processes (main process and decoding processes) for several image counts, for
-the default run and, with ``--streams N``, for ``streams=N``.
+the default run and, with ``--streams N``, for ``streams=N``. With ``--breakdown``, the steps of a
+streams run (decoding, preprocessing, forward pass, histograms) are also timed one by one inside
+the streams, as they run side by side, in milliseconds per image and stream.
 
-    python benchmarks/end_to_end.py ../shared/data/imagenet1k --streams 2 --peak-memory 100 1000
+    python benchmarks/end_to_end.py ../shared/data/imagenet1k --streams 2 --peak-memory 100 1000 --breakdown
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import statistics
 import subprocess
@@ -25,8 +28,9 @@ from pathlib import Path
 import torch
 
 from vdna import VDNAProcessor, create_extractor
-from vdna.processor import one_thread_streams
+from vdna.distributions import parse_distribution
 from vdna.preprocess import Preprocessor, decode_image
+from vdna.processor import one_thread_streams
 from vdna.sources import list_image_files
 
 
@@ -57,6 +61,46 @@ def forward_in_streams(extractors: list, images: list[torch.Tensor]) -> None:
         run_streams(run)
 
 
+def stream_breakdown(extractors: list, files: list[Path], preprocess: Preprocessor, distribution: str, share: int) -> list[dict[str, float]]:
+    """Milliseconds per image spent by each stream in each step, run as ``make_vdna(streams=len(extractors))`` runs them.
+
+    Each stream decodes and preprocesses ``share`` images of its own, then runs the network and
+    the histograms on them one at a time.
+    """
+    dna_class, parameters = parse_distribution(distribution)
+    info = extractors[0].info
+    accumulators = [dna_class.accumulator(parameters, info.layers, info.ranges, torch.device("cpu")) for _ in extractors]
+    spent = [dict.fromkeys(("decoding", "preprocessing", "forward pass", "histograms"), 0.0) for _ in extractors]
+
+    def run(stream: int) -> None:
+        steps, mine = spent[stream], list(range(stream, len(files), len(extractors)))
+        with torch.inference_mode():
+            for first in range(0, len(mine), share):
+                images = []
+                for index in mine[first : first + share]:
+                    start = time.perf_counter()
+                    pixels = decode_image(files[index], str(files[index]))
+                    decoded = time.perf_counter()
+                    images.append(preprocess(pixels, index))
+                    steps["decoding"] += decoded - start
+                    steps["preprocessing"] += time.perf_counter() - decoded
+                for image in images:
+                    start = time.perf_counter()
+                    activations = extractors[stream](image[None])
+                    ran = time.perf_counter()
+                    accumulators[stream].update(activations)
+                    steps["forward pass"] += ran - start
+                    steps["histograms"] += time.perf_counter() - ran
+            start = time.perf_counter()
+            accumulators[stream].result(info.name)  # bins what is still gathered
+            steps["histograms"] += time.perf_counter() - start
+
+    with one_thread_streams(len(extractors)) as run_streams:
+        run_streams(run)
+    per_stream = len(files) / len(extractors)
+    return [{step: seconds / per_stream * 1e3 for step, seconds in steps.items()} for steps in spent]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path)
@@ -64,6 +108,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--streams", type=int, default=1, help="also time make_vdna(streams=N) against N one-thread copies")
     parser.add_argument("--peak-memory", type=int, nargs="*", default=[], metavar="N", help="image counts")
+    parser.add_argument("--breakdown", action="store_true", help="time each step inside the streams (needs --streams N)")
     args = parser.parse_args()
 
     # First, while this process is small: Linux carries a process's peak memory over into a
@@ -108,6 +153,12 @@ def main() -> None:
     for whole, forward in pairs:
         extra = medians[whole] - medians[forward]
         print(f"{whole} beyond {forward}: {extra:7.2f} s, {extra / medians[forward] * 100:5.1f}%")
+    if args.breakdown and args.streams > 1:
+        batch_size = inspect.signature(VDNAProcessor.make_vdna).parameters["batch_size"].default
+        shares = stream_breakdown(copies, files, preprocess, args.distribution, -(-batch_size // args.streams))
+        print(f"inside {args.streams} streams, ms per image and stream:")
+        for stream, steps in enumerate(shares):
+            print(f"  stream {stream}: " + ", ".join(f"{step} {ms:.2f}" for step, ms in steps.items()))
     for (count, streams), peak in peaks.items():
         # Streams decode in the main process; their only child is a short helper run at import time.
         decoding = f"largest decoding process {peak['worker']:7.1f} MiB" if streams == 1 else "no decoding processes"
