@@ -4,7 +4,7 @@ In one process: every image of the folder is decoded and preprocessed into memor
 timed); then the extractor's forward pass alone runs over them, as the pipeline runs it (one
 image at a time on the CPU); then ``make_vdna`` runs on the folder itself (decoding, resizing,
 forward pass and histograms). Both are repeated and their medians compared. With ``--streams N``,
-``make_vdna(streams=N)`` is also timed (N one-thread copies of the network side by side, each
+``make_vdna(streams=N)`` is also timed (N one-thread streams running the network side by side, each
 decoding its own images), against the forward pass alone run the same way. Peak memory is
 measured in fresh processes (main process and decoding processes) for several image counts, for
 the default run and, with ``--streams N``, for ``streams=N``. With ``--breakdown``, the steps of a
@@ -50,7 +50,7 @@ def peak_memory_mib(folder: Path, count: int, distribution: str, streams: int = 
 
 
 def forward_in_streams(extractors: list, images: list[torch.Tensor]) -> None:
-    """The forward pass alone as ``make_vdna(streams=len(extractors))`` runs it: one-thread copies side by side."""
+    """The forward pass alone as ``make_vdna(streams=len(extractors))`` runs it: one-thread streams side by side."""
 
     def run(stream: int) -> None:
         with torch.inference_mode():
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--distribution", default="histogram-1000")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--streams", type=int, default=1, help="also time make_vdna(streams=N) against N one-thread copies")
+    parser.add_argument("--streams", type=int, default=1, help="also time make_vdna(streams=N) against N one-thread streams")
     parser.add_argument("--peak-memory", type=int, nargs="*", default=[], metavar="N", help="image counts")
     parser.add_argument("--breakdown", action="store_true", help="time each step inside the streams (needs --streams N)")
     args = parser.parse_args()
@@ -133,8 +133,9 @@ def main() -> None:
 
     cases = {f"forward pass alone, 1 copy on {threads} threads": forward_only, "make_vdna": make}
     if args.streams > 1:
-        copies = [extractor] + [create_extractor(info.name, device="cpu") for _ in range(args.streams - 1)]
-        cases[f"forward pass alone, {args.streams} one-thread copies"] = lambda: forward_in_streams(copies, images)
+        others = [extractor if extractor.concurrent_calls else create_extractor(info.name, device="cpu") for _ in range(args.streams - 1)]
+        streamed = [extractor, *others]  # shared or copied, as make_vdna does
+        cases[f"forward pass alone, {args.streams} one-thread streams"] = lambda: forward_in_streams(streamed, images)
         cases[f"make_vdna(streams={args.streams})"] = lambda: make(args.streams)
     for function in cases.values():  # warm-up of each, then in turn
         function()
@@ -155,7 +156,7 @@ def main() -> None:
         print(f"{whole} beyond {forward}: {extra:7.2f} s, {extra / medians[forward] * 100:5.1f}%")
     if args.breakdown and args.streams > 1:
         batch_size = inspect.signature(VDNAProcessor.make_vdna).parameters["batch_size"].default
-        shares = stream_breakdown(copies, files, preprocess, args.distribution, -(-batch_size // args.streams))
+        shares = stream_breakdown(streamed, files, preprocess, args.distribution, -(-batch_size // args.streams))
         print(f"inside {args.streams} streams, ms per image and stream:")
         for stream, steps in enumerate(shares):
             print(f"  stream {stream}: " + ", ".join(f"{step} {ms:.2f}" for step, ms in steps.items()))

@@ -12,8 +12,10 @@ from PIL import Image
 
 import vdna.processor
 from vdna import EMD, FD, NFD, VDNAHist, VDNAProcessor, create_extractor, load_vdna_from_files, merge_vdnas
+from vdna.extractors.base import HookExtractor
 from vdna.extractors.efficientnet import PACKAGE_WEIGHTS_SHA256, package_weights_path
 from vdna.preprocess import ImageError, Preprocessor
+from vdna.processor import one_thread_streams
 
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
@@ -336,7 +338,7 @@ def test_streams_decode_their_own_images_from_any_source_in_any_batch_size(proce
     assert all(torch.equal(zipped.data[layer], one_thread.data[layer]) for layer in one_thread.neurons_list)
 
 
-def test_a_processor_reuses_its_stream_copies_and_binnings_until_the_extractor_changes(mixed_images, one_torch_thread, monkeypatch):
+def test_streams_share_one_extractor_or_reuse_their_copies_until_the_extractor_changes(mixed_images, one_torch_thread, monkeypatch):
     built = []
 
     def counting_create_extractor(name, **options):
@@ -346,11 +348,15 @@ def test_a_processor_reuses_its_stream_copies_and_binnings_until_the_extractor_c
     monkeypatch.setattr(vdna.processor, "create_extractor", counting_create_extractor)
     fresh = VDNAProcessor()
     images = mixed_images[:3]
-    first = fresh.make_vdna(images, streams=3, verbose=False)
-    assert built == [None, None, None]  # the extractor and two copies
+    shared = fresh.make_vdna(images, streams=3, verbose=False)
+    assert built == [None]  # the streams call the one extractor at once
+    monkeypatch.setattr(HookExtractor, "concurrent_calls", False)
+    copied = fresh.make_vdna(images, streams=3, verbose=False)
+    assert built == [None, None, None]  # two copies
     again = fresh.make_vdna(images, streams=2, verbose=False)
     assert built == [None, None, None]  # reused
-    assert all(torch.equal(again.data[layer], first.data[layer]) for layer in first.neurons_list)
+    for dna in (copied, again):
+        assert all(torch.equal(dna.data[layer], shared.data[layer]) for layer in shared.neurons_list)
     weights = package_weights_path()  # another key: another extractor, and new copies
     fresh.make_vdna(images, streams=2, weights=weights, distribution_name="activation-ranges", verbose=False)
     assert built == [None, None, None, weights, weights]
@@ -359,6 +365,30 @@ def test_a_processor_reuses_its_stream_copies_and_binnings_until_the_extractor_c
     assert all(ours.binning[layer] is theirs.binning[layer] for layer in info.layers)  # made once
     other = VDNAHist.accumulator({"bins": 11}, info.layers, info.ranges, torch.device("cpu"))
     assert other.binning["stem"].bins == 11 and other.binning["stem"] is not ours.binning["stem"]
+
+
+def test_threads_calling_one_extractor_at_once_each_get_their_own_activations(processor, mixed_images, one_torch_thread):
+    extractor = processor.get_extractor(device="cpu")
+    info = extractor.info
+    preprocess = Preprocessor(info.input_size, info.mean, info.std)
+    images = [preprocess(np.asarray(Image.open(path).convert("RGB")), index) for index, path in enumerate(mixed_images[:6])]
+    with torch.inference_mode():
+        alone = [extractor(image[None]) for image in images]
+    found: list[dict | None] = [None] * len(images)
+
+    def run(stream: int) -> None:
+        with torch.inference_mode():
+            for index in range(stream, len(images), 2):
+                found[index] = extractor(images[index][None])
+
+    with one_thread_streams(2) as run_streams:
+        run_streams(run)
+    for expected, got in zip(alone, found):
+        assert all(torch.equal(got[layer], expected[layer]) for layer in info.layers)
+    assert extractor._captured == {}  # nothing kept between calls
+    with torch.inference_mode():
+        logits = extractor.model(images[0][None])  # the model called by itself captures nothing
+    assert logits.shape == (1, 1000) and extractor._captured == {}
 
 
 def test_streams_errors(processor, mixed_images, tmp_path):
@@ -370,5 +400,5 @@ def test_streams_errors(processor, mixed_images, tmp_path):
         processor.make_vdna(mixed_images[:2], distribution_name="image-histogram-1000", streams=2, verbose=False)
     with pytest.raises(ValueError, match="checkpoints are not available with streams > 1"):
         processor.make_vdna(mixed_images[:2], streams=2, checkpoint=tmp_path / "c", verbose=False)
-    with pytest.raises(ValueError, match="streams run copies of the network on CPU threads; device is cuda"):
+    with pytest.raises(ValueError, match="streams run the network on CPU threads; device is cuda"):
         processor.make_vdna(mixed_images[:2], streams=2, device="cuda", verbose=False)

@@ -36,7 +36,7 @@ def _add_make_options(parser: argparse.ArgumentParser, distribution_default: str
     group.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: CUDA when available)")
     group.add_argument("--workers", type=int, default=None, help="decoding processes (default: available cores)")
     group.add_argument("--streams", type=int, default=1,
-                       help="CPU, histograms: copies of the network run side by side on one thread each, "
+                       help="CPU, histograms: streams running the network side by side on one thread each, "
                             "each decoding its own images (default: 1)")
     group.add_argument("--num-images", type=int, default=-1, help="use at most this many images (default: all)")
     group.add_argument("--shuffle", action="store_true", help="with --num-images, draw a random subset")

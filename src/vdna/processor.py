@@ -517,11 +517,13 @@ class VDNAProcessor:
         the state of the run is saved atomically every ``checkpoint_every`` images; running the
         same call again after a crash or a kill resumes from it and gives the same DNA (the
         checkpoint is removed once the DNA is made).
-        ``streams`` (CPU, histograms and activation ranges): run that many copies of the network
+        ``streams`` (CPU, histograms and activation ranges): run the network in that many streams
         side by side, each on one thread, sharing each batch's images; each stream decodes and
-        preprocesses its own images (``num_workers`` is not used). On a few cores this is faster
-        than one copy on several threads (the network at one image at a time uses extra threads
-        poorly); the DNA is that of a one-thread run, bit for bit.
+        preprocesses its own images (``num_workers`` is not used). The streams share the
+        extractor when it allows concurrent calls (the built-in ones do, unless ``compile``) and
+        otherwise each run a copy. On a few cores this is faster than one network on several
+        threads (the network at one image at a time uses extra threads poorly); the DNA is that
+        of a one-thread run, bit for bit.
         """
         _check_positive(batch_size, "batch_size")
         _check_positive(n_sample_images, "n_sample_images", allow_zero=True)
@@ -536,7 +538,7 @@ class VDNAProcessor:
         device = resolve_device(device)
         if streams > 1:
             if device.type != "cpu":
-                raise ValueError(f"streams run copies of the network on CPU threads; device is {device}")
+                raise ValueError(f"streams run the network on CPU threads; device is {device}")
             if not dna_class.exact_merge:
                 raise ValueError(
                     f"streams need a distribution whose parts add up exactly in any order (histogram-B, "
@@ -587,7 +589,10 @@ class VDNAProcessor:
         saver = _PeriodicCheckpoint(store, accumulator, info.name, checkpoint_every, len(report.done)) if store else None
         with tqdm(total=total, initial=len(report.done), unit="img", desc=f"DNA {distribution_name}", disable=not verbose) as bar:
             if streams > 1:
-                copies = self._extractor_copies(streams - 1, feat_extractor_name, device, weights)
+                if extractor.concurrent_calls and not compile:
+                    copies = [extractor] * (streams - 1)
+                else:
+                    copies = self._extractor_copies(streams - 1, feat_extractor_name, device, weights)
                 forwards = [forward] + [forward_function(copy, device, precision, compile) for copy in copies]
                 parts = [accumulator] + [dna_class.accumulator(parameters, info.layers, ranges, device) for _ in copies]
                 batches = raw_batches(todo, batch_size, positions)

@@ -6,6 +6,7 @@ maps are flattened, ViT tokens are positions (appendix A.1.2 of the paper).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -36,9 +37,14 @@ class ExtractorInfo:
 
 
 class Extractor(nn.Module):
-    """A frozen network returning ``{layer: (batch, neurons, positions)}`` activations."""
+    """A frozen network returning ``{layer: (batch, neurons, positions)}`` activations.
+
+    ``concurrent_calls``: whether several threads may call one instance at once (streams then
+    share it; otherwise each stream gets its own copy).
+    """
 
     info: ExtractorInfo
+    concurrent_calls: bool = False
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -57,8 +63,11 @@ class HookExtractor(Extractor):
     (by default ``model.forward_features`` where it exists) far enough to reach every hooked module.
     ``tokens=True`` marks ``(batch, tokens, channels)`` outputs (ViT); otherwise outputs are
     ``(batch, channels, ...)``. ``channels_last=True`` runs a convolutional model in the
-    channels-last memory format (faster on CPUs); the outputs keep their logical shapes.
+    channels-last memory format (faster on CPUs); the outputs keep their logical shapes. Each
+    calling thread's activations are captured apart, so threads may share one instance.
     """
+
+    concurrent_calls = True
 
     def __init__(
         self,
@@ -83,7 +92,7 @@ class HookExtractor(Extractor):
         self._module_paths = dict(layers)
         self._tokens = tokens
         self._run = run or (lambda net, x: net.forward_features(x) if hasattr(net, "forward_features") else net(x))
-        self._captured: dict[str, torch.Tensor] = {}
+        self._captured: dict[int, dict[str, torch.Tensor]] = {}  # by calling thread
         modules = dict(self.model.named_modules())
         for layer, path in self._module_paths.items():
             if path not in modules:
@@ -106,8 +115,9 @@ class HookExtractor(Extractor):
 
     def _capture_hook(self, layer: str) -> Callable:
         def hook(module: nn.Module, inputs: object, output: object) -> None:
-            tensor = output[0] if isinstance(output, (tuple, list)) else output
-            self._captured[layer] = tensor
+            captured = self._captured.get(threading.get_ident())
+            if captured is not None:  # the model may also be called by itself, outside forward
+                captured[layer] = output[0] if isinstance(output, (tuple, list)) else output
 
         return hook
 
@@ -119,9 +129,12 @@ class HookExtractor(Extractor):
         return {layer: int(activations[layer].shape[1]) for layer in self._module_paths}
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        self._captured = {}
-        self._run(self.model, images.contiguous(memory_format=self._memory_format))
-        captured, self._captured = self._captured, {}
+        thread = threading.get_ident()
+        self._captured[thread] = {}
+        try:
+            self._run(self.model, images.contiguous(memory_format=self._memory_format))
+        finally:
+            captured = self._captured.pop(thread)
         missing = [layer for layer in self._module_paths if layer not in captured]
         if missing:
             raise RuntimeError(f"extractor {getattr(self, 'info', None) and self.info.name}: layers not reached: {missing}")
