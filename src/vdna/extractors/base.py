@@ -50,6 +50,11 @@ class Extractor(nn.Module):
         raise NotImplementedError
 
 
+def _calling_thread() -> int:
+    # torch.compile cannot trace get_ident; streams give each compiled extractor a copy of its own.
+    return 0 if torch.compiler.is_compiling() else threading.get_ident()
+
+
 def _as_neurons_by_positions(output: torch.Tensor, tokens: bool) -> torch.Tensor:
     if tokens:
         return output.transpose(1, 2)
@@ -115,7 +120,7 @@ class HookExtractor(Extractor):
 
     def _capture_hook(self, layer: str) -> Callable:
         def hook(module: nn.Module, inputs: object, output: object) -> None:
-            captured = self._captured.get(threading.get_ident())
+            captured = self._captured.get(_calling_thread())
             if captured is not None:  # the model may also be called by itself, outside forward
                 captured[layer] = output[0] if isinstance(output, (tuple, list)) else output
 
@@ -129,7 +134,7 @@ class HookExtractor(Extractor):
         return {layer: int(activations[layer].shape[1]) for layer in self._module_paths}
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        thread = threading.get_ident()
+        thread = _calling_thread()
         self._captured[thread] = {}
         try:
             self._run(self.model, images.contiguous(memory_format=self._memory_format))
