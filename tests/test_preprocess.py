@@ -175,6 +175,9 @@ def test_clean_resize_of_one_axis_or_none_equals_pillow(skimage_photos):
         np.testing.assert_array_equal(clean_resize(photo, size), pillow_float_resize(photo, size))
     as_float = photo.astype(np.float32) / 255 * 254.5
     np.testing.assert_array_equal(clean_resize(as_float, (64, 64)), pillow_float_resize(as_float, (64, 64)))
+    for shape in ((8, 8), (8, 8, 4)):
+        with pytest.raises(ValueError, match=rf"clean_resize takes \(H, W, 3\) pixels, got shape \({shape[0]}, {shape[1]}"):
+            clean_resize(np.zeros(shape, dtype=np.uint8), (4, 4))
 
 
 def test_network_input_is_pixel_over_255_minus_mean_over_std_bit_for_bit(data_dir):

@@ -267,6 +267,8 @@ def clean_resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     coefficients, float64 sums in its order, float32 between and after its two passes, and its
     choice of which pass comes first), computed for the three channels at once.
     """
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"clean_resize takes (H, W, 3) pixels, got shape {pixels.shape}")
     height, width = size
     in_height, in_width = pixels.shape[:2]
     image = pixels
