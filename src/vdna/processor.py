@@ -261,7 +261,7 @@ def extract_in_streams(
             for _, _, image, _ in samples:
                 if image is not None:
                     accumulators[stream].update(extractors[stream](image[None]))
-        return [(position, name, None, reason) for position, name, _, reason in samples]
+        return samples
 
     with one_thread_streams(streams) as run_streams:
         for items in batches:
