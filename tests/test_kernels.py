@@ -12,6 +12,7 @@ import torch
 from vdna.distances import emd
 from vdna.kernels import (
     Binning,
+    _INT32_COUNTS_LIMIT,
     _histogram_compiled,
     _histogram_positions,
     _histogram_searchsorted,
@@ -150,6 +151,23 @@ def test_counts_are_flushed_before_their_int32_counters_could_overflow():
         flushed = torch.zeros_like(whole)
         _histogram_compiled(values, binning, flushed, counts_limit=limit)
         assert torch.equal(flushed, whole), limit
+
+@pytest.mark.parametrize("check_every_value", [False, True])
+def test_short_rows_binned_several_at_a_time_as_the_float64_definition(check_every_value):
+    values, centre, half = values_around_every_threshold(seed=15, neurons=6)
+    short_rows = values.transpose(0, 1).reshape(6, 56, 116).transpose(0, 1).contiguous()  # several rows per block
+    short_rows[3, 2, 7] = short_rows[4, 2, 0] = short_rows[30, 5, 115] = float("nan")
+    binning = Binning.create(centre, half, 1000)
+    if check_every_value:
+        binning = dataclasses.replace(binning, margin=float("inf"))
+    normalised = (short_rows.double() - torch.from_numpy(centre).view(1, -1, 1)) / torch.from_numpy(half).view(1, -1, 1)
+    expected = reference_histograms(np.nan_to_num(normalised.numpy(), nan=5.0), 1000)
+    expected[[2, 5], -1] -= [2, 1]
+    for limit in (_INT32_COUNTS_LIMIT, 300):  # counts flushed every 2 rows
+        counts = torch.zeros((6, 1000), dtype=torch.int64)
+        assert _histogram_compiled(short_rows, binning, counts, counts_limit=limit) == 3
+        np.testing.assert_array_equal(counts.numpy(), expected)
+
 
 def channels_last(values: torch.Tensor) -> torch.Tensor:
     """The same ``(batch, neurons, positions)`` values with each position's neurons side by side in memory."""

@@ -28,7 +28,7 @@ import numba
 import numpy as np
 import torch
 
-_BLOCK = 1024  # values estimated, then counted, at a time: the estimates stay in the L1 cache
+_BLOCK = 512  # values estimated, then counted, at a time: the estimates stay in the L1 cache
 _COPIES = 4  # a power of two
 _INT32_COUNTS_LIMIT = 2**31 - 1
 _SPARSE_LIMIT = 1 << 14  # most values a neuron may have to flush only the bins it marked
@@ -191,10 +191,12 @@ def _scatter(index, counts):  # pragma: no cover - compiled
 def _settle(values, index, unsure, found, thresholds, low, per_unit, last, counts):  # pragma: no cover
     """Bin the ``found`` values marked ``unsure`` against the thresholds (their marks become their bins).
 
-    Returns how many were NaN (their marks stay ``unsure``).
+    Returns how many were NaN (their marks stay ``unsure``), and how many of ``found`` lie beyond these values.
     """
     missing = 0
     for p in range(values.shape[0]):
+        if found == 0:
+            break
         if index[p] == unsure:
             a = values[p]
             if a != a:
@@ -204,9 +206,7 @@ def _settle(values, index, unsure, found, thresholds, low, per_unit, last, count
                 counts[k] += 1
                 index[p] = k
             found -= 1
-            if found == 0:
-                break
-    return missing
+    return missing, found
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
@@ -226,7 +226,37 @@ def _count_row(values, thresholds, low, per_unit, last, near_low, near_high, zer
             found += counts[copy, bins]
             counts[copy, bins] = 0
         if found:
-            missing += _settle(chunk, marks, unsure, found, thresholds, low, per_unit, last, counts[0])
+            missing += _settle(chunk, marks, unsure, found, thresholds, low, per_unit, last, counts[0])[0]
+    return missing
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+def _count_rows(x, n, first, stop, thresholds, low, per_unit, last, near_low, near_high, zero_bin, index, counts):  # pragma: no cover
+    """Add rows ``first`` to ``stop`` of neuron ``n`` of ``x`` ``(batch, neurons, positions)`` into ``counts``.
+
+    The estimates of as many rows as ``index`` holds are made, then counted, together.
+    """
+    positions = x.shape[2]
+    bins = counts.shape[1] - 1
+    unsure = index.dtype.type(bins)
+    rows_per_block = max(1, index.shape[0] // positions)
+    missing = 0
+    for start in range(first, stop, rows_per_block):
+        end = min(stop, start + rows_per_block)
+        for b in range(start, end):
+            marks = index[(b - start) * positions : (b - start + 1) * positions]
+            _estimate_bins(x[b, n], low, per_unit, last, near_low, near_high, zero_bin, marks, unsure)
+        _scatter(index[: (end - start) * positions], counts)
+        found = 0
+        for copy in range(_COPIES):
+            found += counts[copy, bins]
+            counts[copy, bins] = 0
+        for b in range(start, end):
+            if found == 0:
+                break
+            marks = index[(b - start) * positions : (b - start + 1) * positions]
+            nans, found = _settle(x[b, n], marks, unsure, found, thresholds, low, per_unit, last, counts[0])
+            missing += nans
     return missing
 
 
@@ -267,7 +297,8 @@ def _histogram_cpu(x, thresholds, offset, scale, zero_bins, margin, workers, out
     rows_per_flush = max(1, counts_limit // max(1, positions))  # int32 counts never overflow
     # A neuron with fewer values than bins keeps all its marks and flushes only the bins they name.
     marked = 0 < batch * positions < min(bins, _SPARSE_LIMIT)
-    index_size = batch * positions if marked else max(1, min(positions, _BLOCK))
+    index_size = batch * positions if marked else max(1, min(batch * positions, _BLOCK))
+    several_rows = not marked and 2 * positions <= index_size  # short rows are estimated, then counted, several at a time
     for worker in numba.prange(workers):
         index = np.empty(index_size, dtype=index_kind.dtype)
         counts = np.zeros((_COPIES, bins + 1), dtype=np.int32)
@@ -276,12 +307,18 @@ def _histogram_cpu(x, thresholds, offset, scale, zero_bins, margin, workers, out
             missing = 0
             for first in range(0, batch, rows_per_flush):
                 stop = min(batch, first + rows_per_flush)
-                for b in range(first, stop):
-                    marks = index[b * positions : (b + 1) * positions] if marked else index
-                    missing += _count_row(
-                        x[b, n], thresholds[row], offset[row], scale[row], last, near_low, near_high,
-                        zero_bins[row], marks, counts,
+                if several_rows:
+                    missing += _count_rows(
+                        x, n, first, stop, thresholds[row], offset[row], scale[row], last, near_low, near_high,
+                        zero_bins[row], index, counts,
                     )
+                else:
+                    for b in range(first, stop):
+                        marks = index[b * positions : (b + 1) * positions] if marked else index
+                        missing += _count_row(
+                            x[b, n], thresholds[row], offset[row], scale[row], last, near_low, near_high,
+                            zero_bins[row], marks, counts,
+                        )
                 if marked:
                     _flush_marked(index, counts, out[n])
                 else:
