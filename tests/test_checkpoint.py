@@ -54,6 +54,26 @@ def test_a_run_stopped_by_an_error_resumes_to_the_same_dna(processor, folder, tm
     assert not checkpoint.exists() and not list(tmp_path.glob("run.ckpt.*"))
 
 
+def test_a_streams_run_resumes_to_the_dna_of_an_uninterrupted_one_thread_run(processor, folder, tmp_path, one_torch_thread):
+    reference = processor.make_vdna(folder, verbose=False, num_workers=0)
+    broken, files, repair = copy_with_a_broken_image(folder, tmp_path, 13, b"")
+    checkpoint = tmp_path / "streams.ckpt"
+    with pytest.raises(ValueError, match="empty file"):
+        processor.make_vdna(broken, verbose=False, streams=2, batch_size=3, checkpoint=checkpoint, checkpoint_every=4)
+    partial = load_vdna_from_files(checkpoint.parent / json.loads(checkpoint.read_text())["dna"])
+    assert partial.num_images == 12  # saved after the 2nd and 4th batches of 3, from both streams
+    assert partial.provenance.images == []
+    repair()
+    torch.set_num_threads(2)  # the default path would round differently on 2 threads
+    with pytest.raises(ValueError, match=r"streams.ckpt is the checkpoint of a different run \(torch_threads differ\)"):
+        processor.make_vdna(broken, verbose=False, num_workers=0, checkpoint=checkpoint, checkpoint_every=4)
+    resumed = processor.make_vdna(broken, verbose=False, streams=3, batch_size=5, checkpoint=checkpoint, checkpoint_every=4)
+    assert_same_histograms(resumed, reference)
+    assert resumed.provenance.images == [str(broken / f.name) for f in files]
+    assert resumed.provenance.extraction_settings["streams"] == 3
+    assert not checkpoint.exists() and not list(tmp_path.glob("streams.ckpt.*"))
+
+
 def test_gaussian_runs_resume_to_round_off(processor, folder, tmp_path):
     reference = processor.make_vdna(folder, distribution_name="layer-gaussian", verbose=False, num_workers=0)
     checkpoint = tmp_path / "g.ckpt"

@@ -398,7 +398,5 @@ def test_streams_errors(processor, mixed_images, tmp_path):
         processor.make_vdna(mixed_images[:2], distribution_name="gaussian", streams=2, verbose=False)
     with pytest.raises(ValueError, match="; image-histogram-1000 does not"):
         processor.make_vdna(mixed_images[:2], distribution_name="image-histogram-1000", streams=2, verbose=False)
-    with pytest.raises(ValueError, match="checkpoints are not available with streams > 1"):
-        processor.make_vdna(mixed_images[:2], streams=2, checkpoint=tmp_path / "c", verbose=False)
     with pytest.raises(ValueError, match="streams run the network on CPU threads; device is cuda"):
         processor.make_vdna(mixed_images[:2], streams=2, device="cuda", verbose=False)

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import Checkpoint
 from .distributions import Accumulator, VDNAActivationRanges, parse_distribution
-from .dna import VDNA, Provenance
+from .dna import VDNA, Provenance, merge_vdnas
 from .extractors import DEFAULT_EXTRACTOR, Extractor, check_ranges_match, create_extractor, resolve_device
 from .preprocess import DEFAULT_MAX_IMAGE_PIXELS, ImageError, Preprocessor, decode_image
 from .ranges import ActivationRanges, load_activation_ranges
@@ -241,6 +241,8 @@ def extract_in_streams(
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     on_error: str = "raise",
     progress: Callable[[int], None] | None = None,
+    report: ExtractionReport | None = None,
+    after_batch: Callable[[ExtractionReport], None] | None = None,
 ) -> ExtractionReport:
     """Like :func:`extract` on the CPU, with each batch's images shared among one-thread streams.
 
@@ -248,8 +250,9 @@ def extract_in_streams(
     streams, ...`` of each batch, then runs its own extractor on them, one at a time, into its
     own accumulator; the accumulators are then merged into the first. (Decoding a stream's share
     in one go, rather than between forward passes, finds the decoder's data still in the cache.)
+    ``after_batch`` is called between batches, when no stream is running.
     """
-    report = ExtractionReport([], [], [])
+    report = ExtractionReport([], [], []) if report is None else report
     streams = len(extractors)
 
     def run(stream: int, items: list[tuple]) -> list[tuple]:
@@ -268,7 +271,7 @@ def extract_in_streams(
             samples = sorted(itertools.chain.from_iterable(run_streams(functools.partial(run, items=items))))
             batch = _collate(samples, keep_images=False)
             _record_failures(batch.failures, on_error, report)
-            _record_batch(batch, report, progress, None)
+            _record_batch(batch, report, progress, after_batch)
     for part in accumulators[1:]:
         accumulators[0].merge(part)
     return report
@@ -297,15 +300,15 @@ def _record_batch(
 
 
 class _PeriodicCheckpoint:
-    """Saves a run's state each time ``every`` more images are done."""
+    """Saves a run's state (the images of all its accumulators) each time ``every`` more images are done."""
 
-    def __init__(self, store: Checkpoint, accumulator: Accumulator, extractor_name: str, every: int, done: int):
-        self.store, self.accumulator, self.extractor_name = store, accumulator, extractor_name
+    def __init__(self, store: Checkpoint, accumulators: list[Accumulator], extractor_name: str, every: int, done: int):
+        self.store, self.accumulators, self.extractor_name = store, accumulators, extractor_name
         self.every, self.saved_at = every, done
 
     def __call__(self, report: ExtractionReport) -> None:
         if len(report.done) - self.saved_at >= self.every:
-            partial = self.accumulator.result(self.extractor_name)
+            partial = merge_vdnas([part.result(self.extractor_name) for part in self.accumulators])
             self.store.save(partial, report.used, report.skipped, report.done)
             self.saved_at = len(report.done)
 
@@ -544,8 +547,6 @@ class VDNAProcessor:
                     f"streams need a distribution whose parts add up exactly in any order (histogram-B, "
                     f"activation-ranges); {distribution_name} does not"
                 )
-            if checkpoint is not None:
-                raise ValueError("checkpoints are not available with streams > 1")
         extractor = self.get_extractor(feat_extractor_name, device, weights)
         info = extractor.info
         forward = forward_function(extractor, device, precision, compile)
@@ -556,6 +557,7 @@ class VDNAProcessor:
             raise ValueError("save_sample_images needs a source that can be read twice; this iterator can be read once")
         preprocessor = Preprocessor(info.input_size, info.mean, info.std, crop_to_square_pre_resize, seed)
         workers = available_cores() if num_workers is None else num_workers
+        threads = 1 if streams > 1 else torch.get_num_threads()
         store, report, todo, positions = None, ExtractionReport([], [], []), collection, None
         if checkpoint is not None:
             if not isinstance(collection, ImageCollection):
@@ -575,6 +577,7 @@ class VDNAProcessor:
                 "max_image_pixels": max_image_pixels,
                 "precision": precision,
                 "compile": compile,
+                "torch_threads": threads if device.type == "cpu" else None,  # CPU convolutions round by thread count
             }
             store = Checkpoint(checkpoint, identity)
             state = store.load()
@@ -586,7 +589,8 @@ class VDNAProcessor:
                 positions = [i for i in range(len(collection)) if i not in finished]
                 todo = collection.subset(positions)
         total = len(collection) if isinstance(collection, ImageCollection) else None
-        saver = _PeriodicCheckpoint(store, accumulator, info.name, checkpoint_every, len(report.done)) if store else None
+        parts = [accumulator] + [dna_class.accumulator(parameters, info.layers, ranges, device) for _ in range(streams - 1)]
+        saver = _PeriodicCheckpoint(store, parts, info.name, checkpoint_every, len(report.done)) if store else None
         with tqdm(total=total, initial=len(report.done), unit="img", desc=f"DNA {distribution_name}", disable=not verbose) as bar:
             if streams > 1:
                 if extractor.concurrent_calls and not compile:
@@ -594,9 +598,10 @@ class VDNAProcessor:
                 else:
                     copies = self._extractor_copies(streams - 1, feat_extractor_name, device, weights)
                 forwards = [forward] + [forward_function(copy, device, precision, compile) for copy in copies]
-                parts = [accumulator] + [dna_class.accumulator(parameters, info.layers, ranges, device) for _ in copies]
                 batches = raw_batches(todo, batch_size, positions)
-                report = extract_in_streams(forwards, parts, batches, preprocessor, max_image_pixels, on_error, bar.update)
+                report = extract_in_streams(
+                    forwards, parts, batches, preprocessor, max_image_pixels, on_error, bar.update, report, saver
+                )
             else:
                 loader = image_loader(todo, preprocessor, batch_size, workers, device.type == "cuda", max_image_pixels, positions)
                 report = extract(
@@ -616,7 +621,7 @@ class VDNAProcessor:
             info, ranges, parameters, report.used, report.skipped, source=source, crop=crop_to_square_pre_resize,
             shuffle_files=shuffle_files, num_images=num_images, workers=workers if streams == 1 else 0, batch_size=batch_size, device=device,
             verbose=verbose, n_sample_images=n_sample_images, seed=seed, precision=precision, compile=compile,
-            threads=1 if streams > 1 else None, streams=streams,
+            threads=threads, streams=streams,
         )
         vdna = accumulator.result(info.name, provenance)
         if store is not None:
