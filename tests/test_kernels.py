@@ -169,6 +169,12 @@ def test_short_rows_binned_several_at_a_time_as_the_float64_definition(check_eve
         np.testing.assert_array_equal(counts.numpy(), expected)
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 0), (0, 3, 5)])
+def test_activations_without_values_give_empty_histograms(shape):
+    counts = histogram_per_neuron(torch.zeros(shape), 10)
+    assert counts.shape == (3, 10) and int(counts.abs().sum()) == 0
+
+
 def channels_last(values: torch.Tensor) -> torch.Tensor:
     """The same ``(batch, neurons, positions)`` values with each position's neurons side by side in memory."""
     return values.transpose(1, 2).contiguous().transpose(1, 2)

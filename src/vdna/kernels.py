@@ -298,7 +298,7 @@ def _histogram_cpu(x, thresholds, offset, scale, zero_bins, margin, workers, out
     # A neuron with fewer values than bins keeps all its marks and flushes only the bins they name.
     marked = 0 < batch * positions < min(bins, _SPARSE_LIMIT)
     index_size = batch * positions if marked else max(1, min(batch * positions, _BLOCK))
-    several_rows = not marked and 2 * positions <= index_size  # short rows are estimated, then counted, several at a time
+    several_rows = not marked and 0 < 2 * positions <= index_size  # short rows are estimated, then counted, several at a time
     for worker in numba.prange(workers):
         index = np.empty(index_size, dtype=index_kind.dtype)
         counts = np.zeros((_COPIES, bins + 1), dtype=np.int32)
