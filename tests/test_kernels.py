@@ -152,6 +152,7 @@ def test_counts_are_flushed_before_their_int32_counters_could_overflow():
         _histogram_compiled(values, binning, flushed, counts_limit=limit)
         assert torch.equal(flushed, whole), limit
 
+
 @pytest.mark.parametrize("check_every_value", [False, True])
 def test_short_rows_binned_several_at_a_time_as_the_float64_definition(check_every_value):
     values, centre, half = values_around_every_threshold(seed=15, neurons=6)

@@ -391,7 +391,7 @@ def test_threads_calling_one_extractor_at_once_each_get_their_own_activations(pr
     assert logits.shape == (1, 1000) and extractor._captured == {}
 
 
-def test_streams_errors(processor, mixed_images, tmp_path):
+def test_streams_errors(processor, mixed_images):
     with pytest.raises(ValueError, match="streams must be a positive integer, got 0"):
         processor.make_vdna(mixed_images[:2], streams=0, verbose=False)
     with pytest.raises(ValueError, match=r"streams need a distribution whose parts add up exactly in any order \(histogram-B, activation-ranges\); gaussian does not"):

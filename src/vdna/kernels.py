@@ -187,6 +187,17 @@ def _scatter(index, counts):  # pragma: no cover - compiled
         counts[p & (_COPIES - 1), index[p]] += 1
 
 
+@numba.njit(inline="always", boundscheck=False)
+def _take_unsure(counts):  # pragma: no cover - compiled
+    """How many values the copies of ``counts`` gathered in their extra (unsure) bin, which is emptied."""
+    bins = counts.shape[1] - 1
+    found = 0
+    for copy in range(_COPIES):
+        found += counts[copy, bins]
+        counts[copy, bins] = 0
+    return found
+
+
 @numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
 def _settle(values, index, unsure, found, thresholds, low, per_unit, last, counts):  # pragma: no cover
     """Bin the ``found`` values marked ``unsure`` against the thresholds (their marks become their bins).
@@ -221,10 +232,7 @@ def _count_row(values, thresholds, low, per_unit, last, near_low, near_high, zer
         marks = index[: chunk.shape[0]]
         _estimate_bins(chunk, low, per_unit, last, near_low, near_high, zero_bin, marks, unsure)
         _scatter(marks, counts)
-        found = 0
-        for copy in range(_COPIES):
-            found += counts[copy, bins]
-            counts[copy, bins] = 0
+        found = _take_unsure(counts)
         if found:
             missing += _settle(chunk, marks, unsure, found, thresholds, low, per_unit, last, counts[0])[0]
     return missing
@@ -247,10 +255,7 @@ def _count_rows(x, n, first, stop, thresholds, low, per_unit, last, near_low, ne
             marks = index[(b - start) * positions : (b - start + 1) * positions]
             _estimate_bins(x[b, n], low, per_unit, last, near_low, near_high, zero_bin, marks, unsure)
         _scatter(index[: (end - start) * positions], counts)
-        found = 0
-        for copy in range(_COPIES):
-            found += counts[copy, bins]
-            counts[copy, bins] = 0
+        found = _take_unsure(counts)
         for b in range(start, end):
             if found == 0:
                 break
