@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
@@ -98,6 +98,7 @@ class Binning:
     scale: torch.Tensor  # (neurons or 1,) float32: bins per unit of activation
     margin: float  # estimates within this distance of an integer are checked against thresholds
     zero_bin: torch.Tensor  # (neurons or 1,) int32: the bin of an activation of exactly 0
+    _cpu_rows: dict[int, tuple[np.ndarray, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def create(
@@ -131,6 +132,13 @@ class Binning:
             float(guess_margin(thresholds, offset, scale)),
             torch.from_numpy(zero_bin).to(device),
         )
+
+    def cpu_rows(self, neurons: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Thresholds, offset, scale and zero bin as CPU arrays with a row per neuron (made once per count)."""
+        if neurons not in self._cpu_rows:
+            tensors = (self.thresholds, self.offset, self.scale, self.zero_bin)
+            self._cpu_rows[neurons] = tuple(t.cpu().expand(neurons, *t.shape[1:]).contiguous().numpy() for t in tensors)
+        return self._cpu_rows[neurons]
 
     def to(self, device: torch.device | str) -> Binning:
         """This binning on ``device``."""
@@ -438,7 +446,9 @@ def torch_threads() -> Iterator[None]:
     different thread counts.
     """
     threads = torch.get_num_threads()
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    wanted = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
+    if numba.get_num_threads() != wanted:  # setting it costs more than a small kernel call
+        numba.set_num_threads(wanted)
     try:
         yield
     finally:
@@ -489,9 +499,7 @@ def bins_in_place(activations: torch.Tensor, bins: int) -> bool:
 
 def _histogram_positions(values: torch.Tensor, binning: Binning, out: torch.Tensor, counts_limit: int = _INT32_COUNTS_LIMIT) -> int:
     """Bin ``values`` ``(rows, neurons)``, position-major, in parts that never overflow int32 counts."""
-    neurons = values.shape[1]
-    tensors = (binning.thresholds, binning.offset, binning.scale, binning.zero_bin)
-    thresholds, offset, scale, zero_bin = (t.expand(neurons, *t.shape[1:]).contiguous().numpy() for t in tensors)
+    thresholds, offset, scale, zero_bin = binning.cpu_rows(values.shape[1])
     nans = 0
     with torch_threads():
         for part in values.split(counts_limit):
@@ -504,8 +512,7 @@ def _histogram_positions(values: torch.Tensor, binning: Binning, out: torch.Tens
 
 
 def _histogram_compiled(values: torch.Tensor, binning: Binning, out: torch.Tensor, counts_limit: int = _INT32_COUNTS_LIMIT) -> int:
-    tensors = (binning.thresholds, binning.offset, binning.scale, binning.zero_bin)
-    thresholds, offset, scale, zero_bin = (t.numpy() for t in tensors)
+    thresholds, offset, scale, zero_bin = binning.cpu_rows(binning.offset.shape[0])
     index_kind = np.empty(0, dtype=np.uint16 if binning.bins < 2**16 else np.uint32)
     nans = 0
     with torch_threads():
