@@ -6,6 +6,7 @@ import csv
 import json
 import shutil
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -69,6 +70,17 @@ def test_extractors_and_help(capsys):
     assert executable, "the vdna console script is installed with the package"
     help_text = subprocess.run([executable, "make", "--help"], capture_output=True, text=True, check=True).stdout
     assert "--distribution" in help_text and "--skip-bad" in help_text
+
+
+def test_comparing_saved_dnas_builds_no_network_and_imports_no_model_library(fixtures_dir):
+    script = (
+        "import sys\n"
+        "from vdna.cli import main\n"
+        f"assert main(['compare', {str(fixtures_dir / 'hist_a')!r}, {str(fixtures_dir / 'hist_b')!r}]) == 0\n"
+        "print(sorted(name for name in ('timm', 'torchvision') if name in sys.modules))\n"
+    )
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert shown[0].startswith("emd: ") and shown[-1] == "[]"
 
 
 def test_make_compact_and_compare_it(two_sets, tmp_path, capsys):

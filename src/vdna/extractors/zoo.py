@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
-import timm
 import torch
 from torch import nn
 
@@ -21,6 +20,9 @@ from ..ranges import ActivationRanges, load_activation_ranges
 from . import register_extractor
 from .base import HookExtractor
 from .weights import HUB_REPO, RemoteFile, resolve_file
+
+# timm is imported where a model is built: importing it takes over a second, which commands
+# that build no network (comparing saved DNAs, listing extractors) should not pay.
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -106,6 +108,7 @@ def vit_layers(model: nn.Module) -> dict[str, str]:
 
 def _vit(name: str, architecture: str, pretrained: bool, weights, weights_file, ranges_file, convert, **options) -> HookExtractor:
     timm_options = options.pop("timm_options", {})
+    import timm
     model = timm.create_model(architecture, pretrained=False, num_classes=0, **timm_options)
     return _extractor(name, model, vit_layers(model), pretrained=pretrained, weights=weights, weights_file=weights_file,
                       ranges_file=ranges_file, convert=convert, tokens=True, **options)
@@ -186,6 +189,7 @@ def resnet_layers(model: nn.Module) -> dict[str, str]:
 
 
 def _resnet50(name: str, pretrained: bool, weights, weights_file, ranges_file, convert) -> HookExtractor:
+    import timm
     model = timm.create_model("resnet50", pretrained=False, num_classes=0)
     return _extractor(name, model, resnet_layers(model), pretrained=pretrained, weights=weights,
                       weights_file=weights_file, ranges_file=ranges_file, convert=convert)
@@ -252,6 +256,7 @@ def state_sha256(state: Mapping[str, torch.Tensor]) -> str:
 @register_extractor("rand_resnet50")
 def rand_resnet50(pretrained: bool = True, weights=None) -> HookExtractor:
     """ResNet-50 with seeded random weights (the paper's random baseline): no download, the same everywhere."""
+    import timm
     model = timm.create_model("resnet50", pretrained=False, num_classes=0)
     if weights is not None:
         return _extractor("rand_resnet50", model, resnet_layers(model), pretrained=True, weights=weights,
@@ -315,6 +320,7 @@ def timm_extractor(
     Pretrained weights are the timm release on the Hugging Face Hub (``model.safetensors``), through
     the same cache and offline errors as every extractor; mean, std and input size come from timm.
     """
+    import timm
     from timm.models.vision_transformer import VisionTransformer
 
     try:
