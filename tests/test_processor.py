@@ -338,6 +338,15 @@ def test_streams_decode_their_own_images_from_any_source_in_any_batch_size(proce
     assert all(torch.equal(zipped.data[layer], one_thread.data[layer]) for layer in one_thread.neurons_list)
 
 
+def test_streams_take_a_batch_in_chunks_that_shrink_so_they_finish_together():
+    items = [(position, f"image {position}", None, None) for position in range(64)]
+    chunks = vdna.processor._ShrinkingChunks(items, streams=2)
+    taken = list(iter(chunks.take, []))
+    assert [len(chunk) for chunk in taken] == [16, 12, 9, 7, 5, 4, 3, 2, 2, 1, 1, 1, 1]
+    assert [item for chunk in taken for item in chunk] == items  # each item once, in order
+    assert chunks.take() == []
+
+
 def test_streams_share_one_extractor_or_reuse_their_copies_until_the_extractor_changes(mixed_images, one_torch_thread, monkeypatch):
     built = []
 

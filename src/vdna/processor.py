@@ -16,6 +16,7 @@ import itertools
 import logging
 import os
 import random
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -233,6 +234,23 @@ def one_thread_streams(streams: int) -> Iterator[Callable[[Callable[[int], None]
         torch.set_num_threads(threads)
 
 
+class _ShrinkingChunks:
+    """A batch's items handed out to streams a chunk at a time: half of an even share of what is left."""
+
+    def __init__(self, items: list[tuple], streams: int):
+        self._items, self._streams, self._taken = items, streams, 0
+        self._lock = threading.Lock()
+
+    def take(self) -> list[tuple]:
+        """The next chunk (empty once every item is taken)."""
+        with self._lock:
+            left = len(self._items) - self._taken
+            size = max(1, -(-left // (2 * self._streams)))
+            chunk = self._items[self._taken : self._taken + size]
+            self._taken += len(chunk)
+        return chunk
+
+
 def extract_in_streams(
     extractors: list[Callable[[torch.Tensor], dict[str, torch.Tensor]]],
     accumulators: list[Accumulator],
@@ -246,29 +264,34 @@ def extract_in_streams(
 ) -> ExtractionReport:
     """Like :func:`extract` on the CPU, with each batch's images shared among one-thread streams.
 
-    ``batches`` are :func:`raw_batches`. Stream ``s`` decodes and preprocesses images ``s, s +
-    streams, ...`` of each batch, then runs its own extractor on them, one at a time, into its
-    own accumulator; the accumulators are then merged into the first. (Decoding a stream's share
-    in one go, rather than between forward passes, finds the decoder's data still in the cache.)
-    ``after_batch`` is called between batches, when no stream is running.
+    ``batches`` are :func:`raw_batches`. Streams take a batch's images in chunks that shrink as
+    the batch runs out (:class:`_ShrinkingChunks`), decode and preprocess a chunk, then run their
+    own extractor on its images, one at a time, into their own accumulator; the accumulators are
+    then merged into the first. (Decoding a chunk in one go, rather than between forward passes,
+    finds the decoder's data still in the cache; small last chunks let the streams finish a batch
+    together.) ``after_batch`` is called between batches, when no stream is running.
     """
     report = ExtractionReport([], [], []) if report is None else report
     streams = len(extractors)
 
-    def run(stream: int, items: list[tuple]) -> list[tuple]:
-        samples = [
-            (position, name, None, reason) if reason is not None else _prepare(raw, name, position, preprocessor, max_pixels)
-            for position, name, raw, reason in items[stream::streams]
-        ]
+    def run(stream: int, chunks: _ShrinkingChunks) -> list[tuple]:
+        samples: list[tuple] = []
         with torch.inference_mode():
-            for _, _, image, _ in samples:
-                if image is not None:
-                    accumulators[stream].update(extractors[stream](image[None]))
+            while chunk := chunks.take():
+                prepared = [
+                    (position, name, None, reason) if reason is not None else _prepare(raw, name, position, preprocessor, max_pixels)
+                    for position, name, raw, reason in chunk
+                ]
+                for _, _, image, _ in prepared:
+                    if image is not None:
+                        accumulators[stream].update(extractors[stream](image[None]))
+                samples.extend((position, name, None, reason) for position, name, _, reason in prepared)  # images used
         return samples
 
     with one_thread_streams(streams) as run_streams:
         for items in batches:
-            samples = sorted(itertools.chain.from_iterable(run_streams(functools.partial(run, items=items))))
+            chunks = _ShrinkingChunks(items, streams)
+            samples = sorted(itertools.chain.from_iterable(run_streams(functools.partial(run, chunks=chunks))))
             batch = _collate(samples, keep_images=False)
             _record_failures(batch.failures, on_error, report)
             _record_batch(batch, report, progress, after_batch)
