@@ -3,11 +3,11 @@
 Shapes: (64, 768, 197), a ViT-B/16 layer at batch 64 (Gaussian activations), neuron-major and
 as a ViT gives it (tokens, each token's 768 values side by side in memory), and the default
 extractor's largest layer at batch 64, the stem (64, 32, 12544), with its real normalised
-activations on the first 64 images of a folder. 1000 bins. Besides one read pass (``x.sum()``), the
-floor of the issue's target, "counting alone" adds one to a count per value, neuron by neuron,
+activations on the first 64 images of a folder. 1000 bins. Besides one read pass (``x.sum()``),
+the least any kernel can take, "counting alone" adds one to a count per value, neuron by neuron,
 from bin numbers computed beforehand: the least any counting histogram does beyond the read.
-vdna 0.1.1's ``histogram_per_channel``
-is loaded from a folder where ``vdna==0.1.1`` is installed, e.g.
+vdna 0.1.1's ``histogram_per_channel`` is loaded from a folder where ``vdna==0.1.1`` is
+installed, e.g.
 
     pip install --no-deps --target /tmp/vdna-0.1.1 vdna==0.1.1
     python benchmarks/kernel.py --vdna-011 /tmp/vdna-0.1.1 --images ../shared/data/imagenet1k

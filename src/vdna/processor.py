@@ -285,7 +285,7 @@ def extract_in_streams(
                 for _, _, image, _ in prepared:
                     if image is not None:
                         accumulators[stream].update(extractors[stream](image[None]))
-                samples.extend((position, name, None, reason) for position, name, _, reason in prepared)  # images used
+                samples.extend((position, name, None, reason) for position, name, _, reason in prepared)  # images let go
         return samples
 
     with one_thread_streams(streams) as run_streams:
