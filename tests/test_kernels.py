@@ -142,6 +142,19 @@ def test_checking_every_value_against_thresholds_gives_the_same_counts():
     assert torch.equal(estimated, checked)
 
 
+def test_the_margin_is_only_as_wide_as_the_estimate_strays():
+    values, centre, half = values_around_every_threshold(seed=16, neurons=12)
+    binning = Binning.create(centre, half, 1000)
+    normalised = (values.double() - torch.from_numpy(centre).view(1, -1, 1)) / torch.from_numpy(half).view(1, -1, 1)
+    expected = reference_histograms(normalised.numpy(), 1000)
+    wrong = {}
+    for share in (1.0, 0.9):  # of the worst stray, the margin less its 1e-6 of slack
+        counts = torch.zeros((12, 1000), dtype=torch.int64)
+        accumulate_histograms(values, counts, dataclasses.replace(binning, margin=(binning.margin - 1e-6) * share))
+        wrong[share] = int(np.abs(counts.numpy() - expected).sum())
+    assert wrong[1.0] == 0 and wrong[0.9] > 0
+
+
 def test_counts_are_flushed_before_their_int32_counters_could_overflow():
     values, centre, half = values_around_every_threshold(seed=13, neurons=5)
     binning = Binning.create(centre, half, 1000)

@@ -27,8 +27,12 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 import torch
+from llvmlite import ir
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 _BLOCK = 512  # values estimated, then counted, at a time: the estimates stay in the L1 cache
+_ROWS_AHEAD = 2  # blocks of short rows ahead whose memory is asked for while a block is counted
 _COPIES = 4  # a power of two
 _INT32_COUNTS_LIMIT = 2**31 - 1
 _SPARSE_LIMIT = 1 << 14  # most values a neuron may have to flush only the bins it marked
@@ -75,8 +79,10 @@ def guess_margin(thresholds: np.ndarray, offset: np.ndarray, scale: np.ndarray) 
     Bin ``k`` holds ``[T_k, T_{k+1})`` and the estimate is monotone, so over that bin it lies in
     ``[guess(T_k), guess(just below T_{k+1})]``. An estimate further than the margin from an
     integer is therefore certainly in the right bin, as is one below ``1 - margin`` (bin 0) or
-    above ``bins - 1 + margin`` (the last bin); others are checked against thresholds. An infinite
-    margin trusts no estimate.
+    above ``bins - 1 + margin`` (the last bin); others are checked against thresholds. The kernels
+    compare estimates with these bounds exactly (as differences, which float32 computes without
+    rounding there), so the margin need only exceed the worst stray by the rounding of
+    ``1 - margin``. An infinite margin trusts no estimate.
     """
     with np.errstate(over="ignore", invalid="ignore"):
         opening = _guess(thresholds[:, 1:-1], offset, scale) - np.arange(1, thresholds.shape[1] - 1, dtype=np.float32)
@@ -85,7 +91,7 @@ def guess_margin(thresholds: np.ndarray, offset: np.ndarray, scale: np.ndarray) 
     worst = max(float(np.max(-opening, initial=0.0)), float(np.max(closing, initial=0.0)))
     if not np.isfinite(worst) or worst >= 0.25:
         return np.float32(np.inf)  # no estimate is trusted: every value is checked
-    return np.float32(worst * 2 + 1e-4)
+    return np.float32(worst + 1e-6)
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,26 @@ class Binning:
         return Binning(self.bins, *(t.to(device) for t in tensors), self.margin, self.zero_bin.to(device))
 
 
+@intrinsic
+def _prefetch(typingctx, array, position):  # pragma: no cover - compiled
+    """Ask for the cache line holding ``array[position]`` (a hint: nothing is read or checked)."""
+
+    def codegen(context, builder, signature, args):
+        kind = signature.args[0]
+        view = context.make_array(kind)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, kind, view, [args[1]], wraparound=False)
+        int32 = ir.IntType(32)
+        byte_pointer = builder.bitcast(pointer, ir.IntType(8).as_pointer())
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer.type, int32, int32, int32]), "llvm.prefetch.p0i8"
+        )
+        read, keep_in_all_caches, data = (ir.Constant(int32, flag) for flag in (0, 3, 1))
+        builder.call(prefetch, [byte_pointer, read, keep_in_all_caches, data])
+        return context.get_dummy_value()
+
+    return numba.types.void(array, position), codegen
+
+
 @numba.njit(inline="always", boundscheck=False)
 def _settled_bin(a, thresholds, low, per_unit, last):  # pragma: no cover - compiled
     guess = (a - low) * per_unit
@@ -173,8 +199,8 @@ def _estimate(value, low, per_unit, last, near_low, near_high, zero_bin):  # pra
     zero = value == np.float32(0.0)
     certain = (
         (fraction > near_low) & (fraction < near_high)
-        | (guess < np.float32(1.0) - near_low)
-        | (guess > last + near_low)
+        | (np.float32(1.0) - guess > near_low)
+        | (guess - last > near_low)
     )
     return (zero_bin if zero else k), certain | zero
 
@@ -250,7 +276,8 @@ def _count_row(values, thresholds, low, per_unit, last, near_low, near_high, zer
 def _count_rows(x, n, first, stop, thresholds, low, per_unit, last, near_low, near_high, zero_bin, index, counts):  # pragma: no cover
     """Add rows ``first`` to ``stop`` of neuron ``n`` of ``x`` ``(batch, neurons, positions)`` into ``counts``.
 
-    The estimates of as many rows as ``index`` holds are made, then counted, together.
+    The estimates of as many rows as ``index`` holds are made, then counted, together. Rows lie
+    apart in memory, where the processor cannot foresee them, so later rows are asked for early.
     """
     positions = x.shape[2]
     bins = counts.shape[1] - 1
@@ -259,6 +286,10 @@ def _count_rows(x, n, first, stop, thresholds, low, per_unit, last, near_low, ne
     missing = 0
     for start in range(first, stop, rows_per_block):
         end = min(stop, start + rows_per_block)
+        ahead = start + _ROWS_AHEAD * rows_per_block
+        for b in range(ahead, min(stop, ahead + rows_per_block)):
+            for p in range(0, positions, 16):  # a 64-byte cache line of float32
+                _prefetch(x[b, n], p)
         for b in range(start, end):
             marks = index[(b - start) * positions : (b - start + 1) * positions]
             _estimate_bins(x[b, n], low, per_unit, last, near_low, near_high, zero_bin, marks, unsure)
