@@ -12,12 +12,17 @@ installed, e.g.
     pip install --no-deps --target /tmp/vdna-0.1.1 vdna==0.1.1
     python benchmarks/kernel.py --vdna-011 /tmp/vdna-0.1.1 --images ../shared/data/imagenet1k
 
-Times are medians of ``--repeats`` runs, measured in turn in the same process.
+Times are medians of ``--repeats`` runs, measured in turn in the same process. Before each run a
+buffer larger than the processor's caches is written, so that every function reads its tensor from
+memory: a tensor of this size (39 MB) otherwise stays partly in the last-level cache from one run to
+the next, by an amount that varies from run to run and from one function to another. With
+``--keep-caches``, runs follow each other with nothing in between.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import statistics
 import time
@@ -72,10 +77,15 @@ def bin_numbers(activations: torch.Tensor, bins: int) -> np.ndarray:
     return scaled.to(torch.int32).contiguous().numpy().astype(np.uint16)
 
 
-def median_seconds(function, repeats: int) -> float:
+_CACHE_FLUSH = np.zeros(2**27 // 8)  # 128 MiB, larger than common last-level caches
+
+
+def median_seconds(function, repeats: int, flush_caches: bool = True) -> float:
     function()
     times = []
     for _ in range(repeats):
+        if flush_caches:
+            _CACHE_FLUSH.fill(len(times))
         start = time.perf_counter()
         function()
         times.append(time.perf_counter() - start)
@@ -88,6 +98,7 @@ def main() -> None:
     parser.add_argument("--images", type=Path, required=True, help="folder of images for the real stem activations")
     parser.add_argument("--bins", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--keep-caches", action="store_true", help="do not write a large buffer before each run")
     args = parser.parse_args()
 
     reference = load_vdna_011_histogram(args.vdna_011)
@@ -102,15 +113,14 @@ def main() -> None:
         f"{'0.1.1/ours':>11s} {'ours/sum':>9s} {'count/sum':>10s}"
     )
     for label, activations in cases.items():
-        ours = median_seconds(lambda a=activations: histogram_per_neuron(a, args.bins), args.repeats)
-        theirs = median_seconds(
-            lambda a=activations: reference(a.unsqueeze(-1), args.bins, [-1.0, 1.0]), max(3, args.repeats // 2)
-        )
-        read = median_seconds(lambda a=activations: a.sum(), args.repeats)
+        timed = functools.partial(median_seconds, repeats=args.repeats, flush_caches=not args.keep_caches)
+        ours = timed(lambda a=activations: histogram_per_neuron(a, args.bins))
+        theirs = timed(lambda a=activations: reference(a.unsqueeze(-1), args.bins, [-1.0, 1.0]), repeats=max(3, args.repeats // 2))
+        read = timed(lambda a=activations: a.sum())
         numbers = bin_numbers(activations, args.bins)
         floor_counts = np.zeros((activations.shape[1], args.bins), dtype=np.int64)
         with torch_threads():
-            count = median_seconds(lambda n=numbers, c=floor_counts: count_bin_numbers(n, c), args.repeats)
+            count = timed(lambda n=numbers, c=floor_counts: count_bin_numbers(n, c))
         print(
             f"{label:42s} {ours * 1e3:9.1f} {theirs * 1e3:9.1f} {read * 1e3:8.2f} {count * 1e3:9.2f} "
             f"{theirs / ours:10.1f}x {ours / read:8.1f}x {count / read:9.1f}x"
