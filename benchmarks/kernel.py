@@ -112,8 +112,8 @@ def main() -> None:
         f"{'shape':42s} {'ours ms':>9s} {'0.1.1 ms':>9s} {'sum ms':>8s} {'count ms':>9s} "
         f"{'0.1.1/ours':>11s} {'ours/sum':>9s} {'count/sum':>10s}"
     )
+    timed = functools.partial(median_seconds, repeats=args.repeats, flush_caches=not args.keep_caches)
     for label, activations in cases.items():
-        timed = functools.partial(median_seconds, repeats=args.repeats, flush_caches=not args.keep_caches)
         ours = timed(lambda a=activations: histogram_per_neuron(a, args.bins))
         theirs = timed(lambda a=activations: reference(a.unsqueeze(-1), args.bins, [-1.0, 1.0]), repeats=max(3, args.repeats // 2))
         read = timed(lambda a=activations: a.sum())

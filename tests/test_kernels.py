@@ -142,6 +142,15 @@ def test_checking_every_value_against_thresholds_gives_the_same_counts():
     assert torch.equal(estimated, checked)
 
 
+def test_a_binning_moved_to_its_own_device_keeps_the_cpu_rows_it_made():
+    values, centre, half = values_around_every_threshold(seed=17, neurons=3)
+    binning = Binning.create(centre, half, 1000)
+    rows = binning.cpu_rows(3)
+    assert binning.to("cpu") is binning and binning.to(torch.device("cpu")).cpu_rows(3) is rows
+    moved = binning.to("meta")
+    assert moved is not binning and moved.offset.device.type == "meta"
+
+
 def test_the_margin_is_only_as_wide_as_the_estimate_strays():
     values, centre, half = values_around_every_threshold(seed=16, neurons=12)
     binning = Binning.create(centre, half, 1000)

@@ -147,7 +147,9 @@ class Binning:
         return self._cpu_rows[neurons]
 
     def to(self, device: torch.device | str) -> Binning:
-        """This binning on ``device``."""
+        """This binning on ``device`` (itself, with the CPU rows it made, when already there)."""
+        if self.offset.device == torch.device(device):
+            return self
         tensors = (self.thresholds, self.offset, self.scale)
         return Binning(self.bins, *(t.to(device) for t in tensors), self.margin, self.zero_bin.to(device))
 
