@@ -3,7 +3,8 @@
 In one process: every image of the folder is decoded and preprocessed into memory first (not
 timed); then the extractor's forward pass alone runs over them, as the pipeline runs it (one
 image at a time on the CPU); then ``make_vdna`` runs on the folder itself (decoding, resizing,
-forward pass and histograms). Both are repeated and their medians compared. With ``--streams N``,
+forward pass and histograms). Both are repeated and their medians compared; so is each repeat's
+pair of runs, which follow each other. With ``--streams N``,
 ``make_vdna(streams=N)`` is also timed (N one-thread streams running the network side by side, each
 decoding its own images), against the forward pass alone run the same way. Peak memory is
 measured in fresh processes (main process and decoding processes) for several image counts, for
@@ -105,7 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path)
     parser.add_argument("--distribution", default="histogram-1000")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--streams", type=int, default=1, help="also time make_vdna(streams=N) against N one-thread streams")
     parser.add_argument("--peak-memory", type=int, nargs="*", default=[], metavar="N", help="image counts")
     parser.add_argument("--breakdown", action="store_true", help="time each step inside the streams (needs --streams N)")
@@ -154,6 +155,9 @@ def main() -> None:
     for whole, forward in pairs:
         extra = medians[whole] - medians[forward]
         print(f"{whole} beyond {forward}: {extra:7.2f} s, {extra / medians[forward] * 100:5.1f}%")
+        # Each repeat's two runs follow each other, so their ratio is not moved by the machine's slower spells.
+        paired = sorted((made / alone - 1) * 100 for made, alone in zip(times[whole], times[forward]))
+        print(f"    in each repeat: {', '.join(f'{extra:.1f}%' for extra in paired)}; median {statistics.median(paired):.1f}%")
     if args.breakdown and args.streams > 1:
         batch_size = inspect.signature(VDNAProcessor.make_vdna).parameters["batch_size"].default
         shares = stream_breakdown(streamed, files, preprocess, args.distribution, -(-batch_size // args.streams))
