@@ -157,7 +157,7 @@ def main() -> None:
         print(f"{whole} beyond {forward}: {extra:7.2f} s, {extra / medians[forward] * 100:5.1f}%")
         # Each repeat's two runs follow each other, so their ratio is not moved by the machine's slower spells.
         paired = sorted((made / alone - 1) * 100 for made, alone in zip(times[whole], times[forward]))
-        print(f"    in each repeat: {', '.join(f'{extra:.1f}%' for extra in paired)}; median {statistics.median(paired):.1f}%")
+        print(f"    in each repeat: {', '.join(f'{ratio:.1f}%' for ratio in paired)}; median {statistics.median(paired):.1f}%")
     if args.breakdown and args.streams > 1:
         batch_size = inspect.signature(VDNAProcessor.make_vdna).parameters["batch_size"].default
         shares = stream_breakdown(streamed, files, preprocess, args.distribution, -(-batch_size // args.streams))
