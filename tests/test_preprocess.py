@@ -120,6 +120,9 @@ def test_truncated_jpeg_and_pixel_limit(tmp_path):
         decode_image(data, "big.jpg", max_pixels=100)
     with pytest.raises(ImageError, match="file does not exist"):
         decode_image(tmp_path / "gone.png", "gone.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageError, match=r"empty.png: empty file \(0 bytes\)"):
+        decode_image(tmp_path / "empty.png", "empty.png")
 
 
 def test_centre_and_random_square_crops():
@@ -166,6 +169,16 @@ def test_clean_resize_equals_pillow_bit_for_bit_on_real_photographs(data_dir, si
         pixels = decode_image(path, path.name)
         for crop in (pixels, pixels[: pixels.shape[0] // 3], pixels[:, : pixels.shape[1] // 4]):  # both pass orders
             np.testing.assert_array_equal(clean_resize(crop, size), pillow_float_resize(crop, size), err_msg=f"{path} {crop.shape}")
+
+
+def test_clean_resize_equals_pillow_for_every_size_of_an_axis_up_to_700(data_dir):
+    pixels = decode_image(image_files(data_dir / "set14", 1)[0], "set14")
+    strip = pixels[:3, :700] if pixels.shape[1] >= 700 else np.tile(pixels[:3], (1, 3, 1))[:, :700]
+    for length in range(1, 701):
+        for out in (224, 299, 1000):
+            row, column = strip[:, :length], strip[:, :length].transpose(1, 0, 2)
+            np.testing.assert_array_equal(clean_resize(row, (3, out)), pillow_float_resize(row, (3, out)), err_msg=f"{length}->{out}")
+            np.testing.assert_array_equal(clean_resize(column, (out, 3)), pillow_float_resize(column, (out, 3)), err_msg=f"{length}->{out}")
 
 
 def test_clean_resize_of_one_axis_or_none_equals_pillow(skimage_photos):

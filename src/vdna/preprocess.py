@@ -184,45 +184,58 @@ def crop_to_square(pixels: np.ndarray, mode: str, rng: np.random.Generator | Non
     return pixels[top : top + side, left : left + side]
 
 
-def _bicubic(x: float) -> float:
+@numba.njit(cache=True, nogil=True)
+def _bicubic(x):  # pragma: no cover - compiled
     """Pillow's bicubic kernel (a = -0.5), evaluated in the same order."""
     x = -x if x < 0.0 else x
     if x < 1.0:
-        return (1.5 * x - 2.5) * x * x + 1
+        return (1.5 * x - 2.5) * x * x + 1.0
     if x < 2.0:
-        return (((x - 5) * x + 8) * x - 4) * -0.5
+        return (((x - 5.0) * x + 8.0) * x - 4.0) * -0.5
     return 0.0
 
 
-@functools.lru_cache(maxsize=64)
+@numba.njit(cache=True, nogil=True)
+def _fill_bicubic_taps(in_size, out_size, bounds, weights):  # pragma: no cover - compiled
+    scale = in_size / out_size
+    filter_scale = max(scale, 1.0)
+    support = 2.0 * filter_scale
+    inverse = 1.0 / filter_scale
+    for out in range(out_size):
+        centre = 0.0 + (out + 0.5) * scale
+        first = max(int(centre - support + 0.5), 0)
+        count = min(int(centre + support + 0.5), in_size) - first
+        total = 0.0
+        for tap in range(count):
+            weights[out, tap] = _bicubic((tap + first - centre + 0.5) * inverse)
+            total += weights[out, tap]
+        if total != 0.0:
+            for tap in range(count):
+                weights[out, tap] /= total
+        bounds[out, 0] = first
+        bounds[out, 1] = count
+
+
+@functools.lru_cache(maxsize=128)
 def _bicubic_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Pillow's resampling coefficients from ``in_size`` to ``out_size`` (its ``precompute_coeffs``).
 
     Returns each output's first input and tap count ``(out_size, 2)``, and the float64 weights
     ``(out_size, taps)``, computed with the same float64 operations in the same order.
     """
-    scale = in_size / out_size
-    filter_scale = max(scale, 1.0)
-    support = 2.0 * filter_scale
-    inverse = 1.0 / filter_scale
+    support = 2.0 * max(in_size / out_size, 1.0)
     bounds = np.zeros((out_size, 2), dtype=np.int64)
     weights = np.zeros((out_size, int(math.ceil(support)) * 2 + 1), dtype=np.float64)
-    for out in range(out_size):
-        centre = 0.0 + (out + 0.5) * scale
-        first = max(int(centre - support + 0.5), 0)
-        count = min(int(centre + support + 0.5), in_size) - first
-        row = [_bicubic((tap + first - centre + 0.5) * inverse) for tap in range(count)]
-        total = 0.0
-        for weight in row:
-            total += weight
-        weights[out, :count] = [weight / total for weight in row] if total != 0.0 else row
-        bounds[out] = first, count
+    _fill_bicubic_taps(in_size, out_size, bounds, weights)
     return bounds, weights
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _resample_rows(source, bounds, weights, out):  # pragma: no cover - compiled
-    """``out[i] = sum_t source[bounds[i, 0] + t] * weights[i, t]``, summed in float64 in tap order, stored as float32."""
+    """``out[i] = sum_t source[bounds[i, 0] + t] * weights[i, t]``, summed in float64 in tap order, stored as float32.
+
+    ``source`` is ``(rows, pixels * 3)``, ``out`` ``(out_rows, pixels, 3)`` (any strides).
+    """
     total = np.empty(source.shape[1], dtype=np.float64)
     for i in range(out.shape[0]):
         first, count = bounds[i, 0], bounds[i, 1]
@@ -232,8 +245,9 @@ def _resample_rows(source, bounds, weights, out):  # pragma: no cover - compiled
             row = source[first + tap]
             for j in range(total.shape[0]):
                 total[j] += np.float64(row[j]) * weight
-        for j in range(total.shape[0]):
-            out[i, j] = np.float32(total[j])
+        for j in range(out.shape[1]):
+            for channel in range(3):
+                out[i, j, channel] = np.float32(total[3 * j + channel])
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -253,20 +267,22 @@ def _transposed(pixels: np.ndarray) -> np.ndarray:
     return out
 
 
-def _resample_axis0(pixels: np.ndarray, bounds: np.ndarray, weights: np.ndarray, first_row: int = 0) -> np.ndarray:
+def _resample_axis0(
+    pixels: np.ndarray, bounds: np.ndarray, weights: np.ndarray, first_row: int = 0, transposed: bool = False
+) -> np.ndarray:
+    """``pixels`` ``(rows, n, 3)`` resampled along their rows: ``(out_rows, n, 3)``, or ``(n, out_rows, 3)`` if ``transposed``."""
     flat = np.ascontiguousarray(pixels, dtype=np.float32).reshape(pixels.shape[0], -1)
-    out = np.empty((len(bounds), flat.shape[1]), dtype=np.float32)
+    if transposed:
+        result = np.empty((pixels.shape[1], len(bounds), 3), dtype=np.float32)
+        out = result.transpose(1, 0, 2)
+    else:
+        result = out = np.empty((len(bounds), pixels.shape[1], 3), dtype=np.float32)
     _resample_rows(flat, bounds - np.array([first_row, 0]), weights, out)
-    return out.reshape(len(bounds), *pixels.shape[1:])
+    return result
 
 
-def clean_resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bicubic resize of each channel as float32 (PIL mode "F"), clipped to [0, 255]; ``size`` is (H, W).
-
-    Bit for bit Pillow's ``Image.resize(..., BICUBIC)`` of each channel as a mode "F" image (its
-    coefficients, float64 sums in its order, float32 between and after its two passes, and its
-    choice of which pass comes first), computed for the three channels at once.
-    """
+def _unclipped_resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The two passes of :func:`clean_resize`, before clipping (the pixels themselves when no pass is needed)."""
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"clean_resize takes (H, W, 3) pixels, got shape {pixels.shape}")
     height, width = size
@@ -277,26 +293,37 @@ def clean_resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     horizontal_first = not (in_height - height > 0 and in_height - height > (in_width - width) * 2)
     if horizontal is not None and vertical is not None and horizontal_first:
         first, last = vertical[0][0, 0], vertical[0][-1, 0] + vertical[0][-1, 1]
-        image = _transposed(_resample_axis0(_transposed(image[first:last]), *horizontal))
+        image = _resample_axis0(_transposed(image[first:last]), *horizontal, transposed=True)
         image = _resample_axis0(image, *vertical, first_row=first)
     else:
         if vertical is not None:
             image = _resample_axis0(image, *vertical)
         if horizontal is not None:
-            image = _transposed(_resample_axis0(_transposed(image), *horizontal))
-    return np.clip(image, 0.0, 255.0, dtype=np.float32)
+            image = _resample_axis0(_transposed(image), *horizontal, transposed=True)
+    return image
+
+
+def clean_resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bicubic resize of each channel as float32 (PIL mode "F"), clipped to [0, 255]; ``size`` is (H, W).
+
+    Bit for bit Pillow's ``Image.resize(..., BICUBIC)`` of each channel as a mode "F" image (its
+    coefficients, float64 sums in its order, float32 between and after its two passes, and its
+    choice of which pass comes first), computed for the three channels at once.
+    """
+    return np.clip(_unclipped_resize(pixels, size), 0.0, 255.0, dtype=np.float32)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _normalise(pixels, mean, std, out):  # pragma: no cover - compiled
-    """``out[c, y, x] = (pixels[y, x, c] / 255 - mean[c]) / std[c]`` for 3 channels, each step rounded to float32."""
+    """``out[c, y, x] = (clip(pixels[y, x, c], 0, 255) / 255 - mean[c]) / std[c]`` for 3 channels, each step rounded to float32."""
     height, width, _ = pixels.shape
     source, planes = pixels.reshape(height * width * 3), out.reshape(3, height * width)
     mean_r, mean_g, mean_b, std_r, std_g, std_b = mean[0], mean[1], mean[2], std[0], std[1], std[2]
+    black, white = np.float32(0.0), np.float32(255.0)
     for p in range(height * width):  # the three planes written in one loop, so it vectorises
-        planes[0, p] = (source[3 * p] / np.float32(255.0) - mean_r) / std_r
-        planes[1, p] = (source[3 * p + 1] / np.float32(255.0) - mean_g) / std_g
-        planes[2, p] = (source[3 * p + 2] / np.float32(255.0) - mean_b) / std_b
+        planes[0, p] = (min(max(source[3 * p], black), white) / white - mean_r) / std_r
+        planes[1, p] = (min(max(source[3 * p + 1], black), white) / white - mean_g) / std_g
+        planes[2, p] = (min(max(source[3 * p + 2], black), white) / white - mean_b) / std_b
 
 
 @dataclass(frozen=True)
@@ -313,14 +340,17 @@ class Preprocessor:
         if self.crop not in CROP_MODES:
             raise ValueError(f"crop_to_square_pre_resize must be one of {CROP_MODES}, got {self.crop!r}")
 
+    def _cropped(self, pixels: np.ndarray, index: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, index]) if self.crop == "random" else None
+        return crop_to_square(pixels, self.crop, rng)
+
     def resized(self, pixels: np.ndarray, index: int) -> np.ndarray:
         """The cropped and resized image, float32 ``(H, W, 3)`` in [0, 255]; ``index`` seeds a random crop."""
-        rng = np.random.default_rng([self.seed, index]) if self.crop == "random" else None
-        return clean_resize(crop_to_square(pixels, self.crop, rng), self.size)
+        return clean_resize(self._cropped(pixels, index), self.size)
 
     def __call__(self, pixels: np.ndarray, index: int) -> torch.Tensor:
         """The network input for one image: float32 ``(3, H, W)``, ``(pixel / 255 - mean) / std``."""
-        resized = np.ascontiguousarray(self.resized(pixels, index))
+        resized = np.ascontiguousarray(_unclipped_resize(self._cropped(pixels, index), self.size), dtype=np.float32)
         out = np.empty((3, *resized.shape[:2]), dtype=np.float32)
         _normalise(resized, np.asarray(self.mean, dtype=np.float32), np.asarray(self.std, dtype=np.float32), out)
         return torch.from_numpy(out)
