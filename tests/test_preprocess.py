@@ -175,8 +175,8 @@ def test_clean_resize_equals_pillow_for_every_size_of_an_axis_up_to_700(data_dir
     pixels = decode_image(image_files(data_dir / "set14", 1)[0], "set14")
     strip = pixels[:3, :700] if pixels.shape[1] >= 700 else np.tile(pixels[:3], (1, 3, 1))[:, :700]
     for length in range(1, 701):
+        row, column = strip[:, :length], strip[:, :length].transpose(1, 0, 2)
         for out in (224, 299, 1000):
-            row, column = strip[:, :length], strip[:, :length].transpose(1, 0, 2)
             np.testing.assert_array_equal(clean_resize(row, (3, out)), pillow_float_resize(row, (3, out)), err_msg=f"{length}->{out}")
             np.testing.assert_array_equal(clean_resize(column, (out, 3)), pillow_float_resize(column, (out, 3)), err_msg=f"{length}->{out}")
 

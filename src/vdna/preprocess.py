@@ -196,11 +196,13 @@ def _bicubic(x):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _fill_bicubic_taps(in_size, out_size, bounds, weights):  # pragma: no cover - compiled
+def _compiled_bicubic_taps(in_size, out_size):  # pragma: no cover - compiled
     scale = in_size / out_size
     filter_scale = max(scale, 1.0)
     support = 2.0 * filter_scale
     inverse = 1.0 / filter_scale
+    bounds = np.zeros((out_size, 2), dtype=np.int64)
+    weights = np.zeros((out_size, int(math.ceil(support)) * 2 + 1), dtype=np.float64)
     for out in range(out_size):
         centre = 0.0 + (out + 0.5) * scale
         first = max(int(centre - support + 0.5), 0)
@@ -214,6 +216,7 @@ def _fill_bicubic_taps(in_size, out_size, bounds, weights):  # pragma: no cover 
                 weights[out, tap] /= total
         bounds[out, 0] = first
         bounds[out, 1] = count
+    return bounds, weights
 
 
 @functools.lru_cache(maxsize=128)
@@ -223,11 +226,7 @@ def _bicubic_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     Returns each output's first input and tap count ``(out_size, 2)``, and the float64 weights
     ``(out_size, taps)``, computed with the same float64 operations in the same order.
     """
-    support = 2.0 * max(in_size / out_size, 1.0)
-    bounds = np.zeros((out_size, 2), dtype=np.int64)
-    weights = np.zeros((out_size, int(math.ceil(support)) * 2 + 1), dtype=np.float64)
-    _fill_bicubic_taps(in_size, out_size, bounds, weights)
-    return bounds, weights
+    return _compiled_bicubic_taps(in_size, out_size)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
