@@ -72,6 +72,9 @@ def test_values_outside_the_range_are_clamped_into_the_end_bins():
     values = torch.tensor([[[-7.0, -1.0000001, 3.0, float("inf"), float("-inf")]]], dtype=torch.float64)
     counts = histogram_per_neuron(values, 4)[0].tolist()
     assert counts == [3, 0, 0, 2]
+    two_neurons = values.to(torch.float32).expand(1, 2, 5)
+    for layout in (two_neurons.contiguous(), channels_last(two_neurons)):
+        assert histogram_per_neuron(layout, 4).tolist() == [[3, 0, 0, 2]] * 2
 
 
 def normalised_case(seed: int = 3, neurons: int = 6):

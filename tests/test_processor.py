@@ -14,6 +14,7 @@ import vdna.processor
 from vdna import EMD, FD, NFD, VDNAHist, VDNAProcessor, create_extractor, load_vdna_from_files, merge_vdnas
 from vdna.extractors.base import HookExtractor
 from vdna.extractors.efficientnet import PACKAGE_WEIGHTS_SHA256, package_weights_path
+from vdna.kernels import bins_in_place
 from vdna.preprocess import ImageError, Preprocessor
 from vdna.processor import one_thread_streams
 
@@ -47,6 +48,35 @@ def test_default_extractor_layers_and_shipped_ranges():
     assert info.input_size == (224, 224)
     assert info.ranges is not None and info.ranges.neurons_list == dict(info.layers)
     assert info.ranges.num_images >= 1500
+
+
+def test_default_extractor_runs_its_stem_channels_first_and_gives_the_activations_of_a_channels_last_run(mixed_images):
+    extractor = create_extractor("efficientnet_lite0", device="cpu")
+    info = extractor.info
+    layers = {"stem": "bn1", "blocks.0.0": "blocks.0.0", "blocks.1.0": "blocks.1.0", "head": "bn2"}
+    all_channels_last = HookExtractor(
+        create_extractor("efficientnet_lite0", device="cpu").model, layers, name="all_channels_last",
+        input_size=info.input_size, mean=info.mean, std=info.std, channels_last=True,
+    )
+    preprocess = Preprocessor(info.input_size, info.mean, info.std)
+    with torch.inference_mode():
+        for i, path in enumerate(mixed_images[:4]):
+            image = preprocess(np.asarray(Image.open(path).convert("RGB")), i)[None]
+            ours, reference = extractor(image), all_channels_last(image)
+            for layer in layers:
+                torch.testing.assert_close(ours[layer], reference[layer], rtol=0, atol=1e-5)
+    assert ours["stem"].is_contiguous() and ours["blocks.0.0"].is_contiguous()  # binned neuron by neuron
+    assert not reference["stem"].is_contiguous()
+    assert bins_in_place(ours["blocks.1.0"], 1000) and bins_in_place(ours["head"], 1000)
+
+
+def test_channels_first_stem_needs_channels_last_and_known_submodules():
+    model = create_extractor("efficientnet_lite0", pretrained=False, device="cpu").model
+    common = {"name": "net", "input_size": (224, 224), "mean": (0.5,) * 3, "std": (0.5,) * 3}
+    with pytest.raises(ValueError, match="net: channels_first_stem needs channels_last=True"):
+        HookExtractor(model, {"stem": "bn1"}, channels_first_stem=("conv_stem",), **common)
+    with pytest.raises(ValueError, match="net: model has no submodule 'stems' to run channels-first"):
+        HookExtractor(model, {"stem": "bn1"}, channels_last=True, channels_first_stem=("stems",), **common)
 
 
 def test_random_weights_have_no_ranges_and_histograms_say_so(processor, skimage_photos):
@@ -205,7 +235,7 @@ def test_float64_activations_are_binned_as_float32():
 
 
 def real_activations(processor, mixed_images, count: int) -> list[dict[str, torch.Tensor]]:
-    """The default extractor's activations (channels-last memory, as the network gives them) of real images."""
+    """The default extractor's activations (in the memory formats the network gives them) of real images."""
     extractor = processor.get_extractor(device="cpu")
     info = extractor.info
     preprocess = Preprocessor(info.input_size, info.mean, info.std)
@@ -216,7 +246,7 @@ def real_activations(processor, mixed_images, count: int) -> list[dict[str, torc
 def test_gathering_activations_before_binning_changes_no_count(processor, mixed_images):
     info = processor.get_extractor(device="cpu").info
     images = real_activations(processor, mixed_images, 8)
-    assert not images[0]["stem"].is_contiguous()  # the network's own memory format
+    assert images[0]["stem"].is_contiguous() and not images[0]["head"].is_contiguous()  # the network's own memory formats
     cls, parameters = VDNAHist, {"bins": 1000}
     one_by_one = cls.accumulator(parameters, info.layers, info.ranges, torch.device("cpu"))
     one_by_one.buffer_bytes = 0  # every image binned as it comes

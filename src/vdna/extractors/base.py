@@ -7,7 +7,7 @@ maps are flattened, ViT tokens are positions (appendix A.1.2 of the paper).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -68,8 +68,12 @@ class HookExtractor(Extractor):
     (by default ``model.forward_features`` where it exists) far enough to reach every hooked module.
     ``tokens=True`` marks ``(batch, tokens, channels)`` outputs (ViT); otherwise outputs are
     ``(batch, channels, ...)``. ``channels_last=True`` runs a convolutional model in the
-    channels-last memory format (faster on CPUs); the outputs keep their logical shapes. Each
-    calling thread's activations are captured apart, so threads may share one instance.
+    channels-last memory format (faster on CPUs); the outputs keep their logical shapes.
+    ``channels_first_stem`` names submodules at the start of such a model that run, with the
+    input, in the default (channels-first) format instead: their outputs come neuron by neuron,
+    which the histogram kernels bin faster than channels-last ones when a layer has many
+    positions. Each calling thread's activations are captured apart, so threads may share one
+    instance.
     """
 
     concurrent_calls = True
@@ -90,15 +94,25 @@ class HookExtractor(Extractor):
         ranges: ActivationRanges | None = None,
         interpolation: str = "bicubic",
         channels_last: bool = False,
+        channels_first_stem: Sequence[str] = (),
     ):
         super().__init__()
-        self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = model.eval().requires_grad_(False).to(memory_format=self._memory_format)
+        if channels_first_stem and not channels_last:
+            raise ValueError(f"extractor {name}: channels_first_stem needs channels_last=True (the rest of the model)")
+        self.model = model.eval().requires_grad_(False)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        modules = dict(self.model.named_modules())
+        for path in channels_first_stem:
+            if path not in modules:
+                raise ValueError(f"extractor {name}: model has no submodule {path!r} to run channels-first")
+            modules[path].to(memory_format=torch.contiguous_format)
+        channels_last_input = channels_last and not channels_first_stem
+        self._memory_format = torch.channels_last if channels_last_input else torch.contiguous_format
         self._module_paths = dict(layers)
         self._tokens = tokens
         self._run = run or (lambda net, x: net.forward_features(x) if hasattr(net, "forward_features") else net(x))
         self._captured: dict[int, dict[str, torch.Tensor]] = {}  # by calling thread
-        modules = dict(self.model.named_modules())
         for layer, path in self._module_paths.items():
             if path not in modules:
                 raise ValueError(f"extractor {name}: model has no submodule {path!r} for layer {layer!r}")

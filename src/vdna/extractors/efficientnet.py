@@ -113,4 +113,5 @@ def efficientnet_lite0(pretrained: bool = True, weights: str | os.PathLike | Non
         weights_sha256=sha,
         ranges=ranges,
         channels_last=True,
+        channels_first_stem=("conv_stem", "blocks.0"),
     )
