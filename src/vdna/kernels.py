@@ -185,22 +185,17 @@ def _settled_bin(a, thresholds, low, per_unit, last):  # pragma: no cover - comp
     return k
 
 
-@numba.njit(inline="always")
-def _sure_bounds(bins, margin):  # pragma: no cover - compiled
-    """``top`` and ``sure`` of :func:`_estimate`: where estimates are clamped, and how near a bin's middle they are certain."""
-    return np.float32(bins) - np.float32(0.5), np.float32(0.5) - np.float32(margin)
-
-
 @numba.njit(inline="always", boundscheck=False, error_model="numpy")
-def _estimate(value, low, per_unit, top, sure, zero_bin):  # pragma: no cover - compiled
-    """A value's bin estimate, and whether it is certain.
+def _estimate(value, low, per_unit, last, sure, zero_bin):  # pragma: no cover - compiled
+    """A value's bin estimate, and whether it is certain (``sure`` is ``0.5 - margin``).
 
     Certain: estimates further than the margin from a bin boundary, and exact zeros (whose bin is
     known; ReLU networks and dead neurons give many, and they can sit on a boundary). Estimates
-    are clamped into the middles of the end bins, ``[0.5, top]``, so that values below the first
-    boundary or beyond the last by more than the margin are certain too; NaN never is.
+    are clamped into the middles of the end bins, ``[0.5, last + 0.5]``, so that values below the
+    first boundary or beyond the last by more than the margin are certain too; NaN never is.
     """
     guess = (value - low) * per_unit
+    top = last + np.float32(0.5)
     clamped = guess if guess > np.float32(0.5) else np.float32(0.5)
     clamped = clamped if clamped < top else top
     k = np.int32(clamped)
@@ -211,10 +206,10 @@ def _estimate(value, low, per_unit, top, sure, zero_bin):  # pragma: no cover - 
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
-def _estimate_bins(values, low, per_unit, top, sure, zero_bin, index, unsure):  # pragma: no cover
+def _estimate_bins(values, low, per_unit, last, sure, zero_bin, index, unsure):  # pragma: no cover
     """Each value's bin estimate into ``index``, or ``unsure`` where it could be wrong (or the value is NaN)."""
     for p in range(values.shape[0]):
-        k, certain = _estimate(values[p], low, per_unit, top, sure, zero_bin)
+        k, certain = _estimate(values[p], low, per_unit, last, sure, zero_bin)
         index[p] = k if certain else unsure
 
 
@@ -260,7 +255,7 @@ def _settle(values, index, unsure, found, thresholds, low, per_unit, last, count
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
-def _count_row(values, thresholds, low, per_unit, last, top, sure, zero_bin, index, counts):  # pragma: no cover
+def _count_row(values, thresholds, low, per_unit, last, sure, zero_bin, index, counts):  # pragma: no cover
     """Add one run of a neuron's values into ``counts`` ``(copies, bins + 1)``; the extra bin gathers the unsure."""
     bins = counts.shape[1] - 1
     unsure = index.dtype.type(bins)
@@ -269,7 +264,7 @@ def _count_row(values, thresholds, low, per_unit, last, top, sure, zero_bin, ind
     for start in range(0, values.shape[0], block):
         chunk = values[start : start + block]
         marks = index[: chunk.shape[0]]
-        _estimate_bins(chunk, low, per_unit, top, sure, zero_bin, marks, unsure)
+        _estimate_bins(chunk, low, per_unit, last, sure, zero_bin, marks, unsure)
         _scatter(marks, counts)
         found = _take_unsure(counts)
         if found:
@@ -278,7 +273,7 @@ def _count_row(values, thresholds, low, per_unit, last, top, sure, zero_bin, ind
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
-def _count_rows(x, n, first, stop, thresholds, low, per_unit, last, top, sure, zero_bin, index, counts):  # pragma: no cover
+def _count_rows(x, n, first, stop, thresholds, low, per_unit, last, sure, zero_bin, index, counts):  # pragma: no cover
     """Add rows ``first`` to ``stop`` of neuron ``n`` of ``x`` ``(batch, neurons, positions)`` into ``counts``.
 
     The estimates of as many rows as ``index`` holds are made, then counted, together. Rows lie
@@ -297,7 +292,7 @@ def _count_rows(x, n, first, stop, thresholds, low, per_unit, last, top, sure, z
                 _prefetch(x[b, n], p)
         for b in range(start, end):
             marks = index[(b - start) * positions : (b - start + 1) * positions]
-            _estimate_bins(x[b, n], low, per_unit, top, sure, zero_bin, marks, unsure)
+            _estimate_bins(x[b, n], low, per_unit, last, sure, zero_bin, marks, unsure)
         _scatter(index[: (end - start) * positions], counts)
         found = _take_unsure(counts)
         for b in range(start, end):
@@ -337,7 +332,7 @@ def _histogram_cpu(x, thresholds, offset, scale, zero_bins, margin, workers, out
     batch, neurons, positions = x.shape
     bins = out.shape[1]
     last = np.float32(bins - 1)
-    top, sure = _sure_bounds(bins, margin)
+    sure = np.float32(0.5) - np.float32(margin)  # how near its bin's middle an estimate is certain
     row_step = 0 if thresholds.shape[0] == 1 else 1
     nans = np.zeros(neurons, dtype=np.int64)
     workers = max(1, min(workers, neurons))
@@ -357,14 +352,14 @@ def _histogram_cpu(x, thresholds, offset, scale, zero_bins, margin, workers, out
                 stop = min(batch, first + rows_per_flush)
                 if several_rows:
                     missing += _count_rows(
-                        x, n, first, stop, thresholds[row], offset[row], scale[row], last, top, sure,
+                        x, n, first, stop, thresholds[row], offset[row], scale[row], last, sure,
                         zero_bins[row], index, counts,
                     )
                 else:
                     for b in range(first, stop):
                         marks = index[b * positions : (b + 1) * positions] if marked else index
                         missing += _count_row(
-                            x[b, n], thresholds[row], offset[row], scale[row], last, top, sure,
+                            x[b, n], thresholds[row], offset[row], scale[row], last, sure,
                             zero_bins[row], marks, counts,
                         )
                 if marked:
@@ -386,7 +381,7 @@ def _count_positions(x, thresholds, offset, scale, zero_bins, margin, counts):  
     width = counts.shape[0] // neurons
     bins = width - 1
     last = np.float32(bins - 1)
-    top, sure = _sure_bounds(bins, margin)
+    sure = np.float32(0.5) - np.float32(margin)  # how near its bin's middle an estimate is certain
     first_bin = np.arange(neurons).astype(np.uint32) * np.uint32(width)
     unsure_bin = first_bin + np.uint32(bins)
     index = np.empty(neurons, dtype=np.uint32)
@@ -395,7 +390,7 @@ def _count_positions(x, thresholds, offset, scale, zero_bins, margin, counts):  
         row = x[r]
         unsure = 0
         for n in range(neurons):
-            k, certain = _estimate(row[n], offset[n], scale[n], top, sure, zero_bins[n])
+            k, certain = _estimate(row[n], offset[n], scale[n], last, sure, zero_bins[n])
             index[n] = first_bin[n] + np.uint32(k) if certain else unsure_bin[n]
             unsure += not certain
         for n in range(neurons):
