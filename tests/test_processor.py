@@ -58,10 +58,8 @@ def test_default_extractor_runs_its_stem_channels_first_and_gives_the_activation
         create_extractor("efficientnet_lite0", device="cpu").model, layers, name="all_channels_last",
         input_size=info.input_size, mean=info.mean, std=info.std, channels_last=True,
     )
-    preprocess = Preprocessor(info.input_size, info.mean, info.std)
     with torch.inference_mode():
-        for i, path in enumerate(mixed_images[:4]):
-            image = preprocess(np.asarray(Image.open(path).convert("RGB")), i)[None]
+        for image in network_inputs(info, mixed_images, 4):
             ours, reference = extractor(image), all_channels_last(image)
             for layer in layers:
                 torch.testing.assert_close(ours[layer], reference[layer], rtol=0, atol=1e-5)
@@ -152,11 +150,9 @@ def test_gaussian_dna_is_the_moments_of_spatially_averaged_activations(processor
     files = mixed_images[:4]
     gauss = processor.make_vdna(files, distribution_name="gaussian", verbose=False)
     extractor = processor.get_extractor(device="cpu")
-    info = extractor.info
-    preprocess = Preprocessor(info.input_size, info.mean, info.std)
     with torch.inference_mode():
         means = torch.stack(
-            [extractor(preprocess(np.asarray(Image.open(path).convert("RGB")), i)[None])["blocks.3.1"][0].double().mean(1) for i, path in enumerate(files)]
+            [extractor(image)["blocks.3.1"][0].double().mean(1) for image in network_inputs(extractor.info, files, len(files))]
         )
     torch.testing.assert_close(gauss.data["blocks.3.1"]["mu"], means.mean(0), rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(gauss.data["blocks.3.1"]["var"], means.var(0, correction=1), rtol=1e-9, atol=1e-12)
@@ -234,13 +230,17 @@ def test_float64_activations_are_binned_as_float32():
     assert torch.equal(as_float64, as_float32) and int(as_float64.sum()) == 3
 
 
+def network_inputs(info, mixed_images, count: int) -> list[torch.Tensor]:
+    """The first ``count`` real images, preprocessed for the extractor of ``info``, each as a batch of one."""
+    preprocess = Preprocessor(info.input_size, info.mean, info.std)
+    return [preprocess(np.asarray(Image.open(path).convert("RGB")), i)[None] for i, path in enumerate(mixed_images[:count])]
+
+
 def real_activations(processor, mixed_images, count: int) -> list[dict[str, torch.Tensor]]:
     """The default extractor's activations (in the memory formats the network gives them) of real images."""
     extractor = processor.get_extractor(device="cpu")
-    info = extractor.info
-    preprocess = Preprocessor(info.input_size, info.mean, info.std)
     with torch.inference_mode():
-        return [extractor(preprocess(np.asarray(Image.open(path).convert("RGB")), i)[None]) for i, path in enumerate(mixed_images[:count])]
+        return [extractor(image) for image in network_inputs(extractor.info, mixed_images, count)]
 
 
 def test_gathering_activations_before_binning_changes_no_count(processor, mixed_images):
@@ -409,16 +409,15 @@ def test_streams_share_one_extractor_or_reuse_their_copies_until_the_extractor_c
 def test_threads_calling_one_extractor_at_once_each_get_their_own_activations(processor, mixed_images, one_torch_thread):
     extractor = processor.get_extractor(device="cpu")
     info = extractor.info
-    preprocess = Preprocessor(info.input_size, info.mean, info.std)
-    images = [preprocess(np.asarray(Image.open(path).convert("RGB")), index) for index, path in enumerate(mixed_images[:6])]
+    images = network_inputs(info, mixed_images, 6)
     with torch.inference_mode():
-        alone = [extractor(image[None]) for image in images]
+        alone = [extractor(image) for image in images]
     found: list[dict | None] = [None] * len(images)
 
     def run(stream: int) -> None:
         with torch.inference_mode():
             for index in range(stream, len(images), 2):
-                found[index] = extractor(images[index][None])
+                found[index] = extractor(images[index])
 
     with one_thread_streams(2) as run_streams:
         run_streams(run)
@@ -426,7 +425,7 @@ def test_threads_calling_one_extractor_at_once_each_get_their_own_activations(pr
         assert all(torch.equal(got[layer], expected[layer]) for layer in info.layers)
     assert extractor._captured == {}  # nothing kept between calls
     with torch.inference_mode():
-        logits = extractor.model(images[0][None])  # the model called by itself captures nothing
+        logits = extractor.model(images[0])  # the model called by itself captures nothing
     assert logits.shape == (1, 1000) and extractor._captured == {}
 
 
