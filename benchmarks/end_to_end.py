@@ -30,8 +30,8 @@ import torch
 
 from vdna import VDNAProcessor, create_extractor
 from vdna.distributions import parse_distribution
+from vdna.engine import one_thread_streams
 from vdna.preprocess import Preprocessor, decode_image
-from vdna.processor import one_thread_streams
 from vdna.sources import list_image_files
 
 

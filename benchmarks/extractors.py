@@ -25,7 +25,7 @@ def run_one(name: str, folder: Path, count: int) -> dict:
     import torch
 
     from vdna import VDNAProcessor
-    from vdna.extractors import _FACTORIES, create_extractor
+    from vdna.extractors import create_extractor, register_extractor
 
     try:
         extractor = create_extractor(name, device="cpu")
@@ -33,15 +33,16 @@ def run_one(name: str, folder: Path, count: int) -> dict:
     except (FileNotFoundError, ValueError) as error:
         extractor = create_extractor(name, pretrained=False, device="cpu")
         weights = f"random (real weights not downloadable here: {str(error).split('(')[0].strip()})"
-    _FACTORIES[name] = lambda pretrained=True, weights=None: extractor
+    built = f"{name}-as-built"  # the extractor built above, real or random weights, under a name of its own
+    register_extractor(built)(lambda pretrained=True, weights=None: extractor)
     files = sorted(folder.iterdir())[:count]
     processor = VDNAProcessor()
     with tempfile.TemporaryDirectory() as scratch:
         started = time.perf_counter()
-        processor.calibrate(files, name, Path(scratch) / "ranges.json", verbose=False)
+        processor.calibrate(files, built, Path(scratch) / "ranges.json", verbose=False)
         calibration = time.perf_counter() - started
         started = time.perf_counter()
-        processor.make_vdna(files, feat_extractor_name=name, activation_ranges=Path(scratch) / "ranges.json", verbose=False)
+        processor.make_vdna(files, feat_extractor_name=built, activation_ranges=Path(scratch) / "ranges.json", verbose=False)
         making = time.perf_counter() - started
     info = extractor.info
     return {

@@ -1,11 +1,13 @@
-"""Compute the activation ranges shipped for the default extractor (efficientnet_lite0).
+"""Compute the activation ranges shipped for the extractors that work offline (efficientnet_lite0, rand_resnet50).
 
 The ranges are the per-neuron minimum and maximum activations over every image of the benchmark
 folders (Urban100, BSD100, Sun-Hays 80, Set14, an ImageNet sample) and every image of
 scikit-image's ``skimage.data``; histograms then widen them by 20% (appendix A.2 of the paper).
 
-    python scripts/make_default_ranges.py --data ../shared/data \
+    python scripts/make_default_ranges.py --data ../shared/data --extractor efficientnet_lite0 \
         -o src/vdna/extractors/data/efficientnet_lite0.ranges.json
+    python scripts/make_default_ranges.py --data ../shared/data --extractor rand_resnet50 \
+        -o src/vdna/extractors/data/rand_resnet50.ranges.json
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from vdna import VDNAProcessor, merge_vdnas
-from vdna.extractors.efficientnet import NAME
+from vdna.config import DEFAULT_EXTRACTOR
 
 
 def skimage_images() -> list[np.ndarray]:
@@ -50,14 +52,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="folder holding the benchmark image folders")
     parser.add_argument("-o", "--output", type=Path, required=True, help="ranges file to write")
+    parser.add_argument("--extractor", default=DEFAULT_EXTRACTOR, help=f"extractor name (default: {DEFAULT_EXTRACTOR})")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--streams", type=int, default=1, help="CPU: streams running the network side by side")
     args = parser.parse_args()
 
     processor = VDNAProcessor()
     folders = sorted(path for path in args.data.iterdir() if path.is_dir())
     sources: list = [*folders, skimage_images()]
     dnas = [
-        processor.make_vdna(source, distribution_name="activation-ranges", feat_extractor_name=NAME, device=args.device)
+        processor.make_vdna(source, distribution_name="activation-ranges", feat_extractor_name=args.extractor,
+                            device=args.device, streams=args.streams)
         for source in sources
     ]
     merged = merge_vdnas(dnas)

@@ -12,11 +12,11 @@ from PIL import Image
 
 import vdna.processor
 from vdna import EMD, FD, NFD, VDNAHist, VDNAProcessor, create_extractor, load_vdna_from_files, merge_vdnas
+from vdna.engine import one_thread_streams
 from vdna.extractors.base import HookExtractor
 from vdna.extractors.efficientnet import PACKAGE_WEIGHTS_SHA256, package_weights_path
-from vdna.kernels import bins_in_place
+from vdna.kernels import Gathering, accumulate_histograms, bins_in_place, layer_binnings, prefers_neuron_major
 from vdna.preprocess import ImageError, Preprocessor
-from vdna.processor import one_thread_streams
 
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
@@ -56,31 +56,23 @@ def test_default_extractor_runs_its_stem_channels_first_and_gives_the_activation
     layers = {"stem": "bn1", "blocks.0.0": "blocks.0.0", "blocks.1.0": "blocks.1.0", "head": "bn2"}
     all_channels_last = HookExtractor(
         create_extractor("efficientnet_lite0", device="cpu").model, layers, name="all_channels_last",
-        input_size=info.input_size, mean=info.mean, std=info.std, channels_last=True,
+        input_size=info.input_size, mean=info.mean, std=info.std, channels_last=True, neuron_major_stem=False,
     )
     with torch.inference_mode():
         for image in network_inputs(info, mixed_images, 4):
             ours, reference = extractor(image), all_channels_last(image)
             for layer in layers:
                 torch.testing.assert_close(ours[layer], reference[layer], rtol=0, atol=1e-5)
+    assert prefers_neuron_major(ours["stem"].shape[2]) and not prefers_neuron_major(ours["blocks.1.0"].shape[2])
     assert ours["stem"].is_contiguous() and ours["blocks.0.0"].is_contiguous()  # binned neuron by neuron
     assert not reference["stem"].is_contiguous()
     assert bins_in_place(ours["blocks.1.0"], 1000) and bins_in_place(ours["head"], 1000)
 
 
-def test_channels_first_stem_needs_channels_last_and_known_submodules():
-    model = create_extractor("efficientnet_lite0", pretrained=False, device="cpu").model
-    common = {"name": "net", "input_size": (224, 224), "mean": (0.5,) * 3, "std": (0.5,) * 3}
-    with pytest.raises(ValueError, match="net: channels_first_stem needs channels_last=True"):
-        HookExtractor(model, {"stem": "bn1"}, channels_first_stem=("conv_stem",), **common)
-    with pytest.raises(ValueError, match="net: model has no submodule 'stems' to run channels-first"):
-        HookExtractor(model, {"stem": "bn1"}, channels_last=True, channels_first_stem=("stems",), **common)
-
-
 def test_random_weights_have_no_ranges_and_histograms_say_so(processor, skimage_photos):
     extractor = create_extractor("efficientnet_lite0", pretrained=False, device="cpu")
     assert extractor.info.ranges is None and extractor.info.weights_sha256 is None
-    from vdna.processor import resolve_ranges
+    from vdna.engine import resolve_ranges
 
     assert resolve_ranges(None, extractor) is None
     with pytest.raises(ValueError, match="unknown feature extractor 'nope'; registered: .*efficientnet_lite0"):
@@ -243,51 +235,56 @@ def real_activations(processor, mixed_images, count: int) -> list[dict[str, torc
         return [extractor(image) for image in network_inputs(extractor.info, mixed_images, count)]
 
 
+def gathered_counts(info, batches, **sizes) -> dict[str, torch.Tensor]:
+    """Counts of ``batches`` of activations binned through a :class:`Gathering` of the given sizes."""
+    binning = layer_binnings(info.ranges, info.layers, 1000, torch.device("cpu"))
+    counts = {layer: torch.zeros((neurons, 1000), dtype=torch.int64) for layer, neurons in info.layers.items()}
+    gathering = Gathering(1000, lambda layer, values: accumulate_histograms(values, counts[layer], binning[layer]))
+    for name, value in sizes.items():
+        setattr(gathering, name, value)
+    for batch in batches:
+        gathering.plan(batch)
+        for layer, values in batch.items():
+            gathering.add(layer, values)
+    gathering.flush()
+    return counts
+
+
 def test_gathering_activations_before_binning_changes_no_count(processor, mixed_images):
     info = processor.get_extractor(device="cpu").info
     images = real_activations(processor, mixed_images, 8)
     assert images[0]["stem"].is_contiguous() and not images[0]["head"].is_contiguous()  # the network's own memory formats
-    cls, parameters = VDNAHist, {"bins": 1000}
-    one_by_one = cls.accumulator(parameters, info.layers, info.ranges, torch.device("cpu"))
-    one_by_one.buffer_bytes = 0  # every image binned as it comes
-    gathered = cls.accumulator(parameters, info.layers, info.ranges, torch.device("cpu"))
-    gathered.values_per_neuron, gathered.buffer_bytes = 3 * 49, 2**30  # three images of each 7x7 layer
-    neuron_major = cls.accumulator(parameters, info.layers, info.ranges, torch.device("cpu"))
     batches = [images[0], images[1], {k: torch.cat([images[2][k], images[3][k]]) for k in images[0]}]
-    batches += [{k: torch.cat([image[k] for image in images[4:8]]) for k in images[0]}]  # more than fit
+    batches += [{k: torch.cat([image[k] for image in images[4:8]]) for k in images[0]}, images[0]]  # more than fit, then one waiting
+    expected = gathered_counts(info, batches, buffer_bytes=0)  # every image binned as it comes
+    assert int(expected["stem"].sum()) == 9 * 32 * 112 * 112
+    three_of_each_7x7 = {"values_per_neuron": 3 * 49, "buffer_bytes": 2**30}
+    sized = Gathering(1000, None)
+    sized.values_per_neuron, sized.buffer_bytes = three_of_each_7x7.values()
+    capacity = sized.images_per_layer({layer: values.shape for layer, values in images[0].items()})
+    assert capacity["stem"] == 1 and capacity["head"] == 3
+    neuron_major = [{layer: values.contiguous() for layer, values in batch.items()} for batch in batches]
+    accumulator = VDNAHist.accumulator({"bins": 1000}, info.layers, info.ranges, torch.device("cpu"))
     for batch in batches:
-        one_by_one.update(batch)
-        gathered.update(batch)
-        neuron_major.update({layer: values.contiguous() for layer, values in batch.items()})
-    assert gathered._capacity["stem"] == 1 and gathered._capacity["head"] == 3
-    assert gathered._pending_images["head"] == 0 and gathered._pending["head"].shape[0] == 3
-    assert not gathered._pending["head"].is_contiguous()  # gathered as the network lays them out, binned there
-    assert neuron_major._pending["head"].is_contiguous()
-    gathered.update(images[0])
-    assert gathered._pending_images["head"] == 1  # waiting, and still counted in the result
-    one_by_one.update(images[0])
-    neuron_major.update({layer: values.contiguous() for layer, values in images[0].items()})
-    expected = one_by_one.result("efficientnet_lite0")
-    assert expected.num_images == 9 and int(expected.data["stem"].sum()) == 9 * 32 * 112 * 112
-    for found in (gathered.result("efficientnet_lite0"), neuron_major.result("efficientnet_lite0")):
-        assert found.num_images == 9
+        accumulator.update(batch)
+    for found in (gathered_counts(info, batches, **three_of_each_7x7), gathered_counts(info, neuron_major, **three_of_each_7x7),
+                  accumulator.result("efficientnet_lite0").data):
         for layer in info.layers:
-            assert torch.equal(found.data[layer], expected.data[layer]), layer
+            assert torch.equal(found[layer], expected[layer]), layer
 
 
 def test_gathering_keeps_within_its_memory_budget(processor, mixed_images):
-    info = processor.get_extractor(device="cpu").info
     shapes = {layer: values.shape for layer, values in real_activations(processor, mixed_images, 1)[0].items()}
-    accumulator = VDNAHist.accumulator({"bins": 1000}, info.layers, info.ranges, torch.device("cpu"))
+    gathering = Gathering(1000, None)
     per_image = {layer: 4 * shape[1] * shape[2] for layer, shape in shapes.items()}
     for budget in (2**20, 10 * sum(per_image.values()), 64 * 2**20):
-        accumulator.buffer_bytes = budget
-        capacity = accumulator._gathered_images(shapes)
+        gathering.buffer_bytes = budget
+        capacity = gathering.images_per_layer(shapes)
         assert sum(capacity[layer] * per_image[layer] for layer in shapes) <= max(budget, sum(per_image.values()))
         assert min(capacity.values()) >= 1 and capacity["head"] >= capacity["blocks.3.0"] >= capacity["stem"]
     assert capacity["head"] * 49 >= 2 * 1000  # the 7x7 layers bin more values per neuron than there are bins
-    accumulator.buffer_bytes = 0
-    assert set(accumulator._gathered_images(shapes).values()) == {1}
+    gathering.buffer_bytes = 0
+    assert set(gathering.images_per_layer(shapes).values()) == {1}
 
 
 def test_gathered_activations_merge_resume_and_report_nans(processor, mixed_images):
@@ -370,7 +367,7 @@ def test_streams_decode_their_own_images_from_any_source_in_any_batch_size(proce
 
 def test_streams_take_a_batch_in_chunks_that_shrink_so_they_finish_together():
     items = [(position, f"image {position}", None, None) for position in range(64)]
-    chunks = vdna.processor._ShrinkingChunks(items, streams=2)
+    chunks = vdna.engine._ShrinkingChunks(items, streams=2)
     taken = list(iter(chunks.take, []))
     assert [len(chunk) for chunk in taken] == [16, 12, 9, 7, 5, 4, 3, 2, 2, 1, 1, 1, 1]
     assert [item for chunk in taken for item in chunk] == items  # each item once, in order
@@ -436,5 +433,5 @@ def test_streams_errors(processor, mixed_images):
         processor.make_vdna(mixed_images[:2], distribution_name="gaussian", streams=2, verbose=False)
     with pytest.raises(ValueError, match="; image-histogram-1000 does not"):
         processor.make_vdna(mixed_images[:2], distribution_name="image-histogram-1000", streams=2, verbose=False)
-    with pytest.raises(ValueError, match="streams run the network on CPU threads; device is cuda"):
-        processor.make_vdna(mixed_images[:2], streams=2, device="cuda", verbose=False)
+    with pytest.raises(ValueError, match="streams run the network on CPU threads; the device is meta"):
+        processor.make_vdna(mixed_images[:2], streams=2, device="meta", verbose=False)

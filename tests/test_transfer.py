@@ -60,3 +60,15 @@ def test_distance_matrix_of_dnas():
     matrix = distance_matrix(dnas, EMD)
     assert matrix["a"] == {"a": 0.0, "b": 1.0, "c": 2.0}
     assert rank_sources(matrix["c"], higher_is_better=False) == ["c", "b", "a"]
+
+
+def test_the_discrepancy_takes_the_distance_matrix_as_returned():
+    dnas = {"a": hist_dna({"l": [[4, 0, 0]]}), "b": hist_dna({"l": [[0, 4, 0]]}), "c": hist_dna({"l": [[0, 0, 4]]})}
+    matrix = distance_matrix(dnas, EMD)
+    performance = {"a": {"b": 60.0, "c": 40.0}, "b": {"a": 10.0, "c": 30.0}, "c": {"a": 5.0, "b": 20.0}}
+    # a: b closer and better (0); b: a and c tie at 1, a first, c better (|30 - 10| twice); c: b closer and better (0)
+    assert ranking_discrepancy(performance, matrix) == pytest.approx((0 + 0 + 20 + 20 + 0 + 0) / 6)
+    without_diagonal = {target: {s: d for s, d in row.items() if s != target} for target, row in matrix.items()}
+    assert ranking_discrepancy(performance, matrix) == ranking_discrepancy(performance, without_diagonal)
+    with_self = {target: {**row, target: 100.0} for target, row in performance.items()}  # self-transfer scored: kept
+    assert ranking_discrepancy(with_self, matrix) == pytest.approx(40 / 9)

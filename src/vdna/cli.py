@@ -1,4 +1,10 @@
-"""The ``vdna`` command: make, compare and inspect Visual DNAs."""
+"""The ``vdna`` command: make, compare and inspect Visual DNAs, and the paper's applications.
+
+Every command builds its :class:`~vdna.RunConfig` once from its flags. Nothing that runs a network
+is imported until a command needs it, so ``vdna --help``, every ``--help``, ``vdna inspect`` and
+``vdna extractors`` start at once. Errors print one line naming the flag or file at fault and
+exit with status 2.
+"""
 
 from __future__ import annotations
 
@@ -6,75 +12,85 @@ import argparse
 import csv
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .distances import EMD, FD, NFD
-from .dna import VDNA
-from .extractors import DEFAULT_EXTRACTOR, create_extractor, list_extractors
-from .io import load_vdna_from_files
-from .preprocess import CROP_MODES, ImageError
-from .processor import VDNAProcessor
+from .config import (
+    CROP_MODES,
+    DEFAULT_DISTRIBUTION,
+    DEFAULT_EXTRACTOR,
+    PRECISIONS,
+    RunConfig,
+    command_line_names,
+)
 
-METRICS = {"emd": (EMD, "histogram-1000"), "nfd": (NFD, "gaussian"), "fd": (FD, "layer-gaussian")}
+if TYPE_CHECKING:
+    from .dna import VDNA
+    from .processor import VDNAProcessor
+
+METRICS = {"emd": "histogram-1000", "nfd": "gaussian", "fd": "layer-gaussian"}
+"""Each metric and the distribution it compares."""
+
+DISTRIBUTIONS_HELP = (
+    "histogram-B (e.g. histogram-1000), gaussian, layer-gaussian, activation-ranges, or per image: image-histogram-B, image-mean"
+)
 
 
-def _add_make_options(parser: argparse.ArgumentParser, distribution_default: str | None) -> None:
+# -- options ----------------------------------------------------------------------------------------------
+def _add_make_options(
+    parser: argparse.ArgumentParser,
+    *,
+    distribution: str | None | bool = False,
+    streams: bool = False,
+    checkpoint: bool = False,
+    ray: bool = False,
+    ranges: bool = True,
+) -> None:
+    """The options of making DNAs from images that this command accepts.
+
+    ``distribution``: a default (``None``: the metric's) to offer ``--distribution``, False not to.
+    """
     group = parser.add_argument_group("making DNAs from images")
     group.add_argument("--extractor", default=DEFAULT_EXTRACTOR, help=f"feature extractor (default: {DEFAULT_EXTRACTOR})")
-    group.add_argument(
-        "--distribution",
-        default=distribution_default,
-        help="histogram-B (e.g. histogram-1000), gaussian, layer-gaussian, activation-ranges, or per image: "
-        "image-histogram-B, image-mean"
-        + (f" (default: {distribution_default})" if distribution_default else " (default: the metric's)"),
-    )
+    if distribution is not False:
+        shown = f" (default: {distribution})" if distribution else " (default: the metric's)"
+        group.add_argument("--distribution", default=distribution, help=DISTRIBUTIONS_HELP + shown)
     group.add_argument("--batch-size", type=int, default=64, help="images per loader batch (default: 64)")
     group.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: CUDA when available)")
     group.add_argument("--workers", type=int, default=None, help="decoding processes (default: available cores)")
-    group.add_argument("--streams", type=int, default=1,
-                       help="CPU, histograms: streams running the network side by side on one thread each, "
-                            "each decoding its own images (default: 1)")
+    if streams:
+        group.add_argument("--streams", type=int, default=1,
+                           help="CPU, histograms: streams running the network side by side on one thread each, "
+                                "each decoding its own images (default: 1)")
     group.add_argument("--num-images", type=int, default=-1, help="use at most this many images (default: all)")
     group.add_argument("--shuffle", action="store_true", help="with --num-images, draw a random subset")
     group.add_argument("--seed", type=int, default=0, help="seed of --shuffle and random crops (default: 0)")
     group.add_argument("--crop", choices=CROP_MODES, default="none", help="square crop before resizing (default: none)")
-    group.add_argument("--ranges", default=None, help="activation ranges file for histograms (default: the extractor's)")
+    if ranges:
+        group.add_argument("--ranges", default=None, help="activation ranges file for histograms (default: the extractor's)")
     group.add_argument("--weights", default=None, help="weights file for the extractor (default: its own)")
-    group.add_argument("--precision", choices=("float32", "bfloat16", "float16"), default="float32",
+    group.add_argument("--precision", choices=PRECISIONS, default="float32",
                        help="run the network under autocast (faster on GPUs, changes results slightly)")
     group.add_argument("--compile", action="store_true", help="run the network through torch.compile")
-    group.add_argument("--checkpoint", default=None, help="save the run's state to this file, and resume from it")
-    group.add_argument("--checkpoint-every", type=int, default=1000, help="images between checkpoints (default: 1000)")
+    if checkpoint:
+        group.add_argument("--checkpoint", default=None, help="save the run's state to this file, and resume from it")
+        group.add_argument("--checkpoint-every", type=int, default=1000, help="images between checkpoints (default: 1000)")
     group.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed) instead of stopping")
-    group.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                       help="make the DNA on Ray: a local Ray, or the cluster at ADDRESS (auto, ray://head:10001)")
-    group.add_argument("--ray-actors", type=int, default=None, help="with --ray: actors running the network")
-    group.add_argument("--ray-gpus-per-actor", type=float, default=0, help="with --ray: GPUs per actor (default 0)")
-    group.add_argument("--ray-threads", type=int, default=None,
-                       help="with --ray: torch threads per actor (default: as a local run)")
+    if ray:
+        group.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                           help="make the DNA on Ray: a local Ray, or the cluster at ADDRESS (auto, ray://head:10001)")
+        group.add_argument("--ray-actors", type=int, default=None, help="with --ray: actors running the network")
+        group.add_argument("--ray-gpus-per-actor", type=float, default=0, help="with --ray: GPUs per actor (default 0)")
+        group.add_argument("--ray-threads", type=int, default=None,
+                           help="with --ray: torch threads per actor (default: as a local run)")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _make(processor: VDNAProcessor, source: str, args: argparse.Namespace, distribution: str) -> VDNA:
-    if getattr(args, "ray", None) is not None:
-        if args.checkpoint or args.compile or args.streams != 1:
-            raise ValueError("--checkpoint, --compile and --streams are options of local runs, not of --ray")
-        from .distributed import make_vdna_ray
-
-        return make_vdna_ray(
-            source, num_images=args.num_images, shuffle_files=args.shuffle, feat_extractor_name=args.extractor,
-            distribution_name=distribution, seed=args.seed, batch_size=args.batch_size, device=args.device,
-            verbose=not args.quiet, crop_to_square_pre_resize=args.crop, activation_ranges=args.ranges,
-            weights=args.weights, on_error="skip" if args.skip_bad else "raise", precision=args.precision,
-            num_actors=args.ray_actors, num_gpus_per_actor=args.ray_gpus_per_actor,
-            threads_per_actor=args.ray_threads, address=args.ray or None,
-        )
-    return processor.make_vdna(
-        source,
+def run_config(args: argparse.Namespace, distribution: str) -> RunConfig:
+    """The run settings of a command's flags, for DNAs of ``distribution``."""
+    return RunConfig(
         num_images=args.num_images,
         shuffle_files=args.shuffle,
         feat_extractor_name=args.extractor,
@@ -85,15 +101,37 @@ def _make(processor: VDNAProcessor, source: str, args: argparse.Namespace, distr
         verbose=not args.quiet,
         num_workers=args.workers,
         crop_to_square_pre_resize=args.crop,
-        activation_ranges=args.ranges,
+        activation_ranges=getattr(args, "ranges", None),
         weights=args.weights,
         on_error="skip" if args.skip_bad else "raise",
         precision=args.precision,
         compile=args.compile,
-        checkpoint=args.checkpoint,
-        checkpoint_every=args.checkpoint_every,
-        streams=args.streams,
+        checkpoint=getattr(args, "checkpoint", None),
+        checkpoint_every=getattr(args, "checkpoint_every", 1000),
+        streams=getattr(args, "streams", 1),
     )
+
+
+# -- DNAs from arguments ------------------------------------------------------------------------------------
+def _processor(args: argparse.Namespace) -> VDNAProcessor:
+    """One processor per command, so every DNA a command makes shares one extractor."""
+    if getattr(args, "processor", None) is None:
+        from .processor import VDNAProcessor
+
+        args.processor = VDNAProcessor()
+    return args.processor
+
+
+def _make(source: str, args: argparse.Namespace, distributions: list[str]) -> list[VDNA]:
+    config = run_config(args, distributions[0])
+    if getattr(args, "ray", None) is not None:
+        from .distributed import run_on_ray
+
+        made = [run_on_ray(source, config, args.ray_actors, args.ray_gpus_per_actor, args.ray_threads, args.ray or None)]
+    else:
+        made = _processor(args).run(source, config, distributions)
+    _report_skipped(made[0])
+    return made
 
 
 def _report_skipped(vdna: VDNA) -> None:
@@ -104,38 +142,59 @@ def _report_skipped(vdna: VDNA) -> None:
             print(f"  {entry['name']}: {entry['reason']}", file=sys.stderr)
 
 
-def _is_saved_dna(argument: str) -> bool:
+DNA_SUFFIXES = (".json", ".npz", ".vdnz")
+
+
+def is_saved_dna(argument: str) -> bool:
+    """Whether ``argument`` names a saved DNA (``NAME``, ``NAME.json``, ``NAME.npz`` or ``NAME.vdnz``) rather than images."""
     path = Path(argument)
     if path.is_dir():
         return False
-    if path.suffix in (".json", ".npz", ".vdnz"):
+    if path.suffix in DNA_SUFFIXES:
         return True
-    return path.suffix == "" and path.with_suffix(".json").is_file() and path.with_suffix(".npz").is_file()
+    return path.suffix == "" and path.with_suffix(".json").is_file()
 
 
-def _dna_or_images(argument: str, processor: VDNAProcessor, args: argparse.Namespace, distribution: str) -> VDNA:
-    if _is_saved_dna(argument):
-        return load_vdna_from_files(argument)
-    vdna = _make(processor, argument, args, distribution)
-    _report_skipped(vdna)
-    return vdna
+def _load(argument: str) -> VDNA:
+    from .io import load_vdna_from_files
+
+    return load_vdna_from_files(argument)
 
 
+def dna_or_images(argument: str, args: argparse.Namespace, distribution: str) -> VDNA:
+    """A saved DNA, or the DNA of ``distribution`` made from the images ``argument`` names."""
+    return _load(argument) if is_saved_dna(argument) else _make(argument, args, [distribution])[0]
+
+
+def per_image(argument: str, args: argparse.Namespace, kind: str = "image-histogram") -> VDNA:
+    """Saved per-image DNAs of ``kind``, or per-image DNAs made from a source of images."""
+    if is_saved_dna(argument):
+        vdna = _load(argument)
+        if vdna.type != kind:
+            made_as = f"image-histogram-{getattr(args, 'bins', 1000)}" if kind == "image-histogram" else kind
+            raise ValueError(f"{argument} is a {vdna.type} DNA; this command needs per-image DNAs ({kind}), "
+                             f"made with `vdna make SOURCE --distribution {made_as}`")
+        return vdna
+    return dna_or_images(argument, args, f"image-histogram-{args.bins}" if kind == "image-histogram" else kind)
+
+
+def histogram_dna(argument: str, args: argparse.Namespace) -> VDNA:
+    """A histogram DNA: saved (a per-image set counts as the sum of its images), or made from images."""
+    vdna = dna_or_images(argument, args, f"histogram-{args.bins}")
+    return vdna.subset() if vdna.type == "image-histogram" else vdna
+
+
+# -- make, compare, inspect, calibrate, extractors -------------------------------------------------------------
 def command_make(args: argparse.Namespace) -> int:
-    vdna = _make(VDNAProcessor(), args.source, args, args.distribution)
+    vdna = _make(args.source, args, [args.distribution])[0]
     vdna.save(args.output, compact=args.compact)
-    _report_skipped(vdna)
     arrays = ".vdnz" if args.compact else ".npz"
     print(f"{vdna.name} DNA of {vdna.num_images} images ({vdna.feature_extractor_name}, {vdna.num_neurons} neurons) -> "
           f"{Path(args.output).with_suffix('.json')} + {arrays}")
     return 0
 
 
-def _as_number(value: torch.Tensor) -> float:
-    return float(value.item())
-
-
-def _write_neuron_wise(path: str, per_layer: dict[str, torch.Tensor], metric: str) -> None:
+def _write_neuron_wise(path: str, per_layer: dict[str, Any], metric: str) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["layer", "neuron", metric])
@@ -145,76 +204,92 @@ def _write_neuron_wise(path: str, per_layer: dict[str, torch.Tensor], metric: st
 
 
 def _summary(vdna: VDNA, argument: str) -> dict[str, Any]:
-    return {
-        "source": argument,
-        "distribution": vdna.name,
-        "num_images": vdna.num_images,
-        "feature_extractor": vdna.feature_extractor_name,
-    }
+    return {"source": argument, "distribution": vdna.name, "num_images": vdna.num_images,
+            "feature_extractor": vdna.feature_extractor_name}
+
+
+def neuron_weights(path: str, metric: str, attribute: str | None) -> dict[str, list[float]]:
+    """Per-neuron weights ``{layer: weights}`` from a file written by ``vdna attributes -o`` (EMD_W, NFD_W)."""
+    from ._files import json_object
+
+    try:
+        document = json_object(Path(path).read_bytes(), path, "weights file")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--neuron-weights: {path} does not exist") from None
+    attributes = document.get("attributes")
+    if not isinstance(attributes, dict) or not attributes:
+        raise ValueError(f"--neuron-weights: {path} is not a weights file written by `vdna attributes -o`")
+    if document.get("metric") != metric:
+        raise ValueError(f"--neuron-weights: {path} holds weights learned for {document.get('metric')}, not for {metric}")
+    if attribute is None:
+        if len(attributes) > 1:
+            raise ValueError(f"--neuron-weights: {path} holds weights for {', '.join(attributes)}; choose one with --attribute")
+        attribute = next(iter(attributes))
+    if attribute not in attributes:
+        raise ValueError(f"--attribute {attribute!r} is not in {path}; it holds {', '.join(attributes)}")
+    return attributes[attribute]["weights"]
 
 
 def command_compare(args: argparse.Namespace) -> int:
-    metric, default_distribution = METRICS[args.metric]
-    distribution = args.distribution or default_distribution
-    processor = VDNAProcessor()
-    first = _dna_or_images(args.a, processor, args, distribution)
-    second = _dna_or_images(args.b, processor, args, distribution)
-    value = _as_number(metric(first, second, use_neurons_from_layer=args.layer))
+    from .distances import EMD, FD, NFD
+
+    metric = {"emd": EMD, "nfd": NFD, "fd": FD}[args.metric]
+    saved = [is_saved_dna(argument) for argument in (args.a, args.b)]
+    if args.weights is not None and (all(saved) or Path(args.weights).suffix == ".json"):
+        raise ValueError("--weights is the extractor's weights file, used only to make DNAs from images; to weight "
+                         "neurons (EMD_W) give --neuron-weights FILE, the file written by `vdna attributes -o`")
+    if args.neuron_weights and args.metric == "fd":
+        raise ValueError("--neuron-weights weight neurons (emd, nfd); fd compares whole layers")
+    weights = neuron_weights(args.neuron_weights, args.metric, args.attribute) if args.neuron_weights else None
+    distribution = args.distribution or METRICS[args.metric]
+    first = dna_or_images(args.a, args, distribution)
+    second = dna_or_images(args.b, args, distribution)
+    value = float(metric(first, second, use_neurons_from_layer=args.layer, **({"weights": weights} if weights else {})))
     if args.neuron_wise:
-        _write_neuron_wise(args.neuron_wise, metric(first, second, use_neurons_from_layer=args.layer, return_neuron_wise=True), args.metric)
+        _write_neuron_wise(args.neuron_wise, metric(first, second, use_neurons_from_layer=args.layer, return_neuron_wise=True),
+                           args.metric)
     scope = f"layer {args.layer}" if args.layer else f"all {len(first.neurons_list)} layers"
+    if weights:
+        scope += ", weighted"
     if args.json:
-        document = {
-            "metric": args.metric,
-            "value": value,
-            "scope": args.layer or "all",
-            "a": _summary(first, args.a),
-            "b": _summary(second, args.b),
-        }
+        document = {"metric": args.metric, "value": value, "scope": args.layer or "all", "weighted": bool(weights),
+                    "a": _summary(first, args.a), "b": _summary(second, args.b)}
         print(json.dumps(document, indent=2))
     else:
-        print(
-            f"{args.metric}: {value:.6f}  ({first.feature_extractor_name}, {first.name}, {scope}; "
-            f"A: {first.num_images} images, B: {second.num_images} images)"
-        )
+        print(f"{args.metric}: {value:.6f}  ({first.feature_extractor_name}, {first.name}, {scope}; "
+              f"A: {first.num_images} images, B: {second.num_images} images)")
     return 0
 
 
 def command_inspect(args: argparse.Namespace) -> int:
-    vdna = load_vdna_from_files(args.dna)
-    provenance = vdna.provenance
-    print(f"{args.dna}: {vdna.name} DNA of {vdna.num_images} images")
-    print(f"  extractor: {vdna.feature_extractor_name} ({len(vdna.neurons_list)} layers, {vdna.num_neurons} neurons)")
-    print(f"  made: {provenance.time_of_compute} with vdna {provenance.library_version or 'unknown'}")
-    if provenance.weights_sha256:
-        print(f"  weights sha256: {provenance.weights_sha256}")
-    if provenance.ranges_sha256:
-        print(f"  ranges sha256: {provenance.ranges_sha256}")
-    if provenance.skipped:
-        print(f"  skipped images: {len(provenance.skipped)}")
-    for layer, count in vdna.neurons_list.items():
+    from .fileformat import read_metadata
+
+    document = read_metadata(args.dna)
+    layers = document["neurons_list"]
+    print(f"{args.dna}: {document['name']} DNA of {document['num_images']} images")
+    print(f"  extractor: {document['feature_extractor_name']} ({len(layers)} layers, {sum(layers.values())} neurons)")
+    print(f"  made: {document.get('time_of_compute', 'unknown')} with vdna {document.get('vdna_version') or 'unknown'}")
+    for key, label in (("weights_sha256", "weights sha256"), ("ranges_sha256", "ranges sha256")):
+        if document.get(key):
+            print(f"  {label}: {document[key]}")
+    if document.get("images_skipped"):
+        print(f"  skipped images: {len(document['images_skipped'])}")
+    for layer, count in layers.items():
         print(f"    {layer}: {count}")
     return 0
 
 
 def command_calibrate(args: argparse.Namespace) -> int:
-    unused = [flag for flag, value in (("--distribution", args.distribution), ("--ranges", args.ranges),
-                                       ("--ray", args.ray), ("--checkpoint", args.checkpoint)) if value is not None]
-    if unused:
-        raise ValueError(f"calibrate makes activation ranges in this process: {', '.join(unused)} do not apply")
-    processor = VDNAProcessor()
-    ranges = processor.calibrate(
-        args.source, args.extractor, args.output, margin=args.margin, batch_size=args.batch_size, device=args.device,
-        verbose=not args.quiet, num_workers=args.workers, num_images=args.num_images, shuffle_files=args.shuffle,
-        seed=args.seed, crop_to_square_pre_resize=args.crop, weights=args.weights,
-        on_error="skip" if args.skip_bad else "raise", streams=args.streams,
-    )
+    config = run_config(args, "activation-ranges")
+    ranges = _processor(args).calibrate(args.source, args.extractor, args.output, margin=args.margin, config=config)
     print(f"activation ranges of {ranges.num_images} images, {sum(ranges.neurons_list.values())} neurons "
           f"({args.extractor}) -> {args.output} (sha256 {ranges.digest})")
     return 0
 
 
 def command_extractors(args: argparse.Namespace) -> int:
+    from .extractors import create_extractor, list_extractors
+
     for name in list_extractors():
         if args.details:
             info = create_extractor(name, pretrained=False, device="cpu").info
@@ -226,31 +301,9 @@ def command_extractors(args: argparse.Namespace) -> int:
 
 
 # -- applications ------------------------------------------------------------------------------------
-def _per_image(argument: str, processor: VDNAProcessor, args: argparse.Namespace, kind: str = "image-histogram") -> VDNA:
-    """A saved per-image DNA file, or per-image DNAs made from a source of images."""
-    if _is_saved_dna(argument):
-        vdna = load_vdna_from_files(argument)
-        if vdna.type != kind:
-            raise ValueError(f"{argument} is a {vdna.type} DNA; this command needs per-image DNAs ({kind}), "
-                             f"made with `vdna make SOURCE --distribution {kind}{'-1000' if kind == 'image-histogram' else ''}`")
-        return vdna
-    distribution = f"image-histogram-{args.bins}" if kind == "image-histogram" else kind
-    return _dna_or_images(argument, processor, args, distribution)
-
-
-def _histogram_dna(argument: str, processor: VDNAProcessor, args: argparse.Namespace) -> VDNA:
-    """A histogram DNA: saved (a per-image set counts as the sum of its images), or made from images."""
-    vdna = _dna_or_images(argument, processor, args, f"histogram-{args.bins}")
-    return vdna.subset() if vdna.type == "image-histogram" else vdna
-
-
 def _read_names(path: str) -> set[str]:
     with open(path, encoding="utf-8") as handle:
-        return {line.strip() for line in handle if line.strip()}
-
-
-def _neuron_selection(args: argparse.Namespace, reference: VDNA) -> dict | None:
-    return {args.layer: None} if getattr(args, "layer", None) else None
+        return {line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")}
 
 
 def _print_ranking(ranking: list, top: int, csv_path: str | None) -> None:
@@ -266,21 +319,29 @@ def _print_ranking(ranking: list, top: int, csv_path: str | None) -> None:
             writer.writerows([position, repr(item.distance), item.name] for position, item in enumerate(ranking, 1))
 
 
+def relevance(ranking: list, path: str) -> list[bool]:
+    """Which images of ``ranking`` the file ``path`` names (by full name or file name); refused if it names none."""
+    names = _read_names(path)
+    relevant = [item.name in names or Path(item.name).name in names for item in ranking]
+    if not any(relevant):
+        raise ValueError(f"--relevant: none of the {len(names)} names in {path} is an image of the ranking "
+                         f"(names are matched against each image's path and file name, e.g. {Path(ranking[0].name).name!r})")
+    return relevant
+
+
 def command_rank(args: argparse.Namespace) -> int:
     from .apps.retrieval import average_precision, precision_recall_curve, rank_images
 
-    processor = VDNAProcessor()
-    images = _per_image(args.images, processor, args)
-    reference = _histogram_dna(args.reference, processor, args)
-    ranking = rank_images(images, reference, neurons=_neuron_selection(args, reference))
+    images = per_image(args.images, args)
+    reference = histogram_dna(args.reference, args)
+    ranking = rank_images(images, reference, neurons={args.layer: None} if args.layer else None)
     _print_ranking(ranking, args.top, args.csv)
     if args.grid:
         from .plots import plot_ranked_images
 
         plot_ranked_images(ranking, args.grid)
     if args.relevant:
-        relevant_names = _read_names(args.relevant)
-        relevant = [item.name in relevant_names or Path(item.name).name in relevant_names for item in ranking]
+        relevant = relevance(ranking, args.relevant)
         distances = [item.distance for item in ranking]
         print(f"average precision (PR AUC): {average_precision(distances, relevant):.4f}  "
               f"({sum(relevant)} relevant of {len(ranking)})")
@@ -289,15 +350,17 @@ def command_rank(args: argparse.Namespace) -> int:
 
             precision, recall, _ = precision_recall_curve(distances, relevant)
             plot_precision_recall({"dna-emd": (precision, recall)}, args.pr_plot)
+    elif args.pr_plot:
+        raise ValueError("--pr-plot draws the precision-recall curve of --relevant images; give --relevant too")
     return 0
 
 
 def command_neurons(args: argparse.Namespace) -> int:
+    from .distances import EMD
     from .neurons import rank_neurons
 
-    processor = VDNAProcessor()
-    first = _histogram_dna(args.a, processor, args)
-    second = _histogram_dna(args.b, processor, args)
+    first = histogram_dna(args.a, args)
+    second = histogram_dna(args.b, args)
     ranked = rank_neurons(first, second)
     for position, neuron in enumerate(ranked[: args.top], 1):
         print(f"{position:5d}  {neuron.layer}[{neuron.index}]  emd {neuron.distance:.6f}")
@@ -318,15 +381,14 @@ def command_neurons(args: argparse.Namespace) -> int:
 def command_realism(args: argparse.Namespace) -> int:
     from .apps.realism import rank_by_realism, realism_neurons
 
-    processor = VDNAProcessor()
-    generated = _per_image(args.generated, processor, args)
-    real = _histogram_dna(args.real, processor, args)
+    generated = per_image(args.generated, args)
+    real = histogram_dna(args.real, args)
     neurons = None
     if args.other_real or args.other_generated:
         if not (args.other_real and args.other_generated):
             raise ValueError("--other-real and --other-generated go together: real and generated images of other classes")
-        other_real = [_histogram_dna(item, processor, args) for item in args.other_real]
-        other_generated = [_histogram_dna(item, processor, args) for item in args.other_generated]
+        other_real = [histogram_dna(item, args) for item in args.other_real]
+        other_generated = [histogram_dna(item, args) for item in args.other_generated]
         neurons = realism_neurons(other_real, other_generated, args.neurons)
         print(f"ranking on the {neurons.num_neurons} neurons most sensitive to real vs generated "
               f"({', '.join(f'{layer}: {len(indices)}' for layer, indices in neurons.items())})")
@@ -344,7 +406,7 @@ def _attribute_pairs(folder: str) -> dict[str, tuple[VDNA, VDNA]]:
         missing = [str(path) + ".json" for path in files.values() if not path.with_suffix(".json").is_file()]
         if missing:
             raise FileNotFoundError(f"attribute {attribute.name!r}: missing {', '.join(missing)}")
-        pairs[attribute.name] = (load_vdna_from_files(files["with"]), load_vdna_from_files(files["without"]))
+        pairs[attribute.name] = (_load(str(files["with"])), _load(str(files["without"])))
     if not pairs:
         raise ValueError(f"{folder} holds no attribute folders (ATTRIBUTE/with.json + ATTRIBUTE/without.json)")
     return pairs
@@ -383,13 +445,19 @@ def _read_table(path: str) -> dict[str, dict[str, float]]:
 
 def command_transfer(args: argparse.Namespace) -> int:
     from .apps.transfer import distance_matrix, rank_sources, ranking_discrepancy
+    from .distances import EMD
 
-    dnas = {Path(path).with_suffix("").name if _is_saved_dna(path) else Path(path).name: path for path in args.dnas}
+    dnas = {Path(path).with_suffix("").name if is_saved_dna(path) else Path(path).name: path for path in args.dnas}
     if len(dnas) != len(args.dnas):
         raise ValueError("two DNAs or sources have the same name; names must be distinct")
-    processor = VDNAProcessor()
-    loaded = {name: _histogram_dna(path, processor, args) for name, path in dnas.items()}
-    matrix = distance_matrix(loaded, lambda first, second: EMD(first, second))
+    performance = _read_table(args.performance) if args.performance else None
+    if performance is not None:
+        unknown = sorted({name for target, row in performance.items() for name in (target, *row)} - set(dnas))
+        if unknown:
+            raise ValueError(f"--performance names sets that are not among the DNAs: {', '.join(unknown)} "
+                             f"(the DNAs are {', '.join(dnas)})")
+    loaded = {name: histogram_dna(path, args) for name, path in dnas.items()}
+    matrix = distance_matrix(loaded, EMD)
     for target, row in matrix.items():
         others = {source: value for source, value in row.items() if source != target}
         ranked = rank_sources(others, higher_is_better=False)
@@ -398,24 +466,28 @@ def command_transfer(args: argparse.Namespace) -> int:
         from .plots import plot_distance_matrix
 
         plot_distance_matrix(matrix, args.heatmap, title="dna-emd")
-    if args.performance:
-        performance = _read_table(args.performance)
-        distances = {target: {source: matrix[target][source] for source in performance[target]} for target in performance}
-        print(f"ranking discrepancy d: {ranking_discrepancy(performance, distances):.4f}")
+    if performance is not None:
+        print(f"ranking discrepancy d: {ranking_discrepancy(performance, matrix):.4f}")
     return 0
 
 
 def command_sample_size(args: argparse.Namespace) -> int:
     from .apps.sample_size import sample_size_curve
 
-    processor = VDNAProcessor()
-    sizes = [int(size) for size in args.sizes.split(",")]
+    try:
+        sizes = [int(size) for size in args.sizes.split(",")]
+    except ValueError:
+        raise ValueError(f"--sizes must be comma-separated whole numbers such as 10,20,50, got {args.sizes!r}") from None
     curves = {}
-    images = _per_image(args.images, processor, args)
-    curves["dna-emd"] = sample_size_curve(images, _histogram_dna(args.reference, processor, args), sizes, args.seeds)
+    images = per_image(args.images, args)
+    curves["dna-emd"] = sample_size_curve(images, histogram_dna(args.reference, args), sizes, args.seeds)
     if args.fd:
-        means = _per_image(args.images, processor, args, "image-mean")
-        reference = _dna_or_images(args.reference, processor, args, "layer-gaussian")
+        if is_saved_dna(args.images) or is_saved_dna(args.reference):
+            raise ValueError("--fd compares the Fréchet distance of each image's mean activations, which saved histogram "
+                             "DNAs do not hold: give IMAGES and REFERENCE as folders of images (per-image means and a "
+                             "layer-gaussian DNA are made from them)")
+        means = per_image(args.images, args, "image-mean")
+        reference = dna_or_images(args.reference, args, "layer-gaussian")
         curves["fd"] = sample_size_curve(means, reference, sizes, args.seeds, metric="fd", layers=args.fd_layer)
     for label, curve in curves.items():
         print(f"{label}: settles within {100 * args.tolerance:.0f}% of its last value from {curve.settled_size(args.tolerance)} images")
@@ -431,29 +503,26 @@ def command_sample_size(args: argparse.Namespace) -> int:
 def command_report(args: argparse.Namespace) -> int:
     from .report import make_report
 
-    if args.ray is not None or args.checkpoint or args.streams != 1:
-        raise ValueError("a report makes per-image DNAs in this process: --ray, --checkpoint and --streams do not apply")
-
-    options = {
-        "feat_extractor_name": args.extractor, "batch_size": args.batch_size, "device": args.device,
-        "verbose": not args.quiet, "num_workers": args.workers, "num_images": args.num_images,
-        "shuffle_files": args.shuffle, "seed": args.seed, "crop_to_square_pre_resize": args.crop,
-        "activation_ranges": args.ranges, "weights": args.weights, "on_error": "skip" if args.skip_bad else "raise",
-    }
-    path = make_report(args.a, args.b, args.output, bins=args.bins, top_neurons=args.top_neurons,
-                       images_shown=args.images_shown, **options)
+    config = run_config(args, f"image-histogram-{args.bins}")
+    path = make_report(args.a, args.b, args.output, processor=_processor(args), config=config,
+                       top_neurons=args.top_neurons, images_shown=args.images_shown)
     print(f"report -> {path}")
     return 0
 
 
-def _add_application_commands(commands: Any) -> None:
-    def add(name: str, handler: Any, summary: str, description: str) -> argparse.ArgumentParser:
-        parser = commands.add_parser(name, help=summary, description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-        parser.set_defaults(handler=handler)
-        return parser
+# -- the parser --------------------------------------------------------------------------------------------------
+def _command(commands: Any, name: str, handler: Callable[[argparse.Namespace], int], summary: str, description: str) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=summary, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(handler=handler)
+    return parser
 
-    rank = add("rank", command_rank, "rank images by their distance to a reference set (retrieval)", (
+
+def _add_bins(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bins", type=int, default=1000, help="histogram bins when making DNAs (default 1000)")
+
+
+def _add_application_commands(commands: Any) -> None:
+    rank = _command(commands, "rank", command_rank, "rank images by their distance to a reference set (retrieval)", (
         "Rank every image of IMAGES by the EMD between its own DNA and the DNA of REFERENCE, closest first\n"
         "(section 5.1 of the paper). IMAGES is per-image DNAs (vdna make SOURCE --distribution\n"
         "image-histogram-1000) or a source of images; REFERENCE a saved DNA or a source. With --relevant\n"
@@ -467,7 +536,7 @@ def _add_application_commands(commands: Any) -> None:
     rank.add_argument("--relevant", help="file naming the relevant images, to score the ranking")
     rank.add_argument("--pr-plot", help="with --relevant, draw the precision-recall curve to this image file")
 
-    neurons = add("neurons", command_neurons, "the neurons that differ most between two sets", (
+    neurons = _command(commands, "neurons", command_neurons, "the neurons that differ most between two sets", (
         "Rank every neuron by the EMD between its histograms in A and in B, most different first: the\n"
         "neurons sensitive to what tells the sets apart (sections 5.3-5.4). Optionally draws their\n"
         "histograms and the per-layer profile (Fig. 8-9, 11)."))
@@ -478,7 +547,7 @@ def _add_application_commands(commands: Any) -> None:
     neurons.add_argument("--histograms", help="draw the top neurons' histograms to this image file")
     neurons.add_argument("--profile", help="draw the per-layer profile of neuron-wise EMDs to this image file")
 
-    realism = add("realism", command_realism, "rank generated images by realism", (
+    realism = _command(commands, "realism", command_realism, "rank generated images by realism", (
         "Rank the generated images GENERATED by their EMD to the DNA of real images REAL, most realistic\n"
         "first (section 5.4). With --other-real and --other-generated (DNAs or image sets of other classes)\n"
         "only the --neurons neurons most sensitive to real vs generated on those classes are used."))
@@ -490,12 +559,13 @@ def _add_application_commands(commands: Any) -> None:
     realism.add_argument("--top", type=int, default=20, help="print the first N (0: all; default 20)")
     realism.add_argument("--csv", help="write the whole ranking to this CSV file")
 
-    attributes = add("attributes", command_attributes, "learn neuron weights that ignore chosen attributes", (
+    attributes = _command(commands, "attributes", command_attributes, "learn neuron weights that ignore chosen attributes", (
         "Learn per-neuron (emd, nfd) or per-layer (fd) weights that make the distance blind to a target\n"
         "attribute while keeping the others (section 5.3, eq. 5-7; Adam, early stopping on validation).\n"
         "TRAIN and VALIDATION (and --test) are folders with one folder per attribute holding with.json\n"
         "and without.json: the DNAs of images with and without it. Prints the target's sensitivity\n"
-        "removal and the mean deviation of the others; --output saves the weights as JSON."))
+        "removal and the mean deviation of the others; --output saves the weights as JSON, which\n"
+        "`vdna compare --neuron-weights` applies."))
     attributes.add_argument("train")
     attributes.add_argument("validation")
     attributes.add_argument("--test", help="a third folder of pairs to evaluate the learned weights on")
@@ -506,7 +576,7 @@ def _add_application_commands(commands: Any) -> None:
     attributes.add_argument("--max-iterations", type=int, default=100_000)
     attributes.add_argument("-o", "--output", help="write the weights and scores to this JSON file")
 
-    transfer = add("transfer", command_transfer, "distances between datasets, to choose training data", (
+    transfer = _command(commands, "transfer", command_transfer, "distances between datasets, to choose training data", (
         "The dna-emd distance matrix between the DNAS (saved DNAs or image sets), each target's sources\n"
         "ranked closest first (section 5.5); with --performance (JSON {target: {source: score}}, higher is\n"
         "better) the ranking discrepancy d of eq. 8."))
@@ -514,7 +584,7 @@ def _add_application_commands(commands: Any) -> None:
     transfer.add_argument("--performance", help="observed transfer performance, JSON {target: {source: value}}")
     transfer.add_argument("--heatmap", help="draw the distance matrix to this image file")
 
-    sample_size = add("sample-size", command_sample_size, "how many images a DNA needs", (
+    sample_size = _command(commands, "sample-size", command_sample_size, "how many images a DNA needs", (
         "Distance from random subsets of IMAGES of growing sizes to REFERENCE, over several seeds\n"
         "(section 5.2, Fig. 5), for dna-emd and with --fd for the Fréchet distance; prints the size from\n"
         "which the mean stays within --tolerance of its last value."))
@@ -522,70 +592,76 @@ def _add_application_commands(commands: Any) -> None:
     sample_size.add_argument("reference")
     sample_size.add_argument("--sizes", required=True, help="comma-separated subset sizes, e.g. 10,20,50,100")
     sample_size.add_argument("--seeds", type=int, default=10, help="random subsets per size (default 10)")
-    sample_size.add_argument("--fd", action="store_true", help="also the Fréchet distance (per-image means)")
+    sample_size.add_argument("--fd", action="store_true",
+                             help="also the Fréchet distance (needs folders of images: it uses each image's mean activations)")
     sample_size.add_argument("--fd-layer", nargs="+", help="layers of the Fréchet distance (default: all, averaged)")
     sample_size.add_argument("--tolerance", type=float, default=0.05, help="relative tolerance (default 0.05)")
     sample_size.add_argument("--plot", help="draw the curves to this image file")
 
-    report = add("report", command_report, "an HTML page comparing two image sets", (
+    report = _command(commands, "report", command_report, "an HTML page comparing two image sets", (
         "Write one self-contained HTML page comparing A and B (image sources, or saved histogram or\n"
         "per-image DNAs): distances, the per-layer profile, the most different neurons with their\n"
-        "histograms, and the images of each set closest to and furthest from the other."))
+        "histograms, and the images of each set closest to and furthest from the other. Each set of\n"
+        "images goes through the network once."))
     report.add_argument("a")
     report.add_argument("b")
     report.add_argument("-o", "--output", required=True, help="HTML file to write")
     report.add_argument("--top-neurons", type=int, default=8, help="neurons to show (default 8)")
     report.add_argument("--images-shown", type=int, default=6, help="images per row (default 6)")
 
-    for parser in (rank, neurons, realism, transfer, sample_size, report):
-        parser.add_argument("--bins", type=int, default=1000, help="histogram bins when making DNAs (default 1000)")
-        _add_make_options(parser, None)
+    for parser in (rank, realism, sample_size, report):
+        _add_bins(parser)
+        _add_make_options(parser)
+    for parser in (neurons, transfer):
+        _add_bins(parser)
+        _add_make_options(parser, streams=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``vdna`` command's argument parser."""
     parser = argparse.ArgumentParser(prog="vdna", description="Visual DNA: make, compare and inspect DNAs of image sets.")
     parser.add_argument("--version", action="version", version=f"vdna {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    make = commands.add_parser("make", help="make the DNA of a set of images and save it", description=(
-        "Make the DNA of the images of SOURCE (a folder, an image, a .txt index of paths or a .zip) and save it as "
-        "OUTPUT.json + OUTPUT.npz."))
+    make = _command(commands, "make", command_make, "make the DNA of a set of images and save it", (
+        "Make the DNA of the images of SOURCE (a folder, an image, a .txt index of paths, a .zip or tar shards) and save\n"
+        "it as OUTPUT.json + OUTPUT.npz."))
     make.add_argument("source")
     make.add_argument("-o", "--output", required=True, help="path of the DNA to write (without suffix)")
     make.add_argument("--compact", action="store_true", help="write histograms in the compact .vdnz encoding")
-    _add_make_options(make, "histogram-1000")
-    make.set_defaults(handler=command_make)
+    _add_make_options(make, distribution=DEFAULT_DISTRIBUTION, streams=True, checkpoint=True, ray=True)
 
-    compare = commands.add_parser("compare", help="distance between two DNAs or image sets", description=(
-        "Distance between A and B, each a saved DNA (NAME, NAME.json or NAME.npz) or a source of images "
+    compare = _command(commands, "compare", command_compare, "distance between two DNAs or image sets", (
+        "Distance between A and B, each a saved DNA (NAME, NAME.json, NAME.npz or NAME.vdnz) or a source of images\n"
         "whose DNA is made on the fly."))
     compare.add_argument("a")
     compare.add_argument("b")
     compare.add_argument("--metric", choices=sorted(METRICS), default="emd", help="emd (histograms), nfd (gaussian) or fd (layer-gaussian)")
     compare.add_argument("--layer", default=None, help="compare the neurons of this layer only")
     compare.add_argument("--neuron-wise", metavar="FILE.csv", help="also write per-neuron distances to this CSV file")
+    compare.add_argument("--neuron-weights", metavar="FILE.json",
+                         help="weight neurons (EMD_W) with the weights written by `vdna attributes -o`")
+    compare.add_argument("--attribute", help="with --neuron-weights: the attribute whose weights to use, if the file holds several")
     compare.add_argument("--json", action="store_true", help="print the result as JSON")
-    _add_make_options(compare, None)
-    compare.set_defaults(handler=command_compare)
+    _add_make_options(compare, distribution=None, streams=True, ray=True)
 
-    inspect = commands.add_parser("inspect", help="describe a saved DNA")
+    inspect = _command(commands, "inspect", command_inspect, "describe a saved DNA",
+                       "Describe the saved DNA DNA (NAME, NAME.json, NAME.npz or NAME.vdnz), its arrays checked against their sha256.")
     inspect.add_argument("dna")
-    inspect.set_defaults(handler=command_inspect)
 
-    calibrate = commands.add_parser("calibrate", help="activation ranges of an extractor over your images", description=(
-        "Compute every neuron's minimum and maximum activation over the images of SOURCE with --extractor and save "
-        "them as OUTPUT (JSON); histograms made with --ranges OUTPUT (activation_ranges= in Python) normalise each "
-        "neuron with its range widened by --margin (appendix A.2 of the paper). Needed for extractors without "
-        "published ranges (e.g. timm:<model>, resnet50, dinov2_*)."))
+    calibrate = _command(commands, "calibrate", command_calibrate, "activation ranges of an extractor over your images", (
+        "Compute every neuron's minimum and maximum activation over the images of SOURCE with --extractor and save\n"
+        "them as OUTPUT (JSON); histograms made with --ranges OUTPUT normalise each neuron with its range widened\n"
+        "by --margin (appendix A.2 of the paper). Needed for extractors without published ranges (e.g.\n"
+        "timm:<model>, resnet50, dinov2_*)."))
     calibrate.add_argument("source")
     calibrate.add_argument("-o", "--output", required=True, help="ranges file to write (JSON)")
     calibrate.add_argument("--margin", type=float, default=0.2, help="widening of each range (default 0.2)")
-    _add_make_options(calibrate, None)
-    calibrate.set_defaults(handler=command_calibrate)
+    _add_make_options(calibrate, streams=True, ranges=False)
 
-    extractors = commands.add_parser("extractors", help="list the registered feature extractors")
+    extractors = _command(commands, "extractors", command_extractors, "list the registered feature extractors",
+                          "List the feature extractors by name; --details builds each with random weights to show its layers.")
     extractors.add_argument("--details", action="store_true", help="also build each (random weights) to show its layers")
-    extractors.set_defaults(handler=command_extractors)
 
     _add_application_commands(commands)
     return parser
@@ -595,8 +671,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vdna`` command."""
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
-    except (ValueError, TypeError, FileNotFoundError, ImageError) as error:
+        with command_line_names():
+            return args.handler(args)
+    except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"vdna {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -14,8 +14,8 @@ import numba
 import numpy as np
 import torch
 
-from .dna import VDNA
 from .distributions import VDNAGauss, VDNAHist, VDNAImageHist, VDNALayerGauss
+from .dna import VDNA, check_comparable
 from .kernels import torch_threads
 
 NeuronSelection = Mapping[str, Union[Sequence[int], torch.Tensor, None]]
@@ -125,36 +125,6 @@ def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
 
 
 # -- checks and selection --------------------------------------------------------------------------
-def check_comparable(vdna1: VDNA, vdna2: VDNA, same_type: bool = True) -> None:
-    """Raise ``ValueError`` naming what differs if two DNAs cannot be compared or merged."""
-    for position, vdna in (("first", vdna1), ("second", vdna2)):
-        if not isinstance(vdna, VDNA):
-            raise TypeError(f"the {position} argument is a {type(vdna).__name__}, not a VDNA")
-    differences = []
-    if same_type and vdna1.name != vdna2.name:
-        differences.append(f"distributions differ ({vdna1.name!r} vs {vdna2.name!r})")
-    if vdna1.feature_extractor_name != vdna2.feature_extractor_name:
-        differences.append(
-            f"feature extractors differ ({vdna1.feature_extractor_name!r} vs {vdna2.feature_extractor_name!r})"
-        )
-    if vdna1.neurons_list != vdna2.neurons_list:
-        differences.append(f"layers differ ({_describe_layers(vdna1)} vs {_describe_layers(vdna2)})")
-    for field, label in (("weights_sha256", "extractor weights"), ("ranges_sha256", "activation ranges")):
-        first, second = getattr(vdna1.provenance, field), getattr(vdna2.provenance, field)
-        if field == "ranges_sha256" and not getattr(vdna1, "needs_ranges", False):
-            continue
-        if first and second and first != second:
-            differences.append(f"{label} differ (sha256 {first[:12]}... vs {second[:12]}...)")
-    if differences:
-        raise ValueError("cannot compare these DNAs: " + "; ".join(differences))
-
-
-def _describe_layers(vdna: VDNA) -> str:
-    shown = ", ".join(f"{layer}: {count}" for layer, count in list(vdna.neurons_list.items())[:4])
-    more = ", ..." if len(vdna.neurons_list) > 4 else ""
-    return f"{{{shown}{more}}} ({len(vdna.neurons_list)} layers, {vdna.num_neurons} neurons)"
-
-
 def _require(vdna1: VDNA, vdna2: VDNA, classes: tuple[type, ...], metric: str) -> None:
     names = " or ".join(c.type for c in classes)
     for position, vdna in (("first", vdna1), ("second", vdna2)):

@@ -12,17 +12,28 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from .config import DEFAULT_EXTRACTOR, DEFAULT_MAX_IMAGE_PIXELS, RunConfig, option
 from .distributions import parse_distribution
 from .dna import VDNA
-from .extractors import DEFAULT_EXTRACTOR, create_extractor, resolve_device
-from .preprocess import DEFAULT_MAX_IMAGE_PIXELS, ImageError, Preprocessor
-from .processor import ON_ERROR, _check_positive, _prepare, forward_function, resolve_ranges, run_provenance
+from .engine import (
+    Batch,
+    Run,
+    RunRecord,
+    forward_function,
+    load_item,
+    prepare_image,
+    resolve_ranges,
+    run_provenance,
+)
+from .extractors import create_extractor, resolve_device
+from .preprocess import ImageError, Preprocessor
 from .sources import ImageCollection, open_source
 
 logger = logging.getLogger(__name__)
@@ -57,13 +68,8 @@ def _preprocess(batch: dict[str, np.ndarray], collection: Any, preprocessor: Pre
     images = _collection(collection)
     positions, pixels, reasons = [], [], []
     for position in batch["id"].tolist():
-        name = images.names[position]
-        try:
-            raw = images.load(position)
-        except Exception as error:
-            outcome = (position, name, None, f"cannot be read ({type(error).__name__}: {error})")
-        else:
-            outcome = _prepare(raw, name, position, preprocessor, max_pixels)
+        _, name, raw, reason = load_item(images, position, position)
+        outcome = (position, name, None, reason) if reason else prepare_image(raw, name, position, preprocessor, max_pixels)
         positions.append(position)
         pixels.append(outcome[2].numpy() if outcome[2] is not None else None)
         reasons.append(outcome[3] or "")
@@ -78,33 +84,34 @@ def _preprocess(batch: dict[str, np.ndarray], collection: Any, preprocessor: Pre
 def _worker_class(ray: Any) -> type:
     @ray.remote
     class ExtractionWorker:
-        """Holds the frozen extractor and one accumulator; consumes its share of the preprocessed stream."""
+        """Holds the frozen extractor and a run into one accumulator; consumes its share of the preprocessed stream."""
 
-        def __init__(self, name, weights, distribution, ranges, device, precision, threads):
+        def __init__(self, config: RunConfig, ranges, device, threads):
             torch.set_num_threads(threads)
-            dna_class, parameters = parse_distribution(distribution)
-            self.device = resolve_device(device)
-            self.extractor = create_extractor(name, weights=weights, device=self.device)
-            self.forward = forward_function(self.extractor, self.device, precision)
-            self.accumulator = dna_class.accumulator(parameters, self.extractor.info.layers, ranges, self.device)
+            dna_class, parameters = parse_distribution(config.distribution_name)
+            device = resolve_device(device)
+            extractor = create_extractor(config.feat_extractor_name, weights=config.weights, device=device)
+            accumulator = dna_class.accumulator(parameters, extractor.info.layers, ranges, device)
+            step = config.forward_batch_size or (1 if device.type == "cpu" else config.batch_size)
+            self.run = Run(forward_function(extractor, device, config.precision), [accumulator], device, step, config.on_error)
 
-        def consume(self, shard, batch_size, forward_batch_size, on_error, progress):
-            used, skipped = [], []
-            with torch.inference_mode():
+        def consume(self, shard, batch_size, progress):
+            """Every batch of ``shard`` through the run; positions stand for names (the driver knows them)."""
+            try:
                 for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy"):
                     good = [i for i, reason in enumerate(batch["reason"]) if not reason]
-                    for i, reason in enumerate(batch["reason"]):
-                        if reason:
-                            if on_error == "raise":
-                                return {"error": (int(batch["position"][i]), reason)}
-                            skipped.append((int(batch["position"][i]), reason))
-                    if good:
-                        images = torch.from_numpy(np.ascontiguousarray(batch["pixels"][good])).to(self.device)
-                        for chunk in images.split(forward_batch_size):
-                            self.accumulator.update(self.forward(chunk))
-                        used.extend(int(p) for p in batch["position"][good])
-                    progress.add.remote(len(batch["reason"]))
-            return {"accumulator": self.accumulator, "used": used, "skipped": skipped}
+                    bad = [i for i, reason in enumerate(batch["reason"]) if reason]
+                    positions = [int(p) for p in batch["position"]]
+                    self.run.add(Batch(
+                        names=[str(positions[i]) for i in good],
+                        images=torch.from_numpy(np.ascontiguousarray(batch["pixels"][good])) if good else None,
+                        failures=[(str(positions[i]), str(batch["reason"][i])) for i in bad],
+                        positions=[positions[i] for i in good + bad],
+                    ))
+                    progress.add.remote(len(positions))
+            except ImageError as error:
+                return {"error": (int(error.name), error.reason)}
+            return {"accumulator": self.run.accumulators[0], "record": self.run.record}
 
     return ExtractionWorker
 
@@ -157,28 +164,47 @@ def make_vdna_ray(
     different thread counts, so a DNA is bit-identical to a local one made with as many threads.
     Sources must have a known length (folders, lists, indexes, zip files, tar shards).
     """
+    config = RunConfig(
+        num_images=num_images, shuffle_files=shuffle_files, feat_extractor_name=feat_extractor_name,
+        distribution_name=distribution_name, seed=seed, batch_size=batch_size, device=device, verbose=verbose,
+        n_sample_images=0, crop_to_square_pre_resize=crop_to_square_pre_resize, activation_ranges=activation_ranges,
+        weights=weights, on_error=on_error, max_image_pixels=max_image_pixels, forward_batch_size=forward_batch_size,
+        precision=precision,
+    )
+    return run_on_ray(source, config, num_actors, num_gpus_per_actor, threads_per_actor, address)
+
+
+def run_on_ray(
+    source: Any,
+    config: RunConfig,
+    num_actors: int | None = None,
+    num_gpus_per_actor: float = 0,
+    threads_per_actor: int | None = None,
+    address: str | None = None,
+) -> VDNA:
+    """The DNA of ``source`` with the settings of ``config``, made by Ray actors (see :func:`make_vdna_ray`)."""
     ray = _ray()
-    _check_positive(batch_size, "batch_size")
-    if forward_batch_size is not None:
-        _check_positive(forward_batch_size, "forward_batch_size")
-    if num_actors is not None:
-        _check_positive(num_actors, "num_actors")
-    if on_error not in ON_ERROR:
-        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    if num_actors is not None and (not isinstance(num_actors, int) or num_actors < 1):
+        raise ValueError(f"num_actors must be a positive integer, got {num_actors!r}")
     if num_gpus_per_actor < 0:
         raise ValueError(f"num_gpus_per_actor must be non-negative, got {num_gpus_per_actor}")
-    dna_class, parameters = parse_distribution(distribution_name)
+    if config.checkpoint is not None or config.compile or config.streams != 1:
+        raise ValueError(
+            f"{option('checkpoint')}, {option('compile')} and {option('streams')} are options of local runs, not of Ray runs"
+        )
+    dna_class, parameters = parse_distribution(config.distribution_name)
     if dna_class.type in ("image-histogram", "image-mean"):
-        raise ValueError(f"per-image DNAs ({distribution_name}) keep images in order: make them with VDNAProcessor.make_vdna")
-    collection = open_source(source, num_images, shuffle_files, seed)
+        raise ValueError(
+            f"per-image DNAs ({config.distribution_name}) keep images in order: make them with VDNAProcessor.make_vdna"
+        )
+    collection = open_source(source, config.num_images, config.shuffle_files, config.seed)
     if not isinstance(collection, ImageCollection):
         raise ValueError("the Ray backend needs a source of known length (a folder, list, index, zip or tar shards)")
-    actor_device = device or ("cuda" if num_gpus_per_actor > 0 else "cpu")
-    extractor = create_extractor(feat_extractor_name, weights=weights, device="cpu")
+    actor_device = resolve_device(config.device or ("cuda" if num_gpus_per_actor > 0 else "cpu"))
+    extractor = create_extractor(config.feat_extractor_name, weights=config.weights, device="cpu")
     info = extractor.info
-    ranges = resolve_ranges(activation_ranges, extractor) if dna_class.needs_ranges else None
-    del extractor
-    preprocessor = Preprocessor(info.input_size, info.mean, info.std, crop_to_square_pre_resize, seed)
+    ranges = resolve_ranges(config.activation_ranges, extractor) if dna_class.needs_ranges else None
+    preprocessor = Preprocessor(info.input_size, info.mean, info.std, config.crop_to_square_pre_resize, config.seed)
 
     if not ray.is_initialized():
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, logging_level=logging.WARNING)
@@ -186,21 +212,19 @@ def make_vdna_ray(
         gpus = ray.cluster_resources().get("GPU", 0)
         num_actors = max(1, int(gpus // num_gpus_per_actor)) if num_gpus_per_actor > 0 else 1
     dataset = ray.data.range(len(collection)).map_batches(
-        _preprocess, fn_kwargs={"collection": ray.put(collection), "preprocessor": preprocessor, "max_pixels": max_image_pixels},
+        _preprocess,
+        fn_kwargs={"collection": ray.put(collection), "preprocessor": preprocessor, "max_pixels": config.max_image_pixels},
         batch_size=8,
     )
     shards = dataset.streaming_split(num_actors, equal=False)
     threads = threads_per_actor or torch.get_num_threads()
     worker_class = _worker_class(ray).options(num_cpus=0, num_gpus=num_gpus_per_actor)
-    workers = [
-        worker_class.remote(feat_extractor_name, weights, distribution_name, ranges, actor_device, precision, threads)
-        for _ in range(num_actors)
-    ]
+    actor_config = replace(config, activation_ranges=None)
+    workers = [worker_class.remote(actor_config, ranges, str(actor_device), threads) for _ in range(num_actors)]
     progress = _progress_class(ray).remote()
-    step = forward_batch_size or (1 if resolve_device(actor_device).type == "cpu" else batch_size)
-    pending = [w.consume.remote(shard, batch_size, step, on_error, progress) for w, shard in zip(workers, shards)]
+    pending = [worker.consume.remote(shard, config.batch_size, progress) for worker, shard in zip(workers, shards)]
     started = time.perf_counter()
-    with tqdm(total=len(collection), unit="img", desc=f"DNA {distribution_name} on Ray", disable=not verbose) as bar:
+    with tqdm(total=len(collection), unit="img", desc=f"DNA {config.distribution_name} on Ray", disable=not config.verbose) as bar:
         remaining = list(pending)
         while remaining:
             _, remaining = ray.wait(remaining, timeout=1.0, num_returns=len(remaining))
@@ -214,16 +238,19 @@ def make_vdna_ray(
     accumulator = results[0]["accumulator"]
     for result in results[1:]:
         accumulator.merge(result["accumulator"])
-    used = sorted(position for result in results for position in result["used"])
-    skipped = sorted((item for result in results for item in result["skipped"]), key=lambda item: item[0])
+    used = sorted(int(name) for result in results for name in result["record"].used)
+    skipped = sorted(
+        ((int(entry["name"]), entry["reason"]) for result in results for entry in result["record"].skipped),
+        key=lambda item: item[0],
+    )
     if not used:
         raise ValueError(f"none of the {len(skipped)} images of {source} could be used")
-    provenance = run_provenance(
-        info, ranges, parameters, [collection.names[p] for p in used],
-        [{"name": collection.names[p], "reason": reason} for p, reason in skipped],
-        source=source, crop=crop_to_square_pre_resize, shuffle_files=shuffle_files, num_images=num_images,
-        workers=num_actors, batch_size=batch_size, device=resolve_device(actor_device), verbose=verbose,
-        n_sample_images=0, seed=seed, precision=precision, compile=False, threads=threads,
+    record = RunRecord(
+        used=[collection.names[p] for p in used],
+        skipped=[{"name": collection.names[p], "reason": reason} for p, reason in skipped],
     )
-    provenance.extraction_settings["backend"] = "ray"
+    provenance = run_provenance(
+        config, source, extractor, ranges, dna_class, parameters, record,
+        device=actor_device, workers=num_actors, threads=threads, backend="ray",
+    )
     return accumulator.result(info.name, provenance)

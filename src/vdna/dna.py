@@ -11,11 +11,13 @@ import datetime
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import torch
 
 from ._version import __version__
+from .fileformat import DATA_SETTINGS_011, EXTRACTION_SETTINGS_011, jsonable, write_dna_files
 
 
 def now_text() -> str:
@@ -35,6 +37,14 @@ class Provenance:
     extraction_settings: dict[str, Any] = field(default_factory=dict)
     time_of_compute: str = field(default_factory=now_text)
     library_version: str = __version__
+
+
+class Settings(SimpleNamespace):
+    """Settings read as attributes, as vdna 0.1.1's ``DataSettings`` and ``ExtractionSettings`` are."""
+
+
+def _settings(defaults: dict[str, Any], recorded: dict[str, Any]) -> Settings:
+    return Settings(**jsonable({**defaults, **recorded}))
 
 
 class VDNA:
@@ -75,6 +85,16 @@ class VDNA:
     def num_neurons(self) -> int:
         """Neurons over all layers."""
         return sum(self.neurons_list.values())
+
+    @property
+    def data_settings_used(self) -> Settings:
+        """The data settings this DNA was made with (vdna 0.1.1's names and defaults, then ours)."""
+        return _settings(DATA_SETTINGS_011, self.provenance.data_settings)
+
+    @property
+    def extraction_settings_used(self) -> Settings:
+        """The extraction settings this DNA was made with (vdna 0.1.1's names and defaults, then ours)."""
+        return _settings(EXTRACTION_SETTINGS_011, self.provenance.extraction_settings)
 
     def distribution_metadata(self) -> dict[str, Any]:
         """The ``distribution`` entry of the metadata file."""
@@ -117,8 +137,6 @@ class VDNA:
         raise NotImplementedError
 
     def _check_mergeable(self, other: VDNA) -> None:
-        from .distances import check_comparable
-
         check_comparable(self, other)
 
     def merge(self, other: VDNA) -> VDNA:
@@ -168,9 +186,37 @@ class VDNA:
         ``compact=True`` (histograms) writes a lossless, several times smaller ``file_path.vdnz``
         instead of the npz; :func:`vdna.load_vdna_from_files` reads both.
         """
-        from .io import save_vdna
+        write_dna_files(self, file_path, compact=compact)
 
-        save_vdna(self, file_path, compact=compact)
+
+def check_comparable(vdna1: VDNA, vdna2: VDNA, same_type: bool = True) -> None:
+    """Raise ``ValueError`` naming what differs if two DNAs cannot be compared or merged."""
+    for position, vdna in (("first", vdna1), ("second", vdna2)):
+        if not isinstance(vdna, VDNA):
+            raise TypeError(f"the {position} argument is a {type(vdna).__name__}, not a VDNA")
+    differences = []
+    if same_type and vdna1.name != vdna2.name:
+        differences.append(f"distributions differ ({vdna1.name!r} vs {vdna2.name!r})")
+    if vdna1.feature_extractor_name != vdna2.feature_extractor_name:
+        differences.append(
+            f"feature extractors differ ({vdna1.feature_extractor_name!r} vs {vdna2.feature_extractor_name!r})"
+        )
+    if vdna1.neurons_list != vdna2.neurons_list:
+        differences.append(f"layers differ ({_describe_layers(vdna1)} vs {_describe_layers(vdna2)})")
+    for key, label in (("weights_sha256", "extractor weights"), ("ranges_sha256", "activation ranges")):
+        first, second = getattr(vdna1.provenance, key), getattr(vdna2.provenance, key)
+        if key == "ranges_sha256" and not getattr(vdna1, "needs_ranges", False):
+            continue
+        if first and second and first != second:
+            differences.append(f"{label} differ (sha256 {first[:12]}... vs {second[:12]}...)")
+    if differences:
+        raise ValueError("cannot compare these DNAs: " + "; ".join(differences))
+
+
+def _describe_layers(vdna: VDNA) -> str:
+    shown = ", ".join(f"{layer}: {count}" for layer, count in list(vdna.neurons_list.items())[:4])
+    more = ", ..." if len(vdna.neurons_list) > 4 else ""
+    return f"{{{shown}{more}}} ({len(vdna.neurons_list)} layers, {vdna.num_neurons} neurons)"
 
 
 def merge_vdnas(vdnas: Sequence[VDNA]) -> VDNA:

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numba
@@ -31,12 +32,41 @@ from llvmlite import ir
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .ranges import ActivationRanges
+
 _BLOCK = 512  # values estimated, then counted, at a time: the estimates stay in the L1 cache
 _ROWS_AHEAD = 2  # blocks of short rows ahead whose memory is asked for while a block is counted
 _COPIES = 4  # a power of two
 _INT32_COUNTS_LIMIT = 2**31 - 1
 _SPARSE_LIMIT = 1 << 14  # most values a neuron may have to flush only the bins it marked
 _POSITIONS_MAJOR_COUNTS_BYTES = 8 * 2**20  # most int32 counts of every neuron a worker keeps, binning position by position
+
+_WARM_UPS: list[tuple[Callable[[], None], tuple]] = []
+
+
+def compiled_by(warm_up: Callable[[], None], *functions: Callable) -> None:
+    """Register compiled functions that making a DNA calls, and a call that compiles them (tiny inputs, every signature)."""
+    _WARM_UPS.append((warm_up, functions))
+
+
+def _cached(function: Callable) -> bool:
+    try:
+        return bool(function._cache._cache_file._load_index())
+    except AttributeError:  # no on-disk cache to look at: assume nothing to wait for
+        return True
+
+
+def uncached_kernels() -> list[str]:
+    """Names of the registered compiled functions whose on-disk cache is missing or out of date."""
+    return [function.__name__ for _, functions in _WARM_UPS for function in functions if not _cached(function)]
+
+
+def compile_kernels() -> bool:
+    """Compile (and cache on disk) the registered functions whose cache is missing; returns whether any was."""
+    pending = [warm_up for warm_up, functions in _WARM_UPS if not all(_cached(function) for function in functions)]
+    for warm_up in pending:
+        warm_up()
+    return bool(pending)
 
 
 def bin_edges(bins: int, low: float = -1.0, high: float = 1.0) -> np.ndarray:
@@ -585,3 +615,115 @@ def histogram_per_neuron(
     if nans:
         raise ValueError(f"activations contain {nans} NaN value(s)")
     return out
+
+
+def _warm_up() -> None:
+    binning = Binning.create(np.zeros(3), np.ones(3), 1000)
+    counts = torch.zeros((3, 1000), dtype=torch.int64)
+    accumulate_histograms(torch.zeros((1, 3, 5)), counts, binning)  # neuron by neuron
+    accumulate_histograms(torch.zeros((1, 5, 3)).transpose(1, 2), counts, binning)  # position by position
+
+
+compiled_by(_warm_up, _histogram_cpu, _histogram_positions_cpu)
+
+
+# -- memory layouts chosen for the kernels -----------------------------------------------------------------
+NEURON_MAJOR_POSITIONS = 112 * 112
+"""Layers with at least this many positions per image are binned faster neuron by neuron (channels-first)."""
+
+
+def prefers_neuron_major(positions: int) -> bool:
+    """Whether activations with ``positions`` positions per image are best laid out neuron by neuron.
+
+    Channels-last networks run the layers before such activations in the channels-first format
+    (:class:`vdna.extractors.HookExtractor`): the compiled pass then reads each neuron's long run
+    of values in order, which beats binning them position by position.
+    """
+    return positions >= NEURON_MAJOR_POSITIONS
+
+
+class Gathering:
+    """Activations of a few images per layer, gathered into buffers laid out as the kernels bin them, then binned together.
+
+    Binning several images in one kernel call amortises its start; each layer gathers about
+    ``values_per_neuron`` values per neuron (up to 64 images), all layers within ``buffer_bytes``.
+    Buffers keep the layout the network gives (channels-last activations stay position-major when
+    :func:`bins_in_place`), so gathering is one copy. ``bin_layer(layer, activations)`` bins a
+    gathered batch. CPU only: activations elsewhere are binned as they come.
+    """
+
+    buffer_bytes = 64 * 2**20
+    values_per_neuron = 2**14
+
+    def __init__(self, bins: int, bin_layer: Callable[[str, torch.Tensor], None]):
+        self.bins = bins
+        self.bin_layer = bin_layer
+        self._buffers: dict[str, torch.Tensor] = {}
+        self._filled: dict[str, int] = {}
+        self._capacity: dict[str, int] | None = None
+
+    def images_per_layer(self, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, int]:
+        """Images gathered per layer of activations shaped ``(batch, neurons, positions)``."""
+        wanted = {layer: min(64, -(-self.values_per_neuron // max(1, shape[2]))) for layer, shape in shapes.items()}
+        total = sum(count * 4 * math.prod(shapes[layer][1:]) for layer, count in wanted.items())
+        shrink = min(1.0, self.buffer_bytes / total) if total else 1.0
+        return {layer: max(1, int(count * shrink)) for layer, count in wanted.items()}
+
+    def plan(self, activations: Mapping[str, torch.Tensor]) -> None:
+        """Size the buffers from the first batch of every layer (once)."""
+        if self._capacity is None:
+            self._capacity = self.images_per_layer({layer: tuple(values.shape) for layer, values in activations.items()})
+
+    def _new_buffer(self, layer: str, activations: torch.Tensor) -> torch.Tensor:
+        images = (self._capacity or {}).get(layer, 1)
+        neurons, positions = activations.shape[1:]
+        if bins_in_place(activations, self.bins):  # gathered as the network lays them out
+            return torch.empty((images, positions, neurons), dtype=torch.float32).transpose(1, 2)
+        return torch.empty((images, neurons, positions), dtype=torch.float32)
+
+    def add(self, layer: str, activations: torch.Tensor) -> None:
+        """Gather ``(batch, neurons, positions)`` activations of ``layer``, binning what a full buffer holds."""
+        if activations.device.type != "cpu":
+            self.bin_layer(layer, activations)
+            return
+        buffer = self._buffers.get(layer)
+        if buffer is None or buffer.shape[2] != activations.shape[2]:
+            self.flush(layer)
+            buffer = self._buffers[layer] = self._new_buffer(layer, activations)
+            self._filled[layer] = 0
+        filled = self._filled[layer]
+        if filled + activations.shape[0] > buffer.shape[0]:
+            self.flush(layer)
+            filled = 0
+        if activations.shape[0] >= buffer.shape[0]:
+            self.bin_layer(layer, activations)
+            return
+        buffer[filled : filled + activations.shape[0]].copy_(activations)
+        self._filled[layer] = filled + activations.shape[0]
+
+    def flush(self, layer: str | None = None) -> None:
+        """Bin what is gathered (of ``layer``, or of every layer)."""
+        for name in [layer] if layer is not None else list(self._buffers):
+            filled = self._filled.get(name, 0)
+            if filled:
+                self._filled[name] = 0
+                self.bin_layer(name, self._buffers[name][:filled])
+
+    def discard(self) -> None:
+        """Forget what is gathered, unbinned."""
+        self._filled = dict.fromkeys(self._filled, 0)
+
+
+_last_binnings: dict[tuple, dict[str, Binning]] = {}
+
+
+def layer_binnings(ranges: ActivationRanges, layers: Mapping[str, int], bins: int, device: torch.device) -> dict[str, Binning]:
+    """Each layer's binning of activations normalised with ``ranges``.
+
+    The last binnings made are kept: the streams of a run, and runs with the same ranges, share them.
+    """
+    key = (ranges.digest, tuple(layers), bins, str(device))
+    if key not in _last_binnings:
+        _last_binnings.clear()
+        _last_binnings[key] = {layer: Binning.create(*ranges.normalisation(layer), bins, device=device) for layer in layers}
+    return dict(_last_binnings[key])

@@ -22,10 +22,8 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-CROP_MODES = ("none", "center", "random")
-
-DEFAULT_MAX_IMAGE_PIXELS = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else 178_956_970
-"""Images declaring more pixels than this are refused as decompression bombs (Pillow's own limit)."""
+from .config import CROP_MODES, DEFAULT_MAX_IMAGE_PIXELS
+from .kernels import compiled_by
 
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _INTEGER_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -353,3 +351,12 @@ class Preprocessor:
         out = np.empty((3, *resized.shape[:2]), dtype=np.float32)
         _normalise(resized, np.asarray(self.mean, dtype=np.float32), np.asarray(self.std, dtype=np.float32), out)
         return torch.from_numpy(out)
+
+
+def _warm_up() -> None:
+    preprocessor = Preprocessor((8, 8), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    for shape in ((5, 7, 3), (40, 7, 3)):  # both orders of the two resize passes
+        preprocessor(np.zeros(shape, dtype=np.uint8), 0)
+
+
+compiled_by(_warm_up, _compiled_bicubic_taps, _resample_rows, _swap_rows_and_columns, _normalise)

@@ -21,6 +21,7 @@ import torch
 from ._files import atomic_write_bytes
 from ._version import __version__
 from .apps.retrieval import RankedImage, rank_images
+from .config import RunConfig
 from .distances import EMD, FD, NFD
 from .distributions import VDNAHist, VDNAImageHist, VDNAImageMeans
 from .dna import VDNA, now_text
@@ -47,10 +48,13 @@ def _saved_dna(argument: Any) -> VDNA | None:
     return None
 
 
-def prepare_side(
-    source: Any, label: str, processor: VDNAProcessor, bins: int = 1000, gaussian: bool = True, **make_options: Any
-) -> ReportSide:
-    """Load or make what a report needs of one set: a saved DNA (histogram or per-image), or images."""
+def prepare_side(source: Any, label: str, processor: VDNAProcessor, config: RunConfig, gaussian: bool = True) -> ReportSide:
+    """Load or make what a report needs of one set: a saved DNA (histogram or per-image), or images.
+
+    Images go through the network once: their per-image histograms (``config``'s distribution,
+    ``image-histogram-B``) and, with ``gaussian``, their per-image means are made in one pass;
+    the set's histogram DNA is the exact sum of its images'.
+    """
     saved = source if isinstance(source, VDNA) else _saved_dna(source)
     if saved is not None:
         if isinstance(saved, VDNAImageHist):
@@ -58,9 +62,9 @@ def prepare_side(
         if isinstance(saved, VDNAHist):
             return ReportSide(label, saved)
         raise ValueError(f"{label}: a report needs histogram or image-histogram DNAs, got a {saved.type} DNA")
-    images = processor.make_vdna(source, distribution_name=f"image-histogram-{bins}", **make_options)
-    means = processor.make_vdna(source, distribution_name="image-mean", **make_options) if gaussian else None
-    return ReportSide(label, images.subset(), images=images, means=means)
+    distributions = [config.distribution_name, "image-mean"] if gaussian else [config.distribution_name]
+    made = processor.run(source, config, distributions)
+    return ReportSide(label, made[0].subset(), images=made[0], means=made[1] if gaussian else None)
 
 
 def _figure_tag(figure: Any, alt: str) -> str:
@@ -150,21 +154,28 @@ def make_report(
     bins: int = 1000,
     top_neurons: int = 8,
     images_shown: int = 6,
+    *,
+    config: RunConfig | None = None,
     **make_options: Any,
 ) -> Path:
     """Write the HTML report comparing image sets ``a`` and ``b`` (sources, saved DNAs or DNAs); returns its path.
 
-    Sources are turned into per-image histogram DNAs and per-image means (``make_options`` go to
-    ``make_vdna``). Saved histogram DNAs give a report without the Gaussian distances and images.
+    Sources are turned into per-image histogram DNAs of ``bins`` bins and per-image means, in one
+    pass through the network per set, with the run settings ``config`` or ``make_options``
+    (:meth:`~vdna.VDNAProcessor.make_vdna`'s keyword arguments). Saved histogram DNAs give a
+    report without the Gaussian distances and images.
     """
     if top_neurons < 1 or images_shown < 1:
         raise ValueError(f"top_neurons and images_shown must be positive, got {top_neurons} and {images_shown}")
+    if config is not None and make_options:
+        raise TypeError("pass the run's settings as config= or as keyword options, not both")
     from . import plots
 
+    config = config or RunConfig.from_options(**make_options, distribution_name=f"image-histogram-{bins}")
     processor = processor or VDNAProcessor()
     labels = labels or (_label(a, "A"), _label(b, "B"))
-    first = prepare_side(a, labels[0], processor, bins, **make_options)
-    second = prepare_side(b, labels[1], processor, bins, **make_options)
+    first = prepare_side(a, labels[0], processor, config)
+    second = prepare_side(b, labels[1], processor, config)
     distances_html, _ = _distances_table(first, second)
     per_layer = EMD(first.histogram, second.histogram, return_neuron_wise=True)
     ranked_neurons = rank_neurons(first.histogram, second.histogram)[:top_neurons]

@@ -28,6 +28,14 @@ def rank_sources(values: Mapping[str, float], higher_is_better: bool) -> list[st
     return sorted(values, key=lambda source: -values[source] if higher_is_better else values[source])
 
 
+def _without_diagonal(performance: Table, distances: Table) -> dict[str, dict[str, float]]:
+    """``distances`` without each target's distance to itself, unless performance scores that pair too."""
+    return {
+        target: {source: value for source, value in row.items() if source != target or target in performance.get(target, {})}
+        for target, row in distances.items()
+    }
+
+
 def _check_tables(performance: Table, distances: Table) -> None:
     if set(performance) != set(distances):
         raise ValueError(
@@ -50,8 +58,11 @@ def ranking_discrepancy(performance: Table, distances: Table) -> float:
 
     ``performance[target][source]``: observed performance of a model trained on ``source`` and
     evaluated on ``target`` (higher is better); ``distances[target][source]``: distance between
-    the two datasets (lower is closer). 0 means the distances rank every source as performance does.
+    the two datasets (lower is closer), e.g. :func:`distance_matrix` as it is returned (a target's
+    distance to itself is left out unless ``performance`` scores that pair). 0 means the distances
+    rank every source as performance does.
     """
+    distances = _without_diagonal(performance, distances)
     _check_tables(performance, distances)
     total, count = 0.0, 0
     for target, observed in performance.items():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar, TypedDict
 
 import numpy as np
 import torch
@@ -12,10 +12,20 @@ from ..ranges import ActivationRanges
 from .base import Accumulator, DNAType, require_array
 
 
+class Extremes(TypedDict):
+    """One layer of an ``activation-ranges`` DNA: float32 ``(neurons,)`` minima and maxima."""
+
+    min: torch.Tensor
+    max: torch.Tensor
+
+
 class VDNAActivationRanges(DNAType):
     """``{layer: {"min": (neurons,), "max": (neurons,)}}`` in float32."""
 
+    data: dict[str, Extremes]
+
     type = "activation-ranges"
+    extraction_flags: ClassVar[dict[str, bool]] = {"keep_only_min_max": True}
     exact_merge = True
 
     @classmethod

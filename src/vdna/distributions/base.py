@@ -8,6 +8,7 @@ accumulators, or two DNAs, merge exactly into the one of the union of their imag
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,6 +24,8 @@ class DNAType(VDNA):
     """Whether making it needs per-neuron activation ranges (histograms do)."""
     exact_merge: ClassVar[bool] = False
     """Whether DNAs of parts of a set add up to the DNA of the set bit for bit, in any order."""
+    extraction_flags: ClassVar[dict[str, bool]] = {}
+    """vdna 0.1.1's extraction settings that say how this distribution uses activations."""
 
     @classmethod
     def parse_name(cls, name: str) -> dict[str, Any] | None:
@@ -69,17 +72,66 @@ class DNAType(VDNA):
         """Per-layer data from the npz arrays, validated (``ValueError`` naming the problem)."""
         raise NotImplementedError
 
+    @classmethod
+    def provenance_from_arrays(cls, arrays: Mapping[str, np.ndarray], provenance: Provenance, origin: str) -> Provenance:
+        """The provenance of the metadata completed with what the arrays store of it (nothing, for most types)."""
+        return provenance
+
+
+NAMES_KEY = "image_names"
+"""The array holding the image names of per-image DNAs, however many images there are."""
+
+
+class PerImageDNA(DNAType):
+    """What DNAs with one entry per image share: one name per image, in order, stored with the arrays."""
+
+    def __init__(self, name, feature_extractor_name, neurons_list, data, num_images, provenance=None):
+        super().__init__(name, feature_extractor_name, neurons_list, data, num_images, provenance)
+        if not self.provenance.images:
+            self.provenance = replace(self.provenance, images=[str(i) for i in range(self.num_images)])
+        if len(self.provenance.images) != self.num_images:
+            raise ValueError(f"{self.num_images} images but {len(self.provenance.images)} image names")
+
+    @property
+    def names(self) -> list[str]:
+        """Image names, in the order of the DNAs."""
+        return list(self.provenance.images)
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def names_array(self) -> dict[str, np.ndarray]:
+        """The array of image names :meth:`to_arrays` stores."""
+        return {NAMES_KEY: np.array(self.names, dtype=np.str_)}
+
+    @classmethod
+    def stored_image_count(cls, arrays: Mapping[str, np.ndarray], origin: str) -> int:
+        """How many images the arrays hold (one name each)."""
+        return len(require_array(arrays, NAMES_KEY, None, "U", origin))
+
+    @classmethod
+    def provenance_from_arrays(cls, arrays: Mapping[str, np.ndarray], provenance: Provenance, origin: str) -> Provenance:
+        names = require_array(arrays, NAMES_KEY, None, "U", origin)
+        return replace(provenance, images=[str(name) for name in names.tolist()])
+
 
 class Accumulator:
     """Running state of one distribution over a stream of activation batches."""
 
     dna_class: ClassVar[type[DNAType]]
 
-    def __init__(self, parameters: dict[str, Any], layers: Mapping[str, int], device: torch.device):
+    def __init__(
+        self, parameters: dict[str, Any], layers: Mapping[str, int], device: torch.device, ranges: Any = None
+    ):
         self.parameters = parameters
         self.layers = dict(layers)
         self.device = torch.device(device)
+        self.ranges = ranges
         self.num_images = 0
+
+    def fresh(self) -> Accumulator:
+        """An empty accumulator like this one: same distribution, layers, ranges and device."""
+        return self.dna_class.accumulator(self.parameters, self.layers, self.ranges, self.device)
 
     def update(self, activations: Mapping[str, torch.Tensor]) -> None:
         """Add a batch: ``{layer: (batch, neurons, positions)}`` for every layer."""

@@ -9,7 +9,7 @@ DNA of A plus the DNA of B equals the DNA of A and B to float64 round-off.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar, TypedDict
 
 import numpy as np
 import torch
@@ -50,6 +50,20 @@ def m2_from_spread(spread: torch.Tensor, count: int) -> torch.Tensor:
     return spread * (count - 1) if count > 1 else torch.zeros_like(spread)
 
 
+class NeuronMoments(TypedDict):
+    """One layer of a ``gaussian`` DNA: float64 ``(neurons,)`` means and variances."""
+
+    mu: torch.Tensor
+    var: torch.Tensor
+
+
+class LayerMoments(TypedDict):
+    """One layer of a ``layer-gaussian`` DNA: float64 ``(neurons,)`` mean and ``(neurons, neurons)`` covariance."""
+
+    mu: torch.Tensor
+    sigma: torch.Tensor
+
+
 class _MomentsDNA(DNAType):
     """Shared by both Gaussian DNAs: data ``{layer: {"mu": mean, <spread_key>: (co)variance}}`` in float64."""
 
@@ -85,7 +99,10 @@ class _MomentsDNA(DNAType):
 class VDNAGauss(_MomentsDNA):
     """Per-neuron mean ``mu`` and variance ``var`` of spatially averaged activations."""
 
+    data: dict[str, NeuronMoments]
+
     type = "gaussian"
+    extraction_flags: ClassVar[dict[str, bool]] = {"average_feats_spatially": True}
 
     def get_neuron_dist(self, layer_name: str, neuron_idx: int) -> dict[str, torch.Tensor]:
         """``{"mu", "var"}`` of one neuron."""
@@ -127,7 +144,10 @@ class VDNAGauss(_MomentsDNA):
 class VDNALayerGauss(_MomentsDNA):
     """Per-layer mean vector ``mu`` and full covariance ``sigma`` of spatially averaged activations."""
 
+    data: dict[str, LayerMoments]
+
     type = "layer-gaussian"
+    extraction_flags: ClassVar[dict[str, bool]] = {"average_feats_spatially": True}
     full_covariance = True
     spread_key = "sigma"
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from ..kernels import Binning, accumulate_histograms, bins_in_place
+from ..config import option
+from ..kernels import Binning, Gathering, accumulate_histograms, layer_binnings
 from ..ranges import ActivationRanges
 from .base import Accumulator, DNAType, require_array
 
@@ -61,7 +61,12 @@ class BinnedDNA(DNAType):
 class VDNAHist(BinnedDNA):
     """Histograms ``(neurons, bins)`` of int64 counts per layer, over [-1, 1] after normalisation."""
 
+    data: dict[str, torch.Tensor]
+
     type = "histogram"
+    extraction_flags: ClassVar[dict[str, bool]] = {
+        "accumulate_spatial_feats_in_hist": True, "accumulate_sample_feats_in_hist": True, "normalise_feats": True,
+    }
     name_pattern = _NAME
     exact_merge = True
 
@@ -113,43 +118,27 @@ class VDNAHist(BinnedDNA):
         return data
 
 
-_last_binnings: dict[tuple, dict[str, Binning]] = {}
-
-
-def layer_binnings(
+def binnings(
     layers: Mapping[str, int], ranges: ActivationRanges | None, bins: int, device: torch.device
 ) -> dict[str, Binning]:
-    """Each layer's binning of activations normalised with its activation ranges.
-
-    The last binnings made are kept: the streams of a run, and runs with the same ranges, share them.
-    """
+    """Each layer's binning of activations normalised with its activation ranges (which histograms need)."""
     if ranges is None:
         raise ValueError(
             "histogram DNAs need per-neuron activation ranges, and this extractor has none: "
-            "pass activation_ranges= (a file made with `vdna calibrate`)"
+            f"give {option('activation_ranges')} (a ranges file made with `vdna calibrate`)"
         )
-    key = (ranges.digest, tuple(layers), bins, str(device))
-    if key not in _last_binnings:
-        _last_binnings.clear()
-        _last_binnings[key] = {layer: Binning.create(*ranges.normalisation(layer), bins, device=device) for layer in layers}
-    return dict(_last_binnings[key])
+    return layer_binnings(ranges, layers, bins, device)
 
 
 class HistogramAccumulator(Accumulator):
     """Running per-neuron counts; activations are normalised with the extractor's ranges, then binned.
 
-    On the CPU, activations of a few images at a time (``buffer_bytes`` in all) are gathered into
-    one batch per layer before they are binned: one kernel call per layer for several images
-    rather than per image. Layers with few positions gather more images (up to 64), so that each
-    call bins about ``values_per_neuron`` values of each neuron. Layers the network leaves
-    channels-last (or as ViT tokens) are gathered in that layout and binned there when their
-    counts are small enough (:func:`vdna.kernels.bins_in_place`); others are gathered
-    neuron-major. Counts are exact sums, so they do not depend on how images are grouped.
+    On the CPU, the activations of a few images are gathered per layer and binned together
+    (:class:`vdna.kernels.Gathering`). Counts are exact sums, so they do not depend on how images
+    are grouped.
     """
 
     dna_class = VDNAHist
-    buffer_bytes = 64 * 2**20
-    values_per_neuron = 2**14
 
     def __init__(
         self,
@@ -158,70 +147,30 @@ class HistogramAccumulator(Accumulator):
         ranges: ActivationRanges | None,
         device: torch.device,
     ):
-        super().__init__(parameters, layers, device)
+        super().__init__(parameters, layers, device, ranges)
         bins = parameters["bins"]
-        self.binning = layer_binnings(self.layers, ranges, bins, self.device)
+        self.binning = binnings(self.layers, ranges, bins, self.device)
         self.counts = {
             layer: torch.zeros((neurons, bins), dtype=torch.int64, device=self.device)
             for layer, neurons in self.layers.items()
         }
-        self._pending: dict[str, torch.Tensor] = {}
-        self._pending_images: dict[str, int] = {}
-        self._capacity: dict[str, int] | None = None
+        self._gathering = Gathering(bins, self._bin)
 
     def update(self, activations: Mapping[str, torch.Tensor]) -> None:
-        if self._capacity is None:
-            self._capacity = self._gathered_images({layer: activations[layer].shape for layer in self.layers if layer in activations})
+        self._gathering.plan({layer: activations[layer] for layer in self.layers if layer in activations})
         super().update(activations)
 
-    def _gathered_images(self, shapes: Mapping[str, torch.Size]) -> dict[str, int]:
-        """Images gathered per layer: ``values_per_neuron`` values per neuron, up to 64, all within ``buffer_bytes``."""
-        wanted = {layer: min(64, -(-self.values_per_neuron // max(1, shape[2]))) for layer, shape in shapes.items()}
-        total = sum(count * 4 * math.prod(shapes[layer][1:]) for layer, count in wanted.items())
-        shrink = min(1.0, self.buffer_bytes / total) if total else 1.0
-        return {layer: max(1, int(count * shrink)) for layer, count in wanted.items()}
-
     def _update_layer(self, layer: str, activations: torch.Tensor) -> None:
-        if activations.device.type != "cpu":
-            self._bin(layer, activations)
-            return
-        pending = self._pending.get(layer)
-        if pending is None or pending.shape[2] != activations.shape[2]:
-            self._flush_layer(layer)
-            pending = self._pending[layer] = self._new_buffer(layer, activations)
-            self._pending_images[layer] = 0
-        filled = self._pending_images[layer]
-        if filled + activations.shape[0] > pending.shape[0]:
-            self._flush_layer(layer)
-            filled = 0
-        if activations.shape[0] >= pending.shape[0]:
-            self._bin(layer, activations)
-            return
-        pending[filled : filled + activations.shape[0]].copy_(activations)
-        self._pending_images[layer] = filled + activations.shape[0]
-
-    def _new_buffer(self, layer: str, activations: torch.Tensor) -> torch.Tensor:
-        images = (self._capacity or {}).get(layer, 1)
-        neurons, positions = activations.shape[1:]
-        if bins_in_place(activations, self.binning[layer].bins):  # gathered as the network lays them out
-            return torch.empty((images, positions, neurons), dtype=torch.float32).transpose(1, 2)
-        return torch.empty((images, neurons, positions), dtype=torch.float32)
+        self._gathering.add(layer, activations)
 
     def _bin(self, layer: str, activations: torch.Tensor) -> None:
         nans = accumulate_histograms(activations, self.counts[layer], self.binning[layer])
         if nans:
             raise ValueError(f"layer {layer!r}: the extractor produced {nans} NaN activation(s)")
 
-    def _flush_layer(self, layer: str) -> None:
-        filled = self._pending_images.get(layer, 0)
-        if filled:
-            self._pending_images[layer] = 0
-            self._bin(layer, self._pending[layer][:filled])
-
     def flush(self) -> None:
         """Bin every gathered activation now."""
-        for layer in self.layers:
-            self._flush_layer(layer)
+        self._gathering.flush()
 
     def _merge_state(self, other: HistogramAccumulator) -> None:
         self.flush()
@@ -232,7 +181,7 @@ class HistogramAccumulator(Accumulator):
     def _load_state(self, vdna: VDNAHist) -> None:
         if vdna.hist_nb_bins != self.parameters["bins"]:
             raise ValueError(f"cannot resume a {self.parameters['bins']}-bin run from a {vdna.hist_nb_bins}-bin DNA")
-        self._pending_images = dict.fromkeys(self._pending, 0)  # gathered images are replaced too
+        self._gathering.discard()  # gathered images are replaced too
         self.counts = {layer: vdna.data[layer].to(self.device, copy=True) for layer in self.layers}
 
     def layer_data(self) -> dict[str, torch.Tensor]:

@@ -12,58 +12,50 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar, TypedDict
 
 import numba
 import numpy as np
 import torch
 
 from ..dna import Provenance
-from ..kernels import accumulate_histograms
+from ..kernels import accumulate_histograms, compiled_by
 from ..ranges import ActivationRanges
-from .base import Accumulator, require_array
-from .histogram import BinnedDNA, VDNAHist, layer_binnings
+from .base import NAMES_KEY, Accumulator, PerImageDNA, require_array
+from .histogram import BinnedDNA, VDNAHist, binnings
 
 _NAME = re.compile(r"image-histogram-(\d+)")
-NAMES_KEY = "image_names"
-
-
-def stored_names(data: dict[str, Any], provenance: Provenance | None) -> Provenance | None:
-    """The provenance with the image names stored with the arrays (complete however many images), if any."""
-    names = data.pop(NAMES_KEY, None)
-    return provenance if names is None else replace(provenance or Provenance(), images=names)
-
-
-def image_names_provenance(provenance: Provenance, num_images: int) -> Provenance:
-    """``provenance`` with one name per image (positions where none were given), checked."""
-    if not provenance.images:
-        provenance = replace(provenance, images=[str(i) for i in range(num_images)])
-    if len(provenance.images) != num_images:
-        raise ValueError(f"{num_images} images but {len(provenance.images)} image names")
-    return provenance
-
-
 def _layer_keys(layer: str) -> tuple[str, str, str]:
     return f"{layer}/row_sizes", f"{layer}/bins", f"{layer}/counts"
 
 
-class VDNAImageHist(BinnedDNA):
+class SparseHistograms(TypedDict):
+    """One layer of per-image histograms, image after image and neuron after neuron (compressed sparse rows).
+
+    ``offsets`` (images x neurons + 1, int64): where each image's neuron starts in ``bins`` and
+    ``counts``, which hold its non-empty bins (ascending, int16 or int32) and their counts.
+    """
+
+    offsets: torch.Tensor
+    bins: torch.Tensor
+    counts: torch.Tensor
+
+
+class VDNAImageHist(BinnedDNA, PerImageDNA):
     """One DNA-hist per image: ``data[layer]`` holds ``offsets`` (images x neurons + 1), ``bins`` and ``counts``.
 
     ``offsets[i * neurons + n]`` is where neuron ``n`` of image ``i`` starts in ``bins``/``counts``
     (its non-empty bins, ascending, and their counts). ``names[i]`` names image ``i``.
     """
 
-    type = "image-histogram"
-    name_pattern = _NAME
+    data: dict[str, SparseHistograms]
 
-    def __init__(self, name, feature_extractor_name, neurons_list, data, num_images, provenance=None):
-        super().__init__(name, feature_extractor_name, neurons_list, data, num_images, provenance)
-        self.provenance = image_names_provenance(self.provenance, self.num_images)
+    type = "image-histogram"
+    extraction_flags: ClassVar[dict[str, bool]] = {"accumulate_spatial_feats_in_hist": True, "normalise_feats": True}
+    name_pattern = _NAME
 
     @classmethod
     def create(cls, parameters, feature_extractor_name, neurons_list, data, num_images, provenance=None):
-        provenance = stored_names(data, provenance)
         name = f"image-histogram-{parameters['bins']}"
         return cls(name, feature_extractor_name, dict(neurons_list), data, num_images, provenance)
 
@@ -72,14 +64,6 @@ class VDNAImageHist(BinnedDNA):
         return ImageHistogramsAccumulator(parameters, layers, ranges, device)
 
     # -- images ------------------------------------------------------------------------------------
-    @property
-    def names(self) -> list[str]:
-        """Image names, in the order of the DNAs."""
-        return list(self.provenance.images)
-
-    def __len__(self) -> int:
-        return self.num_images
-
     def _check_image(self, index: int) -> None:
         if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or not 0 <= index < self.num_images:
             raise IndexError(f"image index {index!r} is out of range for {self.num_images} images")
@@ -124,7 +108,7 @@ class VDNAImageHist(BinnedDNA):
         return merged
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        arrays: dict[str, np.ndarray] = {NAMES_KEY: np.array(self.names, dtype=np.str_)}
+        arrays = self.names_array()
         for layer in self.neurons_list:
             part = self.data[layer]
             sizes_key, bins_key, counts_key = _layer_keys(layer)
@@ -139,8 +123,7 @@ class VDNAImageHist(BinnedDNA):
         extra = sorted(set(arrays) - expected)
         if extra:
             raise ValueError(f"{origin}: arrays {extra} are not part of an image-histogram DNA")
-        names = require_array(arrays, NAMES_KEY, None, "U", origin)
-        images = len(names)
+        images = cls.stored_image_count(arrays, origin)
         data = {}
         for layer, neurons in neurons_list.items():
             sizes_key, bins_key, counts_key = _layer_keys(layer)
@@ -157,7 +140,6 @@ class VDNAImageHist(BinnedDNA):
                 "bins": torch.from_numpy(bins.astype(np.int16 if parameters["bins"] <= 32768 else np.int32)),
                 "counts": torch.from_numpy(counts.astype(np.int16 if counts.max(initial=0) < 32768 else np.int32)),
             }
-        data[NAMES_KEY] = [str(name) for name in names.tolist()]
         return data
 
 
@@ -199,9 +181,9 @@ class ImageHistogramsAccumulator(Accumulator):
     def __init__(
         self, parameters: dict[str, Any], layers: Mapping[str, int], ranges: ActivationRanges | None, device: torch.device
     ):
-        super().__init__(parameters, layers, device)
+        super().__init__(parameters, layers, device, ranges)
         bins = parameters["bins"]
-        self.binning = layer_binnings(layers, ranges, bins, self.device)
+        self.binning = binnings(layers, ranges, bins, self.device)
         self._scratch = {
             layer: torch.zeros((neurons, bins), dtype=torch.int64, device=self.device) for layer, neurons in layers.items()
         }
@@ -252,3 +234,10 @@ class ImageHistogramsAccumulator(Accumulator):
                 "counts": torch.cat([p[2] for p in parts]) if parts else torch.zeros(0, dtype=torch.int32),
             }
         return data
+
+
+def _warm_up() -> None:
+    _drain(np.zeros((2, 3), dtype=np.int64), np.empty(2, dtype=np.int64), np.empty(6, dtype=np.int32), np.empty(6, dtype=np.int64))
+
+
+compiled_by(_warm_up, _drain)

@@ -10,41 +10,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from .base import Accumulator, DNAType, require_array
+from .base import NAMES_KEY, Accumulator, DNAType, PerImageDNA, require_array
 from .gaussian import VDNAGauss, VDNALayerGauss, sample_moments, spread_from_m2
-from .image_histograms import NAMES_KEY, image_names_provenance, stored_names
 
 
-class VDNAImageMeans(DNAType):
+class VDNAImageMeans(PerImageDNA):
     """``data[layer]``: ``(images, neurons)`` float64, each image's activations averaged over positions."""
 
-    type = "image-mean"
+    data: dict[str, torch.Tensor]
 
-    def __init__(self, name, feature_extractor_name, neurons_list, data, num_images, provenance=None):
-        super().__init__(name, feature_extractor_name, neurons_list, data, num_images, provenance)
-        self.provenance = image_names_provenance(self.provenance, self.num_images)
+    type = "image-mean"
+    extraction_flags: ClassVar[dict[str, bool]] = {"average_feats_spatially": True}
 
     @classmethod
     def create(cls, parameters, feature_extractor_name, neurons_list, data, num_images, provenance=None):
-        provenance = stored_names(data, provenance)
         return cls(cls.type, feature_extractor_name, dict(neurons_list), data, num_images, provenance)
 
     @classmethod
     def accumulator(cls, parameters, layers, ranges, device) -> ImageMeansAccumulator:
         return ImageMeansAccumulator(parameters, layers, device)
-
-    @property
-    def names(self) -> list[str]:
-        """Image names, in the order of the rows."""
-        return list(self.provenance.images)
-
-    def __len__(self) -> int:
-        return self.num_images
 
     def _chosen(self, indices: Sequence[int] | np.ndarray | None) -> torch.Tensor:
         if indices is None:
@@ -78,7 +67,7 @@ class VDNAImageMeans(DNAType):
         return {layer: torch.cat([self.data[layer], other.data[layer].to(self.data[layer].device)]) for layer in self.data}
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        arrays = {NAMES_KEY: np.array(self.names, dtype=np.str_)}
+        arrays = self.names_array()
         arrays.update({layer: self.data[layer].cpu().numpy() for layer in self.neurons_list})
         return arrays
 
@@ -87,13 +76,11 @@ class VDNAImageMeans(DNAType):
         extra = sorted(set(arrays) - {NAMES_KEY, *neurons_list})
         if extra:
             raise ValueError(f"{origin}: arrays {extra} are not part of an image-mean DNA")
-        names = require_array(arrays, NAMES_KEY, None, "U", origin)
-        data: dict[str, Any] = {
-            layer: torch.from_numpy(require_array(arrays, layer, (len(names), neurons), "f", origin).astype(np.float64))
+        images = cls.stored_image_count(arrays, origin)
+        return {
+            layer: torch.from_numpy(require_array(arrays, layer, (images, neurons), "f", origin).astype(np.float64))
             for layer, neurons in neurons_list.items()
         }
-        data[NAMES_KEY] = [str(name) for name in names.tolist()]
-        return data
 
 
 class ImageMeansAccumulator(Accumulator):

@@ -6,13 +6,16 @@ maps are flattened, ViT tokens are positions (appendix A.1.2 of the paper).
 
 from __future__ import annotations
 
+import itertools
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from ..config import option
+from ..kernels import prefers_neuron_major
 from ..ranges import ActivationRanges
 
 
@@ -69,10 +72,10 @@ class HookExtractor(Extractor):
     ``tokens=True`` marks ``(batch, tokens, channels)`` outputs (ViT); otherwise outputs are
     ``(batch, channels, ...)``. ``channels_last=True`` runs a convolutional model in the
     channels-last memory format (faster on CPUs); the outputs keep their logical shapes.
-    ``channels_first_stem`` names submodules at the start of such a model that run, with the
-    input, in the default (channels-first) format instead: their outputs come neuron by neuron,
-    which the histogram kernels bin faster than channels-last ones when a layer has many
-    positions. Each calling thread's activations are captured apart, so threads may share one
+    Where the first hooked layers have so many positions that the histogram kernels bin them
+    faster neuron by neuron (:func:`vdna.kernels.prefers_neuron_major`), the part of the network
+    up to them runs in the default (channels-first) format instead, unless ``neuron_major_stem``
+    is False. Each calling thread's activations are captured apart, so threads may share one
     instance.
     """
 
@@ -94,21 +97,14 @@ class HookExtractor(Extractor):
         ranges: ActivationRanges | None = None,
         interpolation: str = "bicubic",
         channels_last: bool = False,
-        channels_first_stem: Sequence[str] = (),
+        neuron_major_stem: bool = True,
     ):
         super().__init__()
-        if channels_first_stem and not channels_last:
-            raise ValueError(f"extractor {name}: channels_first_stem needs channels_last=True (the rest of the model)")
         self.model = model.eval().requires_grad_(False)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         modules = dict(self.model.named_modules())
-        for path in channels_first_stem:
-            if path not in modules:
-                raise ValueError(f"extractor {name}: model has no submodule {path!r} to run channels-first")
-            modules[path].to(memory_format=torch.contiguous_format)
-        channels_last_input = channels_last and not channels_first_stem
-        self._memory_format = torch.channels_last if channels_last_input else torch.contiguous_format
+        self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self._module_paths = dict(layers)
         self._tokens = tokens
         self._run = run or (lambda net, x: net.forward_features(x) if hasattr(net, "forward_features") else net(x))
@@ -117,6 +113,8 @@ class HookExtractor(Extractor):
             if path not in modules:
                 raise ValueError(f"extractor {name}: model has no submodule {path!r} for layer {layer!r}")
             modules[path].register_forward_hook(self._capture_hook(layer))
+        if channels_last and neuron_major_stem:
+            self._run_stem_channels_first(input_size)
         neurons = self._probe_neurons(input_size)
         self.info = ExtractorInfo(
             name=name,
@@ -141,11 +139,46 @@ class HookExtractor(Extractor):
         return hook
 
     @torch.inference_mode()
-    def _probe_neurons(self, input_size: tuple[int, int]) -> dict[str, int]:
+    def _probe(self, input_size: tuple[int, int]) -> dict[str, torch.Tensor]:
         parameter = next(self.model.parameters(), None)
         device = parameter.device if parameter is not None else torch.device("cpu")
-        activations = self(torch.zeros((1, 3, *input_size), device=device))
+        return self(torch.zeros((1, 3, *input_size), device=device))
+
+    def _probe_neurons(self, input_size: tuple[int, int]) -> dict[str, int]:
+        activations = self._probe(input_size)
         return {layer: int(activations[layer].shape[1]) for layer in self._module_paths}
+
+    def _run_stem_channels_first(self, input_size: tuple[int, int]) -> None:
+        """Run channels-first the modules up to the last of the leading layers the kernels bin neuron by neuron."""
+        started: list[nn.Module] = []  # modules without submodules, in the order they run
+        ends: dict[str, int] = {}  # hooked layer -> modules started when its output came
+
+        def starts(module: nn.Module, inputs: object) -> None:
+            started.append(module)
+
+        def ended(layer: str) -> Callable:
+            def hook(module: nn.Module, inputs: object, output: object) -> None:
+                ends.setdefault(layer, len(started))
+
+            return hook
+
+        modules = dict(self.model.named_modules())
+        handles = [
+            module.register_forward_pre_hook(starts) for module in modules.values() if next(module.children(), None) is None
+        ]
+        handles += [modules[path].register_forward_hook(ended(layer)) for layer, path in self._module_paths.items()]
+        try:
+            activations = self._probe(input_size)
+        finally:
+            for handle in handles:
+                handle.remove()
+        stem = list(itertools.takewhile(
+            lambda layer: prefers_neuron_major(activations[layer].shape[2]), sorted(ends, key=ends.__getitem__)
+        ))
+        if stem:
+            for module in started[: ends[stem[-1]]]:
+                module.to(memory_format=torch.contiguous_format)
+            self._memory_format = torch.contiguous_format
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         thread = _calling_thread()
@@ -160,6 +193,25 @@ class HookExtractor(Extractor):
         return {
             layer: _as_neurons_by_positions(captured[layer], self._tokens) for layer in self._module_paths
         }
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device to run on: ``None`` means CUDA when available, else the CPU; a device that is not here is refused."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{option('device')} {device!r} is not a device; use e.g. cpu, cuda or cuda:1") from None
+    if resolved.type == "cuda":
+        available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if available == 0:
+            raise ValueError(f"{option('device')} {device!r}: CUDA is not available here (no GPU, or a torch without CUDA); use cpu")
+        if resolved.index is not None and resolved.index >= available:
+            raise ValueError(f"{option('device')} {device!r}: this machine has {available} CUDA device(s)")
+    elif resolved.type not in ("cpu", "mps", "xpu", "meta"):
+        raise ValueError(f"{option('device')} {device!r}: DNAs are made on cpu or cuda")
+    return resolved
 
 
 def check_ranges_match(ranges: ActivationRanges, info: ExtractorInfo) -> None:

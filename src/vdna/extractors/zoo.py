@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import TIMM_PREFIX, option
 from ..ranges import ActivationRanges, load_activation_ranges
-from . import register_extractor
 from .base import HookExtractor
 from .weights import HUB_REPO, RemoteFile, resolve_file
 
@@ -56,7 +56,7 @@ def _ranges(remote: RemoteFile | None, name: str) -> ActivationRanges | None:
     try:
         path, _ = resolve_file(remote)
     except (FileNotFoundError, ValueError) as error:
-        warnings.warn(f"{name}: no activation ranges, histograms need activation_ranges=: {error}", stacklevel=3)
+        warnings.warn(f"{name}: no activation ranges, histograms need {option('activation_ranges')}: {error}", stacklevel=3)
         return None
     return load_activation_ranges(path, name)
 
@@ -81,7 +81,7 @@ def _extractor(
     source, sha, ranges = "random initialisation", None, None
     if pretrained or weights is not None:
         if weights_file is None and weights is None:
-            raise ValueError(f"{name} has no published weights; pass weights= or pretrained=False")
+            raise ValueError(f"{name} has no published weights; give {option('weights')} (a weights file) or pretrained=False")
         path, sha = resolve_file(weights_file, weights) if weights_file is not None else resolve_file(
             RemoteFile(Path(weights).name), weights)
         model.load_state_dict(convert(load_state(path), model))
@@ -122,21 +122,18 @@ def _plain_state(state, model):
     return keep_model_keys(state, model)
 
 
-@register_extractor("mugs_vit_base")
 def mugs_vit_base(pretrained: bool = True, weights=None) -> HookExtractor:
     """Mugs ViT-B/16 (the paper's default): 12 blocks + final norm, 13 x 768 = 9984 neurons, 224x224."""
     return _vit("mugs_vit_base", "vit_base_patch16_224", pretrained, weights, _hub("Mugs/mugs_vit_base/weights.pth"),
                 _hub("Mugs/mugs_vit_base/activation_ranges.json"), _mugs_state)
 
 
-@register_extractor("mugs_vit_large")
 def mugs_vit_large(pretrained: bool = True, weights=None) -> HookExtractor:
     """Mugs ViT-L/16: 24 blocks + final norm, 25 x 1024 = 25600 neurons, 224x224."""
     return _vit("mugs_vit_large", "vit_large_patch16_224", pretrained, weights, _hub("Mugs/mugs_vit_large/weights.pth"),
                 _hub("Mugs/mugs_vit_large/activation_ranges.json"), _mugs_state)
 
 
-@register_extractor("dino_vit_base")
 def dino_vit_base(pretrained: bool = True, weights=None) -> HookExtractor:
     """DINO ViT-B/16: 13 x 768 = 9984 neurons, 224x224; weights from Meta's DINO release."""
     url = "https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth"
@@ -144,7 +141,6 @@ def dino_vit_base(pretrained: bool = True, weights=None) -> HookExtractor:
                 _hub("DINO/dino_vit_base/activation_ranges.json"), _plain_state)
 
 
-@register_extractor("clip_im_vit_b16")
 def clip_im_vit_b16(pretrained: bool = True, weights=None) -> HookExtractor:
     """CLIP image encoder ViT-B/16 (OpenAI, QuickGELU): 13 x 768 = 9984 neurons, 224x224, CLIP's mean/std."""
     weights_file = RemoteFile("vit_base_patch16_clip_quickgelu_224.openai.safetensors",
@@ -160,19 +156,16 @@ def _dinov2(size: str, pretrained: bool, weights) -> HookExtractor:
                 timm_options={"img_size": 224})
 
 
-@register_extractor("dinov2_vits14")
 def dinov2_vits14(pretrained: bool = True, weights=None) -> HookExtractor:
     """DINOv2 ViT-S/14 at 224x224 (256 patches + class token): 13 x 384 = 4992 neurons."""
     return _dinov2("small", pretrained, weights)
 
 
-@register_extractor("dinov2_vitb14")
 def dinov2_vitb14(pretrained: bool = True, weights=None) -> HookExtractor:
     """DINOv2 ViT-B/14 at 224x224: 13 x 768 = 9984 neurons."""
     return _dinov2("base", pretrained, weights)
 
 
-@register_extractor("dinov2_vitl14")
 def dinov2_vitl14(pretrained: bool = True, weights=None) -> HookExtractor:
     """DINOv2 ViT-L/14 at 224x224: 25 x 1024 = 25600 neurons."""
     return _dinov2("large", pretrained, weights)
@@ -195,7 +188,6 @@ def _resnet50(name: str, pretrained: bool, weights, weights_file, ranges_file, c
                       weights_file=weights_file, ranges_file=ranges_file, convert=convert)
 
 
-@register_extractor("dino_resnet50")
 def dino_resnet50(pretrained: bool = True, weights=None) -> HookExtractor:
     """DINO ResNet-50: the 16 bottleneck outputs, 3x256 + 4x512 + 6x1024 + 3x2048 = 15104 neurons, 224x224."""
     url = "https://dl.fbaipublicfiles.com/dino/dino_resnet50_pretrain/dino_resnet50_pretrain.pth"
@@ -204,7 +196,6 @@ def dino_resnet50(pretrained: bool = True, weights=None) -> HookExtractor:
                      lambda state, model: keep_model_keys({k.removeprefix("module."): v for k, v in state.items()}, model))
 
 
-@register_extractor("resnet50")
 def resnet50(pretrained: bool = True, weights=None) -> HookExtractor:
     """ResNet-50 supervised on ImageNet (torchvision's weights): 15104 neurons, 224x224; no published ranges."""
     url = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
@@ -253,7 +244,6 @@ def state_sha256(state: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-@register_extractor("rand_resnet50")
 def rand_resnet50(pretrained: bool = True, weights=None) -> HookExtractor:
     """ResNet-50 with seeded random weights (the paper's random baseline): no download, the same everywhere."""
     import timm
@@ -275,7 +265,6 @@ def rand_resnet50(pretrained: bool = True, weights=None) -> HookExtractor:
 VGG16_RELUS = [1, 3, 6, 8, 11, 13, 15, 18, 20, 22, 25, 27, 29]
 
 
-@register_extractor("vgg16")
 def vgg16(pretrained: bool = True, weights=None) -> HookExtractor:
     """VGG-16 (torchvision, ImageNet): the 13 ReLU outputs, 64+64+128+128+3x256+6x512 = 4224 neurons, 224x224."""
     import torchvision
@@ -290,7 +279,6 @@ def vgg16(pretrained: bool = True, weights=None) -> HookExtractor:
                       run=lambda net, x: net.features(x))
 
 
-@register_extractor("inception")
 def inception(pretrained: bool = True, weights=None) -> HookExtractor:
     """The FID Inception-v3 (pytorch-fid's weights): blocks of 64, 192, 768 and 2048 neurons, 299x299, inputs in [-1, 1].
 
@@ -308,9 +296,6 @@ def inception(pretrained: bool = True, weights=None) -> HookExtractor:
 
 
 # -- any timm model ------------------------------------------------------------------------------------
-TIMM_PREFIX = "timm:"
-
-
 def timm_extractor(
     model_name: str, pretrained: bool = True, weights: str | os.PathLike | None = None, layers=None
 ) -> HookExtractor:

@@ -1,0 +1,588 @@
+"""The run engine: every way of making DNAs repeats one step, written here once.
+
+The step (:class:`Run`): a batch of decoded images goes through the extractor's forward pass and
+into the accumulators; the images that could not be used meet one bad-image policy (raise, or skip
+and record); progress advances per image; the record of images used and skipped becomes the DNA's
+provenance (:func:`run_provenance`). The backends only decide where batches come from and where
+accumulators are merged: :func:`make_dnas` reads a source with DataLoader workers, or in one-thread
+streams on the CPU; :mod:`vdna.distributed` feeds Ray actors; :mod:`vdna.metrics` feeds tensors
+from a training loop.
+
+On the CPU each image goes through the network on its own (faster there than batching, and it
+makes a DNA independent of the batch size and of the number of workers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import itertools
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+from tqdm.auto import tqdm
+
+from .checkpoint import Checkpoint
+from .config import RunConfig, option
+from .distributions import Accumulator, DNAType, VDNAActivationRanges, parse_distribution
+from .dna import VDNA, Provenance, merge_vdnas
+from .extractors import Extractor, check_ranges_match, resolve_device
+from .kernels import compile_kernels, uncached_kernels
+from .preprocess import ImageError, Preprocessor, decode_image
+from .ranges import ActivationRanges, load_activation_ranges
+from .sources import ImageCollection, ItemStream, open_source
+
+logger = logging.getLogger(__name__)
+
+_AUTOCAST = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+Forward = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
+Progress = Callable[[int], None]
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+# -- images in, batches out --------------------------------------------------------------------------
+@dataclass
+class Batch:
+    """Preprocessed images of one step, and the images of that step that failed.
+
+    ``images`` is ``None`` when none could be used, or when streams have used them already.
+    ``positions`` are the images' positions in the whole run (used ones, then failed ones).
+    """
+
+    names: list[str]
+    images: torch.Tensor | None
+    failures: list[tuple[str, str]]
+    positions: list[int]
+
+
+def prepare_image(raw: Any, name: str, position: int, preprocessor: Preprocessor, max_pixels: int) -> tuple:
+    """``(position, name, network input, None)``, or ``(position, name, None, reason)`` if the image cannot be used."""
+    try:
+        return position, name, preprocessor(decode_image(raw, name, max_pixels), position), None
+    except ImageError as error:
+        return position, name, None, error.reason
+    except Exception as error:  # a failure to read an item is reported with its name
+        return position, name, None, f"{type(error).__name__}: {error}"
+
+
+def load_item(collection: ImageCollection, index: int, position: int) -> tuple:
+    """``(position, name, raw item, None)``, or ``(position, name, None, reason)`` if it cannot be read."""
+    name = collection.names[index]
+    try:
+        return position, name, collection.load(index), None
+    except Exception as error:
+        return position, name, None, f"cannot be read ({type(error).__name__}: {error})"
+
+
+def collate(samples: list[tuple], keep_images: bool = True) -> Batch:
+    """A :class:`Batch` of ``(position, name, image, reason it failed or None)`` samples, in their order."""
+    good = [sample for sample in samples if sample[3] is None]
+    bad = [sample for sample in samples if sample[3] is not None]
+    return Batch(
+        names=[name for _, name, _, _ in good],
+        images=torch.stack([image for _, _, image, _ in good]) if good and keep_images else None,
+        failures=[(name, reason) for _, name, _, reason in bad],
+        positions=[position for position, _, _, _ in good + bad],
+    )
+
+
+class _CollectionImages(Dataset):
+    def __init__(self, collection: ImageCollection, preprocessor: Preprocessor, max_pixels: int, positions: list[int]):
+        self.collection, self.preprocessor, self.max_pixels, self.positions = collection, preprocessor, max_pixels, positions
+
+    def __len__(self) -> int:
+        return len(self.collection)
+
+    def __getitem__(self, index: int) -> tuple:
+        position, name, raw, reason = load_item(self.collection, index, self.positions[index])
+        return (position, name, None, reason) if reason else prepare_image(raw, name, position, self.preprocessor, self.max_pixels)
+
+
+class _StreamImages(IterableDataset):
+    def __init__(self, stream: ItemStream, preprocessor: Preprocessor, max_pixels: int):
+        self.stream, self.preprocessor, self.max_pixels = stream, preprocessor, max_pixels
+
+    def __iter__(self) -> Iterator[tuple]:
+        for index, (name, raw) in enumerate(self.stream):
+            yield prepare_image(raw, name, index, self.preprocessor, self.max_pixels)
+
+
+def image_loader(
+    source: ImageCollection | ItemStream,
+    preprocessor: Preprocessor,
+    batch_size: int,
+    num_workers: int,
+    pin_memory: bool,
+    max_pixels: int,
+    positions: list[int],
+) -> DataLoader:
+    """A DataLoader of :class:`Batch` es decoded by ``num_workers`` processes; streams of unknown length are read here.
+
+    ``positions`` give each image of ``source`` its position in the whole run (it seeds random crops).
+    """
+    if isinstance(source, ItemStream):
+        dataset: Dataset = _StreamImages(source, preprocessor, max_pixels)
+        num_workers = 0
+    else:
+        dataset = _CollectionImages(source, preprocessor, max_pixels, positions)
+        num_workers = min(num_workers, len(source))
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate, pin_memory=pin_memory
+    )
+
+
+def raw_batches(source: ImageCollection | ItemStream, batch_size: int, positions: list[int]) -> Iterator[list[tuple]]:
+    """Lists of up to ``batch_size`` ``(position, name, raw item, reason it cannot be read or None)``, read in turn."""
+    if isinstance(source, ItemStream):
+        items = ((index, name, raw, None) for index, (name, raw) in enumerate(source))
+    else:
+        items = (load_item(source, index, positions[index]) for index in range(len(source)))
+    while batch := list(itertools.islice(items, batch_size)):
+        yield batch
+
+
+# -- the step -------------------------------------------------------------------------------------------
+def forward_function(extractor: Extractor, device: torch.device, precision: str = "float32", compile: bool = False) -> Forward:
+    """The extractor's forward pass, optionally compiled and under autocast (both change results slightly)."""
+    if precision not in _AUTOCAST:
+        raise ValueError(f"precision must be one of {tuple(_AUTOCAST)}, got {precision!r}")
+    network = torch.compile(extractor) if compile else extractor
+    dtype = _AUTOCAST[precision]
+    if dtype is None:
+        return network
+
+    def forward(images: torch.Tensor) -> Mapping[str, torch.Tensor]:
+        with torch.autocast(device.type, dtype=dtype):
+            return network(images)
+
+    return forward
+
+
+@dataclass
+class RunRecord:
+    """What a run used and skipped: image names, ``{"name", "reason"}`` entries and the positions done."""
+
+    used: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    done: list[int] = field(default_factory=list)
+
+
+class Run:
+    """The step every backend repeats: images through the forward pass into the accumulators, bad images by policy.
+
+    ``on_error="raise"`` raises :class:`~vdna.ImageError` for the first image that cannot be used;
+    ``"skip"`` records it in :attr:`record`. ``progress`` is called with the number of images done,
+    image by image on the CPU.
+    """
+
+    def __init__(
+        self,
+        forward: Forward,
+        accumulators: Sequence[Accumulator],
+        device: torch.device,
+        forward_batch_size: int = 1,
+        on_error: str = "raise",
+        progress: Progress | None = None,
+        record: RunRecord | None = None,
+    ):
+        self.forward = forward
+        self.accumulators = list(accumulators)
+        self.device = device
+        self.forward_batch_size = forward_batch_size
+        self.on_error = on_error
+        self.progress = progress or (lambda done: None)
+        self.record = record or RunRecord()
+
+    def fork(self, forward: Forward) -> Run:
+        """A run with the same settings on another forward pass, into fresh accumulators (for a stream)."""
+        return Run(forward, [accumulator.fresh() for accumulator in self.accumulators], self.device, self.forward_batch_size, self.on_error, self.progress)
+
+    def add_images(self, images: torch.Tensor) -> None:
+        """Run network inputs ``(N, 3, H, W)`` through the network into every accumulator."""
+        with torch.inference_mode():
+            for chunk in images.to(self.device, non_blocking=True).split(self.forward_batch_size):
+                activations = self.forward(chunk)
+                for accumulator in self.accumulators:
+                    accumulator.update(activations)
+                self.progress(chunk.shape[0])
+
+    def add(self, batch: Batch) -> None:
+        """One batch: its failures meet the policy, its images go through the network, and it is recorded."""
+        for name, reason in batch.failures:
+            if self.on_error == "raise":
+                raise ImageError(name, reason)
+            logger.info("skipped %s: %s", name, reason)
+            self.record.skipped.append({"name": name, "reason": reason})
+        if batch.images is not None:
+            self.add_images(batch.images)
+        if batch.failures:
+            self.progress(len(batch.failures))
+        self.record.used.extend(batch.names)
+        self.record.done.extend(batch.positions)
+
+    def merge(self, other: Run) -> None:
+        """Add the accumulators of a fork into this run's."""
+        for mine, theirs in zip(self.accumulators, other.accumulators):
+            mine.merge(theirs)
+
+
+# -- backends ---------------------------------------------------------------------------------------------
+def run_loader(run: Run, loader: Iterable[Batch], after_batch: Callable[[], None]) -> None:
+    """Every batch of ``loader`` through ``run``."""
+    for batch in loader:
+        run.add(batch)
+        after_batch()
+
+
+@contextlib.contextmanager
+def one_thread_streams(streams: int) -> Iterator[Callable[[Callable[[int], Any]], list]]:
+    """A runner calling ``work(stream)`` for every stream at once, each in its own thread.
+
+    torch runs on one thread meanwhile (each stream is one thread), and gets its thread count back.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(streams, thread_name_prefix="vdna-stream") as pool:
+            yield lambda work: list(pool.map(work, range(streams)))
+    finally:
+        torch.set_num_threads(threads)
+
+
+class _ShrinkingChunks:
+    """A batch's items handed out to streams a chunk at a time: half of an even share of what is left."""
+
+    def __init__(self, items: list[tuple], streams: int):
+        self._items, self._streams, self._taken = items, streams, 0
+        self._lock = threading.Lock()
+
+    def take(self) -> list[tuple]:
+        """The next chunk (empty once every item is taken)."""
+        with self._lock:
+            left = len(self._items) - self._taken
+            size = max(1, -(-left // (2 * self._streams)))
+            chunk = self._items[self._taken : self._taken + size]
+            self._taken += len(chunk)
+        return chunk
+
+
+def run_streams(
+    streams: Sequence[Run],
+    batches: Iterable[list[tuple]],
+    preprocessor: Preprocessor,
+    max_pixels: int,
+    after_batch: Callable[[], None],
+) -> None:
+    """Each batch's images shared among one-thread streams (CPU): ``streams`` are the run and its forks.
+
+    ``batches`` are :func:`raw_batches`. Streams take a batch's images in chunks that shrink as the
+    batch runs out (so they finish a batch together), decode and preprocess a chunk (the decoder's
+    data is still in the cache), then run its images one at a time. The batch's failures and record
+    go through the first stream, the run itself, between batches, when no stream is running; the
+    forks are merged into it at the end.
+    """
+    run = streams[0]
+
+    def work(stream: int, chunks: _ShrinkingChunks) -> list[tuple]:
+        outcomes: list[tuple] = []
+        while chunk := chunks.take():
+            prepared = [
+                (position, name, None, reason) if reason is not None else prepare_image(raw, name, position, preprocessor, max_pixels)
+                for position, name, raw, reason in chunk
+            ]
+            for _, _, image, _ in prepared:
+                if image is not None:
+                    streams[stream].add_images(image[None])
+            outcomes.extend((position, name, None, reason) for position, name, _, reason in prepared)  # images let go
+        return outcomes
+
+    with one_thread_streams(len(streams)) as each_stream:
+        for items in batches:
+            chunks = _ShrinkingChunks(items, len(streams))
+            outcomes = sorted(itertools.chain.from_iterable(each_stream(functools.partial(work, chunks=chunks))))
+            run.add(collate(outcomes, keep_images=False))
+            after_batch()
+    for fork in streams[1:]:
+        run.merge(fork)
+
+
+# -- what a run needs and what it records -----------------------------------------------------------------
+def resolve_ranges(activation_ranges: Any, extractor: Extractor) -> ActivationRanges | None:
+    """The ranges a histogram uses: the given ones (file, object or activation-ranges DNA), else the extractor's."""
+    if activation_ranges is None:
+        return extractor.info.ranges
+    if isinstance(activation_ranges, VDNAActivationRanges):
+        ranges = activation_ranges.to_ranges()
+    elif isinstance(activation_ranges, ActivationRanges):
+        ranges = activation_ranges
+    elif isinstance(activation_ranges, (str, os.PathLike)):
+        ranges = load_activation_ranges(activation_ranges, extractor.info.name)
+    else:
+        raise TypeError(
+            f"activation ranges must be a path, ActivationRanges or an activation-ranges VDNA, "
+            f"got {type(activation_ranges).__name__}"
+        )
+    check_ranges_match(ranges, extractor.info)
+    return ranges
+
+
+def describe_source(source: Any) -> str:
+    """A short description of a source for metadata and messages."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, (list, tuple)):
+        return f"list of {len(source)} items"
+    return type(source).__name__
+
+
+def run_provenance(
+    config: RunConfig,
+    source: Any,
+    extractor: Extractor,
+    ranges: ActivationRanges | None,
+    dna_class: type[DNAType],
+    parameters: dict[str, Any],
+    record: RunRecord,
+    *,
+    device: torch.device,
+    workers: int,
+    threads: int,
+    backend: str = "local",
+) -> Provenance:
+    """What a DNA records about how it was made (vdna 0.1.1's settings, then ours).
+
+    ``threads``: torch's intra-op threads on the CPU, recorded because CPU convolutions round
+    differently with different thread counts.
+    """
+    info = extractor.info
+    return Provenance(
+        weights_sha256=info.weights_sha256,
+        ranges_sha256=ranges.digest if ranges is not None else None,
+        images=list(record.used),
+        skipped=list(record.skipped),
+        data_settings={
+            "source": describe_source(source),
+            "crop_to_square_pre_resize": config.crop_to_square_pre_resize,
+            "resize_mode": "clean",
+            "shuffle_files": config.shuffle_files,
+            "num_images": config.num_images,
+        },
+        extraction_settings={
+            **dna_class.extraction_flags,
+            "range_scale_for_norm_params": 1 + ranges.margin if ranges is not None else 1.2,
+            "hist_range": [-1.0, 1.0],
+            "hist_nb_bins": parameters.get("bins", 0),
+            "num_workers": workers,
+            "batch_size": config.batch_size,
+            "device": str(device),
+            "verbose": config.verbose,
+            "n_sample_images": config.n_sample_images,
+            "seed": config.seed,
+            "margin_mode": ranges.margin_mode if ranges is not None else None,
+            "input_size": list(info.input_size),
+            "mean": list(info.mean),
+            "std": list(info.std),
+            "weights_source": info.weights_source,
+            "precision": config.precision,
+            "compile": config.compile,
+            "torch_threads": threads,
+            "streams": config.streams,
+            "backend": backend,
+        },
+    )
+
+
+def _checkpoint(config: RunConfig, source: Any, collection: Any, extractor: Extractor, ranges, threads: int, device) -> Checkpoint:
+    if not isinstance(collection, ImageCollection):
+        raise ValueError("checkpoints need a source of known length; this iterable has none")
+    identity = {
+        "source": describe_source(source),
+        "images_sha256": hashlib.sha256("\n".join(collection.names).encode("utf-8", "surrogateescape")).hexdigest(),
+        "images": len(collection),
+        "extractor": extractor.info.name,
+        "weights_sha256": extractor.info.weights_sha256,
+        "distribution": config.distribution_name,
+        "ranges_sha256": ranges.digest if ranges is not None else None,
+        "crop": config.crop_to_square_pre_resize,
+        "seed": config.seed,
+        "on_error": config.on_error,
+        "max_image_pixels": config.max_image_pixels,
+        "precision": config.precision,
+        "compile": config.compile,
+        "torch_threads": threads if device.type == "cpu" else None,  # CPU convolutions round by thread count
+    }
+    return Checkpoint(config.checkpoint, identity)
+
+
+class _PeriodicCheckpoint:
+    """Saves a run's state (the images of all its accumulators) each time ``every`` more images are done."""
+
+    def __init__(self, store: Checkpoint, streams: list[Run], extractor_name: str, every: int):
+        self.store, self.streams, self.extractor_name = store, streams, extractor_name
+        self.every, self.saved_at = every, len(streams[0].record.done)
+
+    def __call__(self) -> None:
+        record = self.streams[0].record
+        if len(record.done) - self.saved_at >= self.every:
+            partial = merge_vdnas([stream.accumulators[0].result(self.extractor_name) for stream in self.streams])
+            self.store.save(partial, record.used, record.skipped, record.done)
+            self.saved_at = len(record.done)
+
+
+def _save_sample_images(folder: str | os.PathLike, collection: ImageCollection | ItemStream, preprocessor: Preprocessor, count: int, seed: int) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(collection, ItemStream):
+        chosen = [(index, name, raw) for index, (name, raw) in zip(range(count), collection)]
+    else:
+        indices = random.Random(seed).sample(range(len(collection)), min(count, len(collection)))
+        chosen = [(index, collection.names[index], collection.load(index)) for index in indices]
+    for number, (index, name, raw) in enumerate(chosen):
+        try:
+            pixels = preprocessor.resized(decode_image(raw, name), index)
+        except ImageError as error:
+            logger.warning("sample image %s not saved: %s", name, error.reason)
+            continue
+        Image.fromarray(np.rint(pixels).astype(np.uint8)).save(folder / f"{number}.png")
+
+
+def _compile_phase(verbose: bool) -> None:
+    """Compile the kernels a run calls where their on-disk cache is missing (a first run), as a phase of its own."""
+    if not uncached_kernels():
+        return
+    started = time.perf_counter()
+    with tqdm(total=1, desc="compiling kernels, once", unit="step", disable=not verbose) as bar:
+        compile_kernels()
+        bar.update(1)
+    logger.info("kernels compiled in %.1f s, cached for later runs", time.perf_counter() - started)
+
+
+ExtractorSource = Callable[[int], list[Extractor]]
+"""``extractors(count)``: the run's extractor first, then ``count - 1`` more that streams may run at once."""
+
+
+def make_dnas(
+    source: Any, config: RunConfig, extractors: ExtractorSource, distributions: Sequence[str] | None = None
+) -> list[VDNA]:
+    """The DNAs of the images of ``source`` made in one pass, one per distribution name (``config``'s by default)."""
+    names = list(distributions) if distributions is not None else [config.distribution_name]
+    if not names:
+        raise ValueError("at least one distribution is needed")
+    kinds = [parse_distribution(name) for name in names]
+    device = resolve_device(config.device)
+    streams = config.streams
+    if streams > 1:
+        if device.type != "cpu":
+            raise ValueError(f"{option('streams')} run the network on CPU threads; the device is {device}")
+        inexact = [name for name, (dna_class, _) in zip(names, kinds) if not dna_class.exact_merge]
+        if inexact:
+            raise ValueError(
+                f"{option('streams')} need a distribution whose parts add up exactly in any order (histogram-B, "
+                f"activation-ranges); {', '.join(inexact)} does not"
+            )
+    if config.checkpoint is not None and len(names) > 1:
+        raise ValueError(f"{option('checkpoint')} saves the state of one DNA; make one distribution at a time to checkpoint")
+    extractor = extractors(1)[0]
+    forward = forward_function(extractor, device, config.precision, config.compile)
+    ranges = resolve_ranges(config.activation_ranges, extractor) if any(c.needs_ranges for c, _ in kinds) else None
+    layers = extractor.info.layers
+    accumulators = [dna_class.accumulator(parameters, layers, ranges, device) for dna_class, parameters in kinds]
+    collection = open_source(source, config.num_images, config.shuffle_files, config.seed)
+    if config.save_sample_images is not None and isinstance(collection, ItemStream) and iter(source) is source:
+        raise ValueError("save_sample_images needs a source that can be read twice; this iterator can be read once")
+    info = extractor.info
+    preprocessor = Preprocessor(info.input_size, info.mean, info.std, config.crop_to_square_pre_resize, config.seed)
+    workers = available_cores() if config.num_workers is None else config.num_workers
+    threads = 1 if streams > 1 else torch.get_num_threads()
+    total = len(collection) if isinstance(collection, ImageCollection) else None
+    record, todo, positions = RunRecord(), collection, list(range(total or 0))
+    store = _checkpoint(config, source, collection, extractor, ranges, threads, device) if config.checkpoint else None
+    if store is not None:
+        state = store.load()
+        if state is not None:
+            partial, used, skipped, done = state
+            accumulators[0].resume(partial)
+            record = RunRecord(used, skipped, done)
+            finished = set(done)
+            positions = [i for i in range(len(collection)) if i not in finished]
+            todo = collection.subset(positions)
+    _compile_phase(config.verbose)
+    forward_batch_size = config.forward_batch_size or (1 if device.type == "cpu" else config.batch_size)
+    with tqdm(total=total, initial=len(record.done), unit="img", desc=f"DNA {', '.join(names)}", disable=not config.verbose) as bar:
+        lock = threading.Lock()
+
+        def progress(done: int) -> None:
+            with lock:
+                bar.update(done)
+
+        run = Run(forward, accumulators, device, forward_batch_size, config.on_error, progress, record)
+        if streams > 1:
+            copies = [extractor] * (streams - 1) if extractor.concurrent_calls and not config.compile else extractors(streams)[1:]
+            parts = [run] + [run.fork(forward_function(copy, device, config.precision, config.compile)) for copy in copies]
+        else:
+            parts = [run]
+        saver = _PeriodicCheckpoint(store, parts, info.name, config.checkpoint_every) if store is not None else lambda: None
+        if streams > 1:
+            run_streams(parts, raw_batches(todo, config.batch_size, positions), preprocessor, config.max_image_pixels, saver)
+        else:
+            loader = image_loader(
+                todo, preprocessor, config.batch_size, workers, device.type == "cuda", config.max_image_pixels, positions
+            )
+            run_loader(run, loader, saver)
+    if accumulators[0].num_images == 0:
+        raise ValueError(f"none of the {len(record.skipped)} images of {describe_source(source)} could be used")
+    dnas = [
+        accumulator.result(info.name, run_provenance(
+            config, source, extractor, ranges, dna_class, parameters, record,
+            device=device, workers=workers if streams == 1 else 0, threads=threads,
+        ))
+        for accumulator, (dna_class, parameters) in zip(accumulators, kinds)
+    ]
+    if store is not None:
+        store.remove()
+    if config.save_sample_images is not None and config.n_sample_images > 0:
+        _save_sample_images(
+            config.save_sample_images, open_source(source, config.num_images, config.shuffle_files, config.seed),
+            preprocessor, config.n_sample_images, config.seed,
+        )
+    return dnas
+
+
+__all__ = [
+    "Batch",
+    "Run",
+    "RunRecord",
+    "collate",
+    "describe_source",
+    "forward_function",
+    "image_loader",
+    "load_item",
+    "make_dnas",
+    "one_thread_streams",
+    "prepare_image",
+    "raw_batches",
+    "resolve_ranges",
+    "run_loader",
+    "run_provenance",
+    "run_streams",
+]

@@ -1,0 +1,196 @@
+"""What a new user meets on the command line: one clear line per mistake, flags named as flags, nothing ignored."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import image_files
+
+from vdna import EMD, RunConfig, VDNAProcessor, load_vdna_from_files
+from vdna.cli import main
+from vdna.extractors import HookExtractor, register_extractor
+from vdna.ranges import ActivationRanges
+
+FORWARD_CALLS: list[int] = []
+
+
+class _Counting(torch.nn.Module):
+    """A small convolution that counts the images it sees."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 6, 5, stride=4)
+
+    def forward(self, x):
+        FORWARD_CALLS.append(x.shape[0])
+        return torch.relu(self.conv(x))
+
+
+@register_extractor("test_counting_net")
+def _counting_net(pretrained=True, weights=None):
+    return HookExtractor(_Counting(), {"conv": "conv"}, name="test_counting_net", input_size=(32, 32),
+                         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
+@pytest.fixture(scope="module")
+def folders(data_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli_errors")
+    made = {}
+    for name, count in (("set14", 4), ("sunhays80", 4)):
+        made[name] = root / name
+        made[name].mkdir()
+        for path in image_files(data_dir / name, count):
+            shutil.copy(path, made[name] / path.name)
+    return made
+
+
+@pytest.fixture(scope="module")
+def counting_ranges(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ranges") / "counting.ranges.json"
+    ActivationRanges("test_counting_net", {"conv": np.zeros(6, np.float32)}, {"conv": np.full(6, 4.0, np.float32)}).save(path)
+    return path
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_a_device_that_is_not_here_is_one_line(folders, tmp_path, capsys):
+    wanted = "cuda:7" if torch.cuda.is_available() else "cuda"
+    assert main(["make", str(folders["set14"]), "-o", str(tmp_path / "x"), "--device", wanted, "--quiet"]) == 2
+    assert error_line(capsys).startswith(f"vdna make: error: --device '{wanted}': ")
+    assert main(["make", str(folders["set14"]), "-o", str(tmp_path / "x"), "--device", "gpu", "--quiet"]) == 2
+    assert "--device 'gpu' is not a device; use e.g. cpu, cuda or cuda:1" in error_line(capsys)
+
+
+def test_messages_name_flags_not_python_arguments(folders, tmp_path, capsys):
+    out = str(tmp_path / "x")
+    assert main(["make", str(folders["set14"]), "-o", out, "--extractor", "test_counting_net", "--quiet"]) == 2
+    line = error_line(capsys)
+    assert "give --ranges (a ranges file made with `vdna calibrate`)" in line and "activation_ranges" not in line
+    assert main(["make", str(folders["set14"]), "-o", out, "--batch-size", "0", "--quiet"]) == 2
+    assert "vdna make: error: --batch-size must be a positive integer, got 0" in error_line(capsys)
+    assert main(["make", str(folders["set14"]), "-o", out, "--num-images", "0", "--quiet"]) == 2
+    assert "--num-images must be -1 (all) or a positive integer, got 0" in error_line(capsys)
+    with pytest.raises(ValueError, match="^batch_size must be a positive integer, got 0"):  # Python names in Python
+        RunConfig(batch_size=0)
+
+
+def test_transfer_names_performance_sets_that_are_not_among_the_dnas(folders, tmp_path, capsys):
+    performance = tmp_path / "performance.json"
+    performance.write_text(json.dumps({"set14": {"sunhays80": 1.0, "cityscapes": 0.5}}))
+    assert main(["transfer", str(folders["set14"]), str(folders["sunhays80"]), "--performance", str(performance), "--quiet"]) == 2
+    assert ("--performance names sets that are not among the DNAs: cityscapes (the DNAs are set14, sunhays80)"
+            in error_line(capsys))
+
+
+def test_compare_applies_learned_neuron_weights_or_refuses(folders, tmp_path, capsys, processor):
+    first, second = (processor.make_vdna(folders[name], verbose=False, num_workers=0) for name in ("set14", "sunhays80"))
+    first.save(tmp_path / "a")
+    second.save(tmp_path / "b")
+    weights = {layer: np.linspace(0.0, 1.0, count).tolist() for layer, count in first.neurons_list.items()}
+    learned = tmp_path / "learned.json"
+    learned.write_text(json.dumps({"metric": "emd", "attributes": {"hat": {"weights": weights}}}))
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--weights", str(learned)]) == 2
+    assert "to weight neurons (EMD_W) give --neuron-weights FILE" in error_line(capsys)
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--neuron-weights", str(learned), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["weighted"] and result["value"] == pytest.approx(float(EMD(first, second, weights=weights)), rel=1e-12)
+    assert result["value"] != pytest.approx(float(EMD(first, second)))
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--neuron-weights", str(learned), "--metric", "nfd"]) == 2
+    assert "holds weights learned for emd, not for nfd" in error_line(capsys)
+    two = tmp_path / "two.json"
+    two.write_text(json.dumps({"metric": "emd", "attributes": {"hat": {"weights": weights}, "rain": {"weights": weights}}}))
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--neuron-weights", str(two)]) == 2
+    assert "holds weights for hat, rain; choose one with --attribute" in error_line(capsys)
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--neuron-weights", str(two), "--attribute", "rain"]) == 0
+
+
+def test_saved_dnas_are_recognised_with_a_missing_or_compact_arrays_file(folders, tmp_path, capsys, processor):
+    dna = processor.make_vdna(folders["set14"], verbose=False, num_workers=0)
+    dna.save(tmp_path / "compact", compact=True)
+    assert main(["compare", str(tmp_path / "compact"), str(tmp_path / "compact"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["value"] == 0.0
+    dna.save(tmp_path / "lost")
+    (tmp_path / "lost.npz").unlink()
+    assert main(["compare", str(tmp_path / "lost"), str(tmp_path / "compact")]) == 2
+    assert f"DNA file {tmp_path / 'lost.npz'} does not exist" in error_line(capsys)
+    assert main(["inspect", str(tmp_path / "lost")]) == 2
+    assert f"DNA file {tmp_path / 'lost.npz'} does not exist" in error_line(capsys)
+
+
+def test_rank_says_when_the_relevant_names_match_no_image(folders, tmp_path, capsys):
+    relevant = tmp_path / "relevant.txt"
+    relevant.write_text("no_such_image.jpg\nanother.png\n")
+    argv = ["rank", str(folders["set14"]), str(folders["sunhays80"]), "--relevant", str(relevant), "--quiet", "--workers", "0"]
+    assert main(argv) == 2
+    line = error_line(capsys)
+    assert f"--relevant: none of the 2 names in {relevant} is an image of the ranking" in line
+
+
+def test_sample_size_fd_says_what_it_needs_in_plain_words(folders, tmp_path, capsys, processor):
+    processor.make_vdna(folders["set14"], distribution_name="image-histogram-1000", verbose=False).save(tmp_path / "images")
+    processor.make_vdna(folders["sunhays80"], verbose=False).save(tmp_path / "reference")
+    assert main(["sample-size", str(tmp_path / "images"), str(tmp_path / "reference"), "--sizes", "2,3", "--fd"]) == 2
+    line = error_line(capsys)
+    assert "--fd compares the Fréchet distance of each image's mean activations" in line and "give IMAGES and REFERENCE" in line
+    assert main(["sample-size", str(tmp_path / "images"), str(tmp_path / "reference"), "--sizes", "2,x"]) == 2
+    assert "--sizes must be comma-separated whole numbers" in error_line(capsys)
+
+
+def test_report_help_lists_only_the_options_it_takes(capsys):
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    shown = capsys.readouterr().out
+    assert "--extractor" in shown and "--bins" in shown
+    for absent in ("--streams", "--ray", "--checkpoint", "--distribution"):
+        assert absent not in shown, absent
+
+
+def test_a_report_runs_the_network_once_per_image(folders, tmp_path, capsys, counting_ranges):
+    FORWARD_CALLS.clear()
+    argv = ["report", str(folders["set14"]), str(folders["sunhays80"]), "-o", str(tmp_path / "r.html"), "--quiet",
+            "--extractor", "test_counting_net", "--ranges", str(counting_ranges), "--workers", "0"]
+    assert main(argv) == 0
+    assert sum(FORWARD_CALLS) == 8  # four images a set, each through the network once
+    assert "<h1>set14 vs sunhays80</h1>" in (tmp_path / "r.html").read_text()
+
+
+def test_several_dnas_of_one_pass_equal_the_dnas_made_one_at_a_time(folders, counting_ranges):
+    processor = VDNAProcessor()
+    options = {"feat_extractor_name": "test_counting_net", "activation_ranges": counting_ranges, "verbose": False,
+               "num_workers": 0}
+    FORWARD_CALLS.clear()
+    together = processor.make_vdnas(folders["set14"], ["image-histogram-50", "image-mean", "gaussian"], **options)
+    assert sum(FORWARD_CALLS) == 4
+    for name, dna in together.items():
+        alone = processor.make_vdna(folders["set14"], distribution_name=name, **options)
+        assert type(dna) is type(alone) and dna.num_images == alone.num_images == 4
+        assert dna.provenance.images == alone.provenance.images
+        for layer in alone.neurons_list:
+            mine, theirs = dna.data[layer], alone.data[layer]
+            for key in (mine if isinstance(mine, dict) else [None]):
+                assert torch.equal(mine[key] if key else mine, theirs[key] if key else theirs), (name, key)
+    with pytest.raises(ValueError, match="checkpoint saves the state of one DNA"):
+        processor.make_vdnas(folders["set14"], ["histogram-10", "gaussian"], checkpoint="x.ckpt", **options)
+    with pytest.raises(TypeError, match=r"unknown run options \['bins'\]"):
+        processor.make_vdnas(folders["set14"], ["histogram-10"], bins=10)
+
+
+def test_settings_read_as_vdna_0_1_1_attributes_and_survive_save_and_load(folders, tmp_path, processor):
+    dna = processor.make_vdna(folders["set14"], batch_size=3, verbose=False, num_workers=0)
+    settings = dna.extraction_settings_used
+    assert settings.hist_nb_bins == 1000 and settings.batch_size == 3 and settings.normalise_feats is True
+    assert settings.accumulate_spatial_feats_in_hist is True and settings.average_feats_spatially is False
+    assert dna.data_settings_used.source == str(folders["set14"]) and dna.data_settings_used.num_images == -1
+    dna.save(tmp_path / "saved")
+    loaded = load_vdna_from_files(tmp_path / "saved")
+    assert loaded.extraction_settings_used == settings and loaded.data_settings_used == dna.data_settings_used
+    assert json.loads((tmp_path / "saved.json").read_text())["extraction_settings"]["normalise_feats"] is True
