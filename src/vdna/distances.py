@@ -172,11 +172,12 @@ def _pick(values: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
     return values if index is None else values[index.to(values.device)]
 
 
-def _selection_sizes(selection: list[tuple[str, torch.Tensor | None]], vdna: VDNA) -> list[tuple[str, int]]:
+def selection_sizes(selection: list[tuple[str, torch.Tensor | None]], vdna: VDNA) -> list[tuple[str, int]]:
+    """``(layer, number of selected neurons)`` of a :func:`select_neurons` selection."""
     return [(layer, vdna.neurons_list[layer] if index is None else index.numel()) for layer, index in selection]
 
 
-def _weights_vector(weights: Weights, parts: list[tuple[str, int]], unit: str) -> torch.Tensor:
+def weights_vector(weights: Weights, parts: list[tuple[str, int]], unit: str) -> torch.Tensor:
     """One float64 weight per compared ``unit`` (neuron or layer), from a vector or ``{layer: weights}``."""
     if isinstance(weights, Mapping):
         missing = [layer for layer, _ in parts if layer not in weights]
@@ -216,7 +217,7 @@ def _combine(
     values = torch.cat(list(per_layer.values()))
     if weights is None:
         return values.mean()
-    return (_weights_vector(weights, _selection_sizes(selection, vdna), "neuron").to(values.device) * values).sum()
+    return (weights_vector(weights, selection_sizes(selection, vdna), "neuron").to(values.device) * values).sum()
 
 
 def _neuron_metric(
@@ -330,7 +331,7 @@ def FD(
     )
     if weights is None:
         return distances.mean()
-    vector = _weights_vector(weights, [(layer, 1) for layer, _ in selection], "layer")
+    vector = weights_vector(weights, [(layer, 1) for layer, _ in selection], "layer")
     return (vector.to(distances.device) * distances).sum()
 
 
@@ -423,4 +424,4 @@ def emd_to_reference(
     values = torch.cat(list(per_layer.values()), dim=1)
     if weights is None:
         return values.mean(dim=1)
-    return values @ _weights_vector(weights, _selection_sizes(selection, reference), "neuron")
+    return values @ weights_vector(weights, selection_sizes(selection, reference), "neuron")

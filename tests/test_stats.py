@@ -1,0 +1,287 @@
+"""Statistics of a distance between image sets: exact resampling core, interval, noise floor, permutation test."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import image_files
+
+from vdna import EMD, FD, NFD
+from vdna.distributions import VDNAImageHist
+from vdna.stats import (
+    bootstrap_interval,
+    compare_sets,
+    noise_floor_curve,
+    resampled_distances,
+    select_images,
+)
+
+DISTRIBUTIONS = ["image-histogram-1000", "image-mean"]
+
+
+@pytest.fixture(scope="module")
+def urban(processor, data_dir):
+    """Per-image histograms and means of 40 Urban100 images."""
+    return processor.make_vdnas(image_files(data_dir / "urban100", 40), DISTRIBUTIONS, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def bsd(processor, data_dir):
+    """Per-image histograms and means of 20 BSD100 images."""
+    return processor.make_vdnas(image_files(data_dir / "bsd100", 20), DISTRIBUTIONS, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def pair(urban, bsd):
+    """20 Urban100 images against 20 BSD100 images, histograms."""
+    return select_images(urban["image-histogram-1000"], range(20)), bsd["image-histogram-1000"]
+
+
+@pytest.fixture(scope="module")
+def urban_vs_bsd(pair):
+    return compare_sets(*pair, resamples=100, permutations=100)
+
+
+def test_the_resampling_core_reproduces_emd_bit_for_bit(pair):
+    a, b = pair  # weights: a row per image of a, then of b
+    rng = np.random.default_rng(3)
+    first = np.zeros((40, 4), dtype=np.int64)
+    second = np.zeros_like(first)
+    first[:20, 0], second[20:, 0] = 1, 1  # the full sets once
+    first[:, 1:] = rng.multinomial(20, np.full(40, 1 / 40), size=3).T  # images of both sets, repeated
+    second[:, 1:] = rng.multinomial(7, np.full(40, 1 / 40), size=3).T
+    distances = resampled_distances(a, b, first, second)
+    for column in range(4):
+        sides = []
+        for weights in (first[:, column], second[:, column]):
+            parts = [dna.subset(np.repeat(np.arange(20), part)) for dna, part in ((a, weights[:20]), (b, weights[20:])) if part.any()]
+            sides.append(parts[0] + parts[1] if len(parts) == 2 else parts[0])
+        expected = EMD(*sides, return_neuron_wise=True)
+        for layer, values in expected.items():
+            assert np.array_equal(distances[layer][:, column], values.numpy()), (layer, column)
+
+
+def test_the_rest_of_a_split_is_its_complement_and_neurons_can_be_chosen(pair):
+    a, b = pair
+    membership = np.zeros((40, 2), dtype=np.int64)
+    membership[:20, 0] = 1
+    membership[::2, 1] = 1
+    chosen = {"head": [0, 5, 1279], "stem": None}
+    split = resampled_distances(a, b, membership, neurons=chosen)
+    explicit = resampled_distances(a, b, membership, 1 - membership, neurons=chosen)
+    assert list(split) == ["stem", "head"] and split["head"].shape == (3, 2)
+    for layer in split:
+        assert np.array_equal(split[layer], explicit[layer])
+    assert np.array_equal(split["head"][:, 0], EMD(a.subset(), b.subset(), return_neuron_wise=True)["head"][[0, 5, 1279]].numpy())
+
+
+def test_the_core_reproduces_nfd_and_fd_of_the_full_sets(urban, bsd):
+    a, b = select_images(urban["image-mean"], range(20)), bsd["image-mean"]
+    first = np.zeros((40, 1), dtype=np.int64)
+    first[:20] = 1
+    nfd = resampled_distances(a, b, first, 1 - first, metric="nfd")
+    for layer, values in NFD(a.gaussian(), b.gaussian(), return_neuron_wise=True).items():
+        np.testing.assert_allclose(nfd[layer][:, 0], values.numpy(), rtol=1e-12, atol=1e-15)
+    fd = resampled_distances(a, b, first, metric="fd", neurons={"blocks.2.0": None, "blocks.6.0": None})
+    for layer in ("blocks.2.0", "blocks.6.0"):  # 40 neurons (full rank), 320 (rank 19: FD's eigenvalues round to ~1e-8)
+        expected = float(FD(a.layer_gaussian(), b.layer_gaussian(), use_neurons_from_layer=layer))
+        assert fd[layer].shape == (1, 1)
+        assert fd[layer][0, 0] == pytest.approx(expected, rel=1e-6)
+
+
+def test_urban_and_bsd_differ_with_20_images_a_side(pair, urban_vs_bsd):
+    a, b = pair
+    result = urban_vs_bsd
+    assert result.value == float(EMD(a.subset(), b.subset()))
+    assert result.p_value < 0.01 and result.p_value == 1 / 101  # no split is as far apart
+    assert result.noise_floor + 5 * result.noise_floor_spread < result.value
+    assert 0 < result.ci[0] < result.ci[1] and result.excess == result.value - result.noise_floor
+    assert (result.size_a, result.size_b, result.resamples, result.permutations) == (20, 20, 100, 100)
+    assert len(result.bootstrap) == 100 and len(result.null) == 100
+    assert result.ci == bootstrap_interval(result.value, result.bootstrap)
+
+
+def test_layer_shares_add_up_and_match_the_neuron_wise_distances(pair, urban_vs_bsd):
+    a, b = pair
+    per_neuron = EMD(a.subset(), b.subset(), return_neuron_wise=True)
+    layers = urban_vs_bsd.layers
+    assert list(layers) == list(a.neurons_list)
+    assert math.fsum(part.share for part in layers.values()) == pytest.approx(1.0, abs=1e-12)
+    total = sum(float(values.sum()) for values in per_neuron.values())
+    for layer, values in per_neuron.items():
+        assert layers[layer].neurons == values.numel()
+        assert layers[layer].value == pytest.approx(float(values.mean()), rel=1e-12)
+        assert layers[layer].share == pytest.approx(float(values.sum()) / total, rel=1e-12)
+        assert layers[layer].noise_floor < layers[layer].value
+    weights = {layer: torch.full((count,), 2.0 if layer == "head" else 0.0) for layer, count in a.neurons_list.items()}
+    weighted = compare_sets(a, b, resamples=10, permutations=10, weights=weights)
+    assert weighted.value == float(EMD(a.subset(), b.subset(), weights=weights))
+    assert weighted.layers["head"].share == 1.0 and weighted.layers["stem"].share == 0.0
+
+
+def test_halves_of_one_set_are_within_the_noise(urban):
+    images = urban["image-histogram-1000"]
+    order = np.random.default_rng(0).permutation(40)
+    result = compare_sets(select_images(images, order[:20]), select_images(images, order[20:]), permutations=100, resamples=20)
+    assert result.p_value > 0.05
+    assert abs(result.value - result.noise_floor) < 2 * result.noise_floor_spread
+    assert result.ci[0] == 0.0  # no distance between the sources is needed to explain the value
+
+
+def test_identical_sets_are_at_zero_and_never_significant(pair):
+    a, _ = pair
+    result = compare_sets(a, a, resamples=10, permutations=20)
+    assert result.value == 0.0 and result.p_value == 1.0 and result.ci[0] == 0.0
+    assert result.excess == -result.noise_floor < 0
+
+
+def test_seeded_and_independent_of_the_thread_count(pair, urban, bsd, request):
+    a, b = pair
+    first = compare_sets(a, b, resamples=8, permutations=8, seed=5)
+    request.getfixturevalue("one_torch_thread")  # torch, and with it the compiled passes, on one thread
+    one_thread = compare_sets(a, b, resamples=8, permutations=8, seed=5)
+    assert one_thread == first and one_thread.bootstrap == first.bootstrap and one_thread.null == first.null
+    assert compare_sets(a, b, resamples=8, permutations=8, seed=6).bootstrap != first.bootstrap
+    means = select_images(urban["image-mean"], range(20)), bsd["image-mean"]
+    assert compare_sets(*means, "nfd", 8, 8, seed=1) == compare_sets(*means, "nfd", 8, 8, seed=1)
+
+
+def test_gaussian_metrics(urban, bsd):
+    a, b = select_images(urban["image-mean"], range(20)), bsd["image-mean"]
+    nfd = compare_sets(a, b, "nfd", resamples=50, permutations=50)
+    assert nfd.value == float(NFD(a.gaussian(), b.gaussian())) and nfd.p_value < 0.05
+    layers = {"blocks.5.0": None, "blocks.6.0": None}
+    fd = compare_sets(a, b, "fd", resamples=10, permutations=20, neurons=layers)
+    first, second = a.layer_gaussian(), b.layer_gaussian()
+    expected = [float(FD(first, second, use_neurons_from_layer=layer)) for layer in layers]
+    assert fd.value == float(np.mean(expected)) and list(fd.layers) == list(layers)
+    assert fd.layers["blocks.6.0"].neurons == 320 and fd.p_value < 0.1
+
+
+def test_results_print_and_serialise(urban_vs_bsd):
+    result = urban_vs_bsd
+    out = json.loads(json.dumps(result.to_dict()))
+    assert out["value"] == result.value and out["ci"] == list(result.ci) and out["excess"] == result.excess
+    assert out["layers"]["head"]["share"] == result.layers["head"].share and "bootstrap" not in out
+    assert len(result.to_dict(samples=True)["null"]) == 100
+    line = result.summary()
+    assert line.startswith(f"emd {result.value:.4g} (95% CI") and "p = 0.0099 (100 permutations" in line
+    assert "20 vs 20 images" in line
+    assert str(result).splitlines()[0] == line and "head" in str(result)
+
+
+def test_interval_methods_by_hand():
+    replicates = [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert bootstrap_interval(3.0, replicates, 0.5, "percentile") == (2.0, 4.0)
+    assert bootstrap_interval(3.0, replicates, 0.5, "basic") == (2.0, 4.0)
+    assert bootstrap_interval(1.0, replicates, 0.5, "basic") == (0.0, 0.0)  # clamped at 0
+    low, high = bootstrap_interval(3.0, replicates, 0.5)  # quantiles of the squares: 4 and 16
+    assert (low, high) == (pytest.approx(math.sqrt(2)), pytest.approx(math.sqrt(14)))
+
+
+def test_noise_floor_curve_is_the_distance_between_disjoint_draws(urban):
+    images = urban["image-histogram-1000"]
+    distances = noise_floor_curve(images, [20, 5], other_size=15, draws=3, seed=4)
+    assert distances.shape == (3, 2)
+    shuffles = np.random.default_rng(4)
+    for draw in range(3):
+        order = shuffles.permutation(40)
+        for column, size in enumerate([5, 20]):
+            expected = EMD(images.subset(order[:size]), images.subset(order[-15:]))
+            assert distances[draw, column] == pytest.approx(float(expected), rel=1e-12)
+    assert distances[:, 0].mean() > distances[:, 1].mean()  # fewer images, more noise
+    means = noise_floor_curve(urban["image-mean"], [10], 10, draws=2, layers=["blocks.6.0"])
+    expected = FD(urban["image-mean"].layer_gaussian(np.random.default_rng(0).permutation(40)[:10]),
+                  urban["image-mean"].layer_gaussian(np.random.default_rng(0).permutation(40)[-10:]),
+                  use_neurons_from_layer="blocks.6.0")
+    assert means.shape == (2, 1) and means[0, 0] == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_select_images_keeps_the_chosen_images_in_order(pair):
+    a, _ = pair
+    chosen = select_images(a, [4, 1, 1])
+    assert isinstance(chosen, VDNAImageHist) and chosen.names == [a.names[4], a.names[1], a.names[1]]
+    for layer in ("stem", "head"):
+        assert torch.equal(chosen.subset().data[layer], a.subset([4, 1, 1]).data[layer])
+
+
+def test_errors(pair, urban, bsd):
+    a, b = pair
+    means = bsd["image-mean"]
+    with pytest.raises(ValueError, match="metric must be one of"):
+        compare_sets(a, b, metric="l2")
+    with pytest.raises(TypeError, match="metric 'nfd' needs per-image DNAs of type image-mean"):
+        compare_sets(a, b, metric="nfd")
+    with pytest.raises(TypeError, match="the second set is a VDNAImageMeans"):
+        compare_sets(a, means)
+    with pytest.raises(TypeError, match="the first set is a VDNAHist"):
+        compare_sets(a.subset(), b)
+    other = VDNAImageHist(a.name, "resnet50", a.neurons_list, a.data, a.num_images, a.provenance)
+    with pytest.raises(ValueError, match="feature extractors differ"):
+        compare_sets(a, other)
+    for bad in (0, -3, 2.5, True, "200"):
+        with pytest.raises(ValueError, match="resamples must be an integer >= 1"):
+            compare_sets(a, b, resamples=bad)
+        with pytest.raises(ValueError, match="permutations must be an integer >= 1"):
+            compare_sets(a, b, permutations=bad)
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        compare_sets(a, b, seed=-1)
+    with pytest.raises(ValueError, match="the second set has 1 image"):
+        compare_sets(a, select_images(b, [0]))
+    with pytest.raises(ValueError, match="layer 'nope' is not in this DNA; its layers are: stem, "):
+        compare_sets(a, b, neurons={"nope": None})
+    with pytest.raises(ValueError, match="neurons selects no neuron"):
+        compare_sets(a, b, neurons={"head": []})
+    with pytest.raises(ValueError, match=r"neuron indices for layer 'head' must lie in \[0, 1280\)"):
+        compare_sets(a, b, neurons={"head": [1280]})
+    with pytest.raises(ValueError, match="weights must be one value per compared neuron"):
+        compare_sets(a, b, weights=[1.0, 2.0])
+    with pytest.raises(ValueError, match="fd compares whole layers"):
+        compare_sets(means, means, "fd", neurons={"head": [1, 2]})
+    with pytest.raises(ValueError, match=r"sizes must lie in \[2, 25\]"):
+        noise_floor_curve(urban["image-histogram-1000"], [5, 30], other_size=15)
+    with pytest.raises(ValueError, match="draws must be an integer >= 1"):
+        noise_floor_curve(urban["image-histogram-1000"], [5], other_size=15, draws=0)
+    with pytest.raises(ValueError, match="pass either neurons= or layers="):
+        noise_floor_curve(urban["image-mean"], [5], 15, neurons={"head": None}, layers=["head"])
+    weights = np.ones((40, 2), dtype=np.int64)
+    with pytest.raises(ValueError, match=r"first must be integer weights of shape \(40, resamples\)"):
+        resampled_distances(a, b, weights[:30])
+    with pytest.raises(ValueError, match="first must be integer weights"):
+        resampled_distances(a, b, weights.astype(float))
+    with pytest.raises(ValueError, match="second weights must not be negative"):
+        resampled_distances(a, b, weights, -weights)
+    with pytest.raises(ValueError, match="every resample needs at least 1 image"):
+        resampled_distances(a, b, weights, 0 * weights)
+    with pytest.raises(ValueError, match="with second=None, first must hold 0/1 weights"):
+        resampled_distances(a, b, weights)
+    with pytest.raises(ValueError, match="method must be one of"):
+        bootstrap_interval(1.0, [1.0], method="bca")
+    with pytest.raises(ValueError, match="confidence must lie in"):
+        bootstrap_interval(1.0, [1.0], confidence=95)
+    with pytest.raises(ValueError, match="replicates must be a non-empty"):
+        bootstrap_interval(1.0, [])
+    with pytest.raises(IndexError, match=r"image indices must lie in \[0, 20\)"):
+        select_images(a, [20])
+    with pytest.raises(ValueError, match="indices must be a non-empty sequence"):
+        select_images(a, [])
+    with pytest.raises(TypeError, match="images must be per-image DNAs"):
+        select_images(a.subset(), [0])
+
+
+@pytest.mark.slow
+def test_twenty_halvings_of_imagenet_are_not_significant(processor, data_dir):
+    images = processor.make_vdna(image_files(data_dir / "imagenet1k", 1000), distribution_name="image-histogram-1000",
+                                 verbose=False)
+    p_values = []
+    for seed in range(20):  # the halvings of experiments/stats_checks.py
+        order = np.random.default_rng(1000 + seed).permutation(1000)
+        result = compare_sets(select_images(images, order[:500]), select_images(images, order[500:]), seed=seed)
+        p_values.append(result.p_value)
+        assert abs(result.value - result.noise_floor) < 3 * result.noise_floor_spread, seed
+    assert sum(p < 0.05 for p in p_values) <= 2, p_values
+    assert np.median(p_values) > 0.2
