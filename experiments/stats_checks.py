@@ -7,9 +7,10 @@ Three checks, on per-image DNAs of the default extractor (made once; kept in ``-
    5% below 0.05) and each distance within the noise floor's spread (``z`` = (value - noise
    floor) / spread).
 2. Two different sets: Urban100 vs BSD100 with 20, 50 and 100 images a side (random subsets).
-3. Coverage of the 95% interval: ``--draws`` random subsets of n images of each of two sets; how
+3. Coverage of the 95% intervals: ``--draws`` random subsets of n images of each of two sets; how
    often each interval contains the distance of the full sets (Urban100 vs BSD100: 100 vs 100;
-   the null case: two fixed ImageNet halves of 500, subsampled).
+   the null case: two fixed ImageNet halves of 500, subsampled), for EMD, NFD and FD. The
+   interval ``compare_sets`` gives is marked with a star.
 
     python experiments/stats_checks.py ../shared/data --cache /tmp/vdna-cache
 """
@@ -24,7 +25,7 @@ import numpy as np
 from _common import cached, image_files
 
 from vdna import VDNAProcessor
-from vdna.stats import INTERVAL_METHODS, bootstrap_interval, compare_sets, select_images
+from vdna.stats import INTERVAL_METHODS, INTERVALS, bootstrap_interval, compare_sets, select_images
 
 
 def main() -> None:
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--halvings", type=int, default=20)
     parser.add_argument("--draws", type=int, default=100, help="subsamples per size for the coverage")
     parser.add_argument("--sizes", default="20,50", help="images a side for the coverage")
+    parser.add_argument("--metrics", default="emd,nfd,fd", help="metrics whose coverage is measured")
     parser.add_argument("--resamples", type=int, default=200)
     parser.add_argument("--permutations", type=int, default=200)
     parser.add_argument("--only", choices=("halves", "pairs", "coverage"), help="run one check only")
@@ -41,23 +43,28 @@ def main() -> None:
 
     processor = VDNAProcessor()
     dnas = {
-        name: cached(
-            args.cache, f"{name}_image-histogram-1000",
-            lambda name=name: processor.make_vdna(
-                image_files(args.data / name), distribution_name="image-histogram-1000", verbose=False
+        (name, distribution): cached(
+            args.cache, f"{name}_{distribution}",
+            lambda name=name, distribution=distribution: processor.make_vdna(
+                image_files(args.data / name), distribution_name=distribution, verbose=False
             ),
         )
         for name in ("imagenet1k", "urban100", "bsd100")
+        for distribution in ("image-histogram-1000", "image-mean")
     }
+    histograms = {name: dna for (name, distribution), dna in dnas.items() if distribution == "image-histogram-1000"}
     settings = {"resamples": args.resamples, "permutations": args.permutations}
     started = time.perf_counter()
     if args.only in (None, "halves"):
-        halves(dnas["imagenet1k"], args.halvings, settings)
+        halves(histograms["imagenet1k"], args.halvings, settings)
     if args.only in (None, "pairs"):
-        pairs(dnas["urban100"], dnas["bsd100"], settings)
+        pairs(histograms["urban100"], histograms["bsd100"], settings)
     if args.only in (None, "coverage"):
         sizes = [int(size) for size in args.sizes.split(",")]
-        coverage(dnas, sizes, args.draws, args.resamples)
+        for metric in args.metrics.split(","):
+            distribution = "image-histogram-1000" if metric == "emd" else "image-mean"
+            sets = {name: dna for (name, kind), dna in dnas.items() if kind == distribution}
+            coverage(sets, metric, sizes, args.draws, args.resamples)
     print(f"\n({time.perf_counter() - started:.0f} s)")
 
 
@@ -81,7 +88,7 @@ def halves(images, halvings: int, settings: dict) -> None:
 
 def pairs(first, second, settings: dict) -> None:
     print("\n2. Urban100 vs BSD100, random subsets of n images a side, EMD")
-    print("   n      value  95% CI (basic)        noise floor +- spread   excess         p")
+    print("   n      value  95% CI                noise floor +- spread   excess         p")
     for size in (20, 50, 100):
         rng = np.random.default_rng(size)
         a = select_images(first, rng.choice(len(first), size, replace=False))
@@ -92,7 +99,7 @@ def pairs(first, second, settings: dict) -> None:
               f"{result.excess:7.3f}  {result.p_value:8.4f}")
 
 
-def coverage(dnas: dict, sizes: list[int], draws: int, resamples: int) -> None:
+def coverage(dnas: dict, metric: str, sizes: list[int], draws: int, resamples: int) -> None:
     imagenet = dnas["imagenet1k"]
     half = len(imagenet) // 2
     order = np.random.default_rng(0).permutation(len(imagenet))
@@ -102,12 +109,12 @@ def coverage(dnas: dict, sizes: list[int], draws: int, resamples: int) -> None:
             select_images(imagenet, order[:half]), select_images(imagenet, order[half:])
         ),
     }
-    print(f"\n3. Coverage of 95% intervals ({resamples} resamples): share of {draws} random subsets of n images a "
-          "side whose interval contains the full sets' distance")
-    header = "".join(f"  {method:>10}" for method in INTERVAL_METHODS)
-    print(f"{'case':46s}  {'n':>3}  {'full':>8}  {'mean value':>10}  {'mean boot':>10}{header}  {'mean width':>10}")
+    print(f"\n3. Coverage of 95% intervals of {metric} ({resamples} resamples): share of {draws} random subsets of "
+          "n images a side whose interval contains the full sets' distance")
+    header = "".join(f"  {method + ('*' if method == INTERVALS[metric] else ''):>10}" for method in INTERVAL_METHODS)
+    print(f"{'case':46s}  {'n':>3}  {'full':>8}  {'mean value':>10}  {'mean boot':>10}{header}  {'width*':>10}")
     for label, (first, second) in cases.items():
-        full = compare_sets(first, second, resamples=1, permutations=1).value
+        full = compare_sets(first, second, metric, resamples=1, permutations=1).value
         for size in sizes:
             rng = np.random.default_rng(size)
             hits = dict.fromkeys(INTERVAL_METHODS, 0)
@@ -115,7 +122,7 @@ def coverage(dnas: dict, sizes: list[int], draws: int, resamples: int) -> None:
             for _ in range(draws):
                 a = select_images(first, rng.choice(len(first), size, replace=False))
                 b = select_images(second, rng.choice(len(second), size, replace=False))
-                result = compare_sets(a, b, resamples=resamples, permutations=1, seed=int(rng.integers(2**31)))
+                result = compare_sets(a, b, metric, resamples, permutations=1, seed=int(rng.integers(2**31)))
                 values.append(result.value)
                 boots.append(np.mean(result.bootstrap))
                 widths.append(result.ci[1] - result.ci[0])
@@ -123,8 +130,8 @@ def coverage(dnas: dict, sizes: list[int], draws: int, resamples: int) -> None:
                     low, high = bootstrap_interval(result.value, result.bootstrap, method=method)
                     hits[method] += low <= full <= high
             cells = "".join(f"  {100 * hits[method] / draws:9.0f}%" for method in INTERVAL_METHODS)
-            print(f"{label:46s}  {size:3d}  {full:8.4f}  {np.mean(values):10.4f}  {np.mean(boots):10.4f}{cells}  "
-                  f"{np.mean(widths):10.4f}")
+            print(f"{label:46s}  {size:3d}  {full:8.4g}  {np.mean(values):10.4g}  {np.mean(boots):10.4g}{cells}  "
+                  f"{np.mean(widths):10.4g}")
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ def test_urban_and_bsd_differ_with_20_images_a_side(pair, urban_vs_bsd):
     assert 0 < result.ci[0] < result.ci[1] and result.excess == result.value - result.noise_floor
     assert (result.size_a, result.size_b, result.resamples, result.permutations) == (20, 20, 100, 100)
     assert len(result.bootstrap) == 100 and len(result.null) == 100
-    assert result.ci == bootstrap_interval(result.value, result.bootstrap)
+    assert result.interval == "squared" and result.ci == bootstrap_interval(result.value, result.bootstrap)
 
 
 def test_layer_shares_add_up_and_match_the_neuron_wise_distances(pair, urban_vs_bsd):
@@ -154,6 +154,7 @@ def test_gaussian_metrics(urban, bsd):
     a, b = select_images(urban["image-mean"], range(20)), bsd["image-mean"]
     nfd = compare_sets(a, b, "nfd", resamples=50, permutations=50)
     assert nfd.value == float(NFD(a.gaussian(), b.gaussian())) and nfd.p_value < 0.05
+    assert nfd.interval == "basic" and nfd.ci == bootstrap_interval(nfd.value, nfd.bootstrap, method="basic")
     layers = {"blocks.5.0": None, "blocks.6.0": None}
     fd = compare_sets(a, b, "fd", resamples=10, permutations=20, neurons=layers)
     first, second = a.layer_gaussian(), b.layer_gaussian()

@@ -11,14 +11,16 @@ without running the network again, so :func:`compare_sets` reports, besides the 
 - the **p-value** of the permutation test of "both sets come from one source" on those splits,
   ``(1 + #{null >= value}) / (1 + permutations)``;
 - a 95% **confidence interval** for the distance between the two sources, from resampling the
-  images of each set with replacement (bootstrap). Sampling noise adds to a distance roughly in
-  quadrature (``d**2 ~ true**2 + noise**2``): a distance between finite sets is biased upward, and
-  a bootstrap resample, a sample of the sample, adds about as much noise again. So the plain
-  percentile interval of the bootstrap distances lies above the value and misses, and the basic
-  (reverse-percentile) interval ``2 v - q`` still misses when the noise dominates (sets from one
-  source). The interval is the basic interval of the *squared* distance, ``sqrt(2 v**2 - q(d*^2))``,
-  clamped at 0: ``experiments/stats_checks.py`` measures its coverage on real images (94-100%
-  where the others reach 0-96%);
+  images of each set with replacement (bootstrap). A distance between finite sets is biased
+  upward (noise adds distance), and a bootstrap resample, a sample of the sample, adds about as
+  much noise again; so the plain percentile interval of the bootstrap distances lies above the
+  value and misses. The basic (reverse-percentile) interval ``(2 v - q_97.5, 2 v - q_2.5)``
+  reflects them about the value, which removes the bias where the noise adds up linearly: for
+  NFD and FD, squared distances (``E[(m1 - m2)**2]`` grows by the means' variances). To EMD, a
+  first-power (Wasserstein-1) distance, noise adds roughly in quadrature (``d**2 ~ true**2 +
+  noise**2``), so its interval is the basic interval of the squared distance,
+  ``sqrt(2 v**2 - q(d*^2))``; both are clamped at 0 (:data:`INTERVALS`).
+  ``experiments/stats_checks.py`` measures their coverage on real images;
 - each layer's value, share of the total, noise floor, interval and p-value.
 
 A resample is a vector of per-image weights: multinomial counts for the bootstrap, 0/1
@@ -66,6 +68,7 @@ from .kernels import torch_threads
 
 __all__ = [
     "CONFIDENCE",
+    "INTERVALS",
     "INTERVAL_METHODS",
     "METRICS",
     "LayerShare",
@@ -80,6 +83,9 @@ __all__ = [
 CONFIDENCE = 0.95
 METRICS = ("emd", "nfd", "fd")
 INTERVAL_METHODS = ("squared", "basic", "percentile")
+# The interval compare_sets gives: the basic interval on the scale where sampling noise adds up,
+# squared for EMD (a first-power distance), as they are for NFD and FD (squared distances).
+INTERVALS = {"emd": "squared", "nfd": "basic", "fd": "basic"}
 _RESAMPLES_PER_PASS = 256  # resamples of one neuron summed together: their weights stay in the L2 cache
 _INT32_LIMIT = 2**31 - 1
 _NEURONS_PER_TASK = 4  # neurons a thread takes at a time: threads share the work even when one is held up
@@ -142,7 +148,7 @@ class SetComparison:
     """A distance between two image sets with its interval, noise floor and permutation p-value.
 
     ``value``: the distance of the full sets. ``ci``: the 95% bootstrap interval of the distance
-    between the sources (``bootstrap_interval``'s ``"squared"`` method).
+    between the sources (``bootstrap_interval``'s method ``interval``: ``INTERVALS[metric]``).
     ``noise_floor``/``noise_floor_spread``: mean and standard deviation of the distance between
     random splits of the pooled images into sets of sizes ``size_a`` and ``size_b``.
     ``p_value``: the share of those splits at least as far apart as the sets (plus one, over
@@ -162,7 +168,7 @@ class SetComparison:
     permutations: int
     seed: int
     layers: Mapping[str, LayerShare]
-    interval: str = "squared"
+    interval: str = "squared"  # the method of bootstrap_interval that gave ci
     confidence: float = CONFIDENCE
     bootstrap: tuple[float, ...] = field(default=(), repr=False)
     null: tuple[float, ...] = field(default=(), repr=False)
@@ -780,21 +786,21 @@ def compare_sets(
             neurons=sizes[layer],
             value=float(values.mean()),
             share=contributions[layer] / total if total else 0.0,
-            **_spread(float(values.mean()), bootstrap[layer].mean(axis=0), null[layer].mean(axis=0)),
+            **_spread(float(values.mean()), bootstrap[layer].mean(axis=0), null[layer].mean(axis=0), metric),
         )
         for layer, values in full.items()
     }
     return SetComparison(
-        metric=metric, value=value, **_spread(value, bootstrap_totals, null_totals),
+        metric=metric, value=value, **_spread(value, bootstrap_totals, null_totals, metric), interval=INTERVALS[metric],
         size_a=size_a, size_b=size_b, resamples=resamples, permutations=permutations, seed=int(seed),
         layers=layers, bootstrap=tuple(bootstrap_totals.tolist()), null=tuple(null_totals.tolist()),
     )
 
 
-def _spread(value: float, bootstrap: np.ndarray, null: np.ndarray) -> dict[str, Any]:
+def _spread(value: float, bootstrap: np.ndarray, null: np.ndarray, metric: str) -> dict[str, Any]:
     """Interval, noise floor, its spread and p-value of ``value`` from its bootstrap and null distances."""
     return {
-        "ci": bootstrap_interval(value, bootstrap),
+        "ci": bootstrap_interval(value, bootstrap, method=INTERVALS[metric]),
         "noise_floor": float(null.mean()),
         "noise_floor_spread": float(null.std(ddof=1)) if null.size > 1 else 0.0,
         "p_value": float((1 + np.count_nonzero(null >= value)) / (1 + null.size)),
