@@ -27,7 +27,8 @@ class _Counting(torch.nn.Module):
         self.conv = torch.nn.Conv2d(3, 6, 5, stride=4)
 
     def forward(self, x):
-        FORWARD_CALLS.append(x.shape[0])
+        if x.any():  # not the blank image an extractor is probed with when it is built
+            FORWARD_CALLS.append(x.shape[0])
         return torch.relu(self.conv(x))
 
 
