@@ -31,8 +31,10 @@ import numpy as np
 from _common import cached, image_files
 from PIL import Image
 
-from vdna import VDNAProcessor
+from vdna import VDNAProcessor, merge_vdnas
 from vdna.apps.augment import random_augmentation
+from vdna.apps.retrieval import METHODS, average_precision, precision_recall_curve, retrieval_distances
+from vdna.plots import plot_precision_recall
 
 SETS = ("urban100", "bsd100", "sunhays80", "imagenet1k")
 GROUPS = {  # inclusive ranges of WordNet ids in the ImageNet sample
@@ -92,6 +94,46 @@ def per_image_dnas(processor: VDNAProcessor, out: Path, name: str, files: list[P
     return hists, means
 
 
+def layer_groups(layers: list[str]) -> dict[str, dict[str, None] | None]:
+    """Neuron selections: each method's default layers, all layers, thirds of the layers, the last layer."""
+    third = len(layers) // 3
+    parts = {"early": layers[:third], "middle": layers[third : 2 * third], "late": layers[2 * third :], "head": layers[-1:]}
+    return {"default": None, "all": dict.fromkeys(layers), **{name: dict.fromkeys(chosen) for name, chosen in parts.items()}}
+
+
+def task_scores(task: Task, dnas: dict, augmented: tuple) -> tuple[dict, np.ndarray]:
+    """``{(method, group): distances}`` of the task's candidates (relevant first) and their relevance."""
+    own = "imagenet1k" if task.name.startswith("imagenet-") else task.name
+    names = [Path(name).name for name in dnas[own][0].names]
+    reference = [dna.select_images([names.index(path.name) for path in task.reference]) for dna in dnas[own]]
+    distractors = {path.name for path in task.distractors}
+    candidates = [augmented]
+    for name in SETS:
+        if name == own and not task.name.startswith("imagenet-"):
+            continue
+        keep = [i for i, image in enumerate(dnas[name][0].names) if Path(image).name in distractors]
+        candidates.append(tuple(dna.select_images(keep) for dna in dnas[name]))
+    relevant = np.concatenate([np.full(len(c[0]), i == 0) for i, c in enumerate(candidates)])
+    merged = [merge_vdnas([c[kind] for c in candidates]) for kind in range(2)]
+    scores = {}
+    for group, neurons in layer_groups(reference[0].layers).items():
+        for method in METHODS:
+            scores[method, group] = retrieval_distances(merged, reference, method=method, neurons=neurons).numpy()
+    return scores, relevant
+
+
+def print_table(title: str, rows: dict[str, dict[str, float]], tasks: list[str]) -> None:
+    print(f"\n{title}")
+    held_out = [name for name in tasks if name != TUNING_TASK]
+    short = [name.replace("imagenet-", "in-").replace("reptiles-amphibians", "reptiles") for name in tasks]
+    print(f"{'':28s}" + "".join(f"{name:>10s}" for name in short) + f"{'mean*':>8s}{'worst*':>8s}")
+    for label, row in rows.items():
+        values = [row[name] for name in held_out]
+        print(f"{label:28s}" + "".join(f"{row[name]:10.3f}" for name in tasks)
+              + f"{np.mean(values):8.3f}{min(values):8.3f}")
+    print(f"(* over the held-out tasks: all but {TUNING_TASK})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", type=Path)
@@ -101,14 +143,26 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     processor = VDNAProcessor()
     started = time.perf_counter()
-    for name in SETS:
-        per_image_dnas(processor, args.out, name, image_files(args.data / name))
-        print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
-    for task in make_tasks(args.data):
+    dnas = {name: per_image_dnas(processor, args.out, name, image_files(args.data / name)) for name in SETS}
+    print(f"per-image DNAs of {', '.join(SETS)}: {time.perf_counter() - started:.0f} s", flush=True)
+    ap: dict[tuple[str, str], dict[str, float]] = {}
+    chance = {}
+    tasks = make_tasks(args.data)
+    for task in tasks:
         augmented = augmented_files(task, args.out / "augmented" / task.name, args.seed)
-        per_image_dnas(processor, args.out, f"{task.name}-augmented", augmented)
-        print(f"{task.name}: {len(task.reference)} reference, {len(augmented)} relevant, "
-              f"{len(task.distractors)} distractors; {time.perf_counter() - started:.0f} s", flush=True)
+        scores, relevant = task_scores(task, dnas, per_image_dnas(processor, args.out, f"{task.name}-augmented", augmented))
+        chance[task.name] = relevant.mean()
+        for key, distances in scores.items():
+            ap.setdefault(key, {})[task.name] = average_precision(distances, relevant)
+        print(f"{task.name}: {len(task.reference)} reference, {relevant.sum()} relevant, {(~relevant).sum()} "
+              f"distractors; {time.perf_counter() - started:.0f} s", flush=True)
+        if task.name == TUNING_TASK:
+            curves = {method: precision_recall_curve(scores[method, "default"], relevant)[:2] for method in METHODS}
+            plot_precision_recall(curves, args.out / "precision_recall.png")
+    names = [task.name for task in tasks]
+    for group in layer_groups(dnas[SETS[0]][0].layers):
+        print_table(f"average precision, layers: {group}", {method: ap[method, group] for method in METHODS}, names)
+    print_table("chance (fraction relevant)", {"chance": chance}, names)
 
 
 if __name__ == "__main__":

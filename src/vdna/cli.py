@@ -267,12 +267,22 @@ def _print_ranking(ranking: list, top: int, csv_path: str | None) -> None:
 
 
 def command_rank(args: argparse.Namespace) -> int:
-    from .apps.retrieval import average_precision, precision_recall_curve, rank_images
+    from .apps.retrieval import DEFAULT_METHOD, average_precision, precision_recall_curve, rank_images
 
     processor = VDNAProcessor()
-    images = _per_image(args.images, processor, args)
-    reference = _histogram_dna(args.reference, processor, args)
-    ranking = rank_images(images, reference, neurons=_neuron_selection(args, reference))
+    method = args.method or DEFAULT_METHOD
+    kinds = {"emd": ["image-histogram"], "embedding-cosine": ["image-mean"], "embedding-distance": ["image-mean"],
+             "emd-ratio": ["image-histogram"]}.get(method, ["image-histogram", "image-mean"])
+
+    def dnas(argument: str, reference: bool) -> list:
+        if _is_saved_dna(argument):  # the method says what else it needs
+            return [load_vdna_from_files(argument)]
+        if reference and method == "emd":
+            return [_histogram_dna(argument, processor, args)]
+        return [_per_image(argument, processor, args, kind) for kind in kinds]
+
+    images, reference = dnas(args.images, False), dnas(args.reference, True)
+    ranking = rank_images(images, reference, neurons=_neuron_selection(args, reference[0]), method=args.method)
     _print_ranking(ranking, args.top, args.csv)
     if args.grid:
         from .plots import plot_ranked_images
@@ -288,7 +298,7 @@ def command_rank(args: argparse.Namespace) -> int:
             from .plots import plot_precision_recall
 
             precision, recall, _ = precision_recall_curve(distances, relevant)
-            plot_precision_recall({"dna-emd": (precision, recall)}, args.pr_plot)
+            plot_precision_recall({method: (precision, recall)}, args.pr_plot)
     return 0
 
 
@@ -454,13 +464,18 @@ def _add_application_commands(commands: Any) -> None:
         return parser
 
     rank = add("rank", command_rank, "rank images by their distance to a reference set (retrieval)", (
-        "Rank every image of IMAGES by the EMD between its own DNA and the DNA of REFERENCE, closest first\n"
-        "(section 5.1 of the paper). IMAGES is per-image DNAs (vdna make SOURCE --distribution\n"
-        "image-histogram-1000) or a source of images; REFERENCE a saved DNA or a source. With --relevant\n"
+        "Rank every image of IMAGES by its distance to the set REFERENCE, closest first (section 5.1 of the\n"
+        "paper): --method emd (the paper's EMD), embedding-cosine, embedding-distance, emd-ratio or hybrid\n"
+        "(the default, best on held-out tasks). IMAGES and REFERENCE are sources of images (the DNAs the\n"
+        "method needs are made) or saved DNAs (a saved image-histogram DNA with a saved histogram reference\n"
+        "ranks by emd). With --relevant\n"
         "(a file listing the relevant images, one name per line) the average precision is printed."))
     rank.add_argument("images")
     rank.add_argument("reference")
     rank.add_argument("--layer", help="compare on the neurons of this layer only")
+    rank.add_argument("--method", choices=("emd", "embedding-cosine", "embedding-distance", "emd-ratio", "hybrid"),
+                      help="ranking method (default: hybrid from image sources; see vdna.apps.retrieval); "
+                           "each makes the per-image DNAs it needs from image sources")
     rank.add_argument("--top", type=int, default=20, help="print the first N (0: all; default 20)")
     rank.add_argument("--csv", help="write the whole ranking to this CSV file")
     rank.add_argument("--grid", help="draw the best, middle and worst images to this image file")
