@@ -15,13 +15,15 @@ Each method scores every candidate image against the reference set, lower is clo
   ``gaussian`` reference.
 - ``"emd-ratio"``: each neuron's EMD of the image to the reference divided by the mean EMD of the
   reference's own images to the reference, averaged over neurons: distances in units of the
-  reference's own spread (neurons on which every reference image matches the set exactly are
-  left out). Needs ``image-histogram-B`` DNAs of the images and of the reference's images.
+  reference's own spread (neurons on which every reference image matches the set exactly, a mean
+  EMD below :data:`NEGLIGIBLE_EMD`, are left out). Needs ``image-histogram-B`` DNAs of the images
+  and of the reference's images.
 - ``"hybrid"`` (the default): the mean of the ``"emd-ratio"`` term and of a normalised embedding
   term, the mean over neurons of the squared z-score of the image's averaged activations after
   each layer's vector is divided by its L2 norm (so an image's overall activation strength, which
   contrast, blur or noise change, does not count), standardised by the reference images'
-  normalised vectors. Each term is about 1 for an image like the reference's own. Needs both
+  normalised vectors (neurons constant over them left out). Each term is about 1 for an image
+  like the reference's own. Needs both
   ``image-histogram-B`` and ``image-mean`` DNAs of the images and of the reference's images.
 
 ``"emd"``, ``"embedding-cosine"`` and ``"embedding-distance"`` use every layer by default;
