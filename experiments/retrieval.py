@@ -126,10 +126,10 @@ def print_table(title: str, rows: dict[str, dict[str, float]], tasks: list[str])
     print(f"\n{title}")
     held_out = [name for name in tasks if name != TUNING_TASK]
     short = [name.replace("imagenet-", "in-").replace("reptiles-amphibians", "reptiles") for name in tasks]
-    print(f"{'':28s}" + "".join(f"{name:>10s}" for name in short) + f"{'mean*':>8s}{'worst*':>8s}")
+    print(f"{'':20s}" + "".join(f"{name:>12s}" for name in short) + f"{'mean*':>8s}{'worst*':>8s}")
     for label, row in rows.items():
         values = [row[name] for name in held_out]
-        print(f"{label:28s}" + "".join(f"{row[name]:10.3f}" for name in tasks)
+        print(f"{label:20s}" + "".join(f"{row[name]:12.3f}" for name in tasks)
               + f"{np.mean(values):8.3f}{min(values):8.3f}")
     print(f"(* over the held-out tasks: all but {TUNING_TASK})")
 

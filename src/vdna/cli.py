@@ -276,7 +276,7 @@ def command_rank(args: argparse.Namespace) -> int:
 
     def dnas(argument: str, reference: bool) -> list:
         if _is_saved_dna(argument):  # the method says what else it needs
-            return [load_vdna_from_files(argument)]
+            return [load_vdna_from_files(argument) if reference else _per_image(argument, processor, args, kinds[0])]
         if reference and method == "emd":
             return [_histogram_dna(argument, processor, args)]
         return [_per_image(argument, processor, args, kind) for kind in kinds]
