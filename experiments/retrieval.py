@@ -14,7 +14,9 @@ transformed by two random operations of appendix A.3) and distractors (images of
 Every candidate of every task is ranked by every method of ``vdna.apps.retrieval.METHODS`` on
 layer groups (all layers, early, middle, late, head); the table gives the average precision (area
 under the precision-recall curve) of each, its mean over the held-out tasks (all but urban100) and
-its worst case. Per-image DNAs (``image-histogram-1000`` and ``image-mean``) are cached in --out.
+its worst case. The library's default method is the one with the highest held-out mean on its
+default layers. Per-image DNAs (``image-histogram-1000`` and ``image-mean``) are cached in --out;
+the precision-recall curves of the tuning task go to --out/precision_recall.png.
 
     python experiments/retrieval.py ../shared/data --out retrieval_out
 """

@@ -155,17 +155,29 @@ def test_wrong_inputs_say_what_to_pass(dnas):
         rank_images(candidates, ["reference/"])
 
 
-def test_rank_command_makes_the_dnas_its_method_needs(files, dnas, tmp_path, capsys):
+def test_rank_command_ranks_saved_dnas_by_the_method_asked(dnas, tmp_path, capsys):
+    candidates, reference = dnas
+    candidates[1].save(tmp_path / "means")
+    reference[1].save(tmp_path / "reference-means")
+    assert main(["rank", str(tmp_path / "means"), str(tmp_path / "reference-means"), "--method", "embedding-distance"]) == 0
+    first = capsys.readouterr().out.splitlines()[0].split()
+    expected = rank_images(candidates[1], reference[1], method="embedding-distance")[0]
+    assert first[1:] == [f"{expected.distance:.6f}", expected.name]
+    assert main(["rank", str(tmp_path / "means"), str(tmp_path / "reference-means"), "--method", "emd"]) == 2
+    assert "is a image-mean DNA; this command needs per-image DNAs (image-histogram)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_rank_command_makes_the_dnas_its_method_needs_from_folders(files, dnas, tmp_path, capsys):
     reference_folder, candidate_folder = tmp_path / "reference", tmp_path / "candidates"
     for folder, chosen in ((reference_folder, files[:REFERENCE]), (candidate_folder, files[REFERENCE:])):
         folder.mkdir()
         for path in chosen:
             (folder / path.name).symlink_to(path)
-    assert main(["rank", str(candidate_folder), str(reference_folder), "--method", "embedding-cosine", "--quiet",
-                 "--workers", "0"]) == 0
+    assert main(["rank", str(candidate_folder), str(reference_folder), "--quiet", "--workers", "0"]) == 0
     first = capsys.readouterr().out.splitlines()[0].split()
     candidates, reference = dnas
-    expected = rank_images(candidates, reference, method="embedding-cosine")[0]
+    expected = rank_images(candidates, reference)[0]  # the default method, from both kinds of DNAs
     assert first[1:] == [f"{expected.distance:.6f}", str(candidate_folder / "planted.png")]
 
 
