@@ -195,7 +195,7 @@ def make_report(
     for side, other in ((first, second), (second, first)):
         if side.images is None:
             continue
-        ranking = rank_images(side.images, other.histogram)
+        ranking = rank_images(side.images, other.histogram, method="emd")
         shown = min(images_shown, max(1, len(ranking) // 2))  # closest and furthest rows do not overlap
         sections.append(f"<h2>Images of {html.escape(side.label)} by EMD to {html.escape(other.label)}</h2>")
         sections.append(_image_row(f"closest to {other.label}", ranking[:shown], len(ranking), from_end=False))
