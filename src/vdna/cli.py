@@ -336,8 +336,10 @@ def command_rank(args: argparse.Namespace) -> int:
     kinds = [f"image-histogram-{args.bins}" if kind == "image-histogram" else kind for kind in PER_IMAGE_INPUTS[method]]
 
     def dnas(argument: str, reference: bool) -> list[VDNA]:
-        if is_saved_dna(argument):  # one saved DNA: the method says if it needs more
-            return [_load(argument)]
+        if is_saved_dna(argument):  # one saved DNA of one kind: the paper's emd unless a method is asked
+            if reference:
+                return [_load(argument)]
+            return [per_image(argument, args, PER_IMAGE_INPUTS[args.method or "emd"][0])]
         if reference and method == "emd":
             return [histogram_dna(argument, args)]
         return _make(argument, args, kinds)
