@@ -108,6 +108,16 @@ def test_gaussians_and_ranges_equal_make_vdna(distribution, sizes, exact, photos
     assert_same_dna(made, whole[distribution], exact=exact)
 
 
+def test_histograms_with_ranges_of_ones_own_equal_make_vdna_with_them(processor, photos, whole, one_torch_thread):
+    ranges = whole["activation-ranges"]  # the minima and maxima of the six photographs
+    expected = processor.make_vdna(photos[:3], activation_ranges=ranges, num_workers=0, verbose=False)
+    made = _fed(DNAMetric(activation_ranges=ranges), as_batch(photos[:3]), (3,))
+    assert made.provenance.ranges_sha256 != whole["histogram-1000"].provenance.ranges_sha256
+    assert_same_dna(made, expected)
+    with pytest.raises(ValueError, match="activation ranges differ"):
+        DNADistance(whole["histogram-1000"], activation_ranges=ranges)
+
+
 def test_images_of_different_sizes_in_different_batches(processor, photo_paths, one_torch_thread):
     small = [real_photo(path, 72, 100) for path in photo_paths[:2]]
     large = [real_photo(path, 240, 300) for path in photo_paths[2:4]]  # downsampled, the others upsampled
@@ -137,7 +147,7 @@ def test_forward_gives_the_batch_dna_and_keeps_adding(photos, whole, one_torch_t
     assert first.num_images == 3
     assert metric(batch[3:]).num_images == 3
     metric.half()
-    metric.to(torch.float64)  # the states are exact sums: they keep their dtypes
+    metric.to(torch.float16)  # the states are exact sums: they keep their dtypes
     assert_same_dna(metric.compute(), whole["gaussian"], exact=False)
     copy = pickle.loads(pickle.dumps(metric))
     assert copy.extractor is metric.extractor  # rebuilt from its name: this process's shared extractor

@@ -27,6 +27,7 @@ except ModuleNotFoundError as error:  # pragma: no cover - exercised with torchm
         raise
     raise ImportError('vdna.metrics needs torchmetrics: pip install "vdna[metrics]"') from None
 
+import contextlib
 import functools
 import os
 import threading
@@ -93,6 +94,12 @@ class _FrozenExtractor:
 
     def __reduce__(self) -> tuple:
         return _FrozenExtractor, (self.name, self.weights, str(self.device))
+
+
+def _float32_region(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast switched off on ``device`` (where autocast exists), so a training loop's mixed precision stays outside."""
+    available = getattr(torch.amp, "is_autocast_available", lambda kind: kind in ("cpu", "cuda"))
+    return torch.autocast(device.type, enabled=False) if available(device.type) else contextlib.nullcontext()
 
 
 # -- images in ---------------------------------------------------------------------------------------
@@ -371,7 +378,7 @@ class DNAMetric(Metric):
         forward = forward_function(self.extractor, device, self._config.precision)
         accumulator = self._layout.batch_accumulator(self, self._template())
         self._interrupted = True  # until the batch is in every state
-        with torch.autocast(device.type, enabled=False):  # float32 unless precision= says otherwise
+        with _float32_region(device):  # precision= may still ask for autocast, inside
             Run(forward, [accumulator], device, step).add(batch)
         self._layout.absorb(self, accumulator)
         self.num_images = self.num_images + len(pixels)  # not in place: the state may be an inference tensor
