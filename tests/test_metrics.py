@@ -273,7 +273,7 @@ def test_bad_batches_are_refused_and_change_nothing(images, error, match):
         metric.compute()
 
 
-def test_an_update_that_fails_part_way_makes_compute_refuse_until_reset(photos, monkeypatch):
+def test_an_update_that_fails_part_way_makes_compute_refuse_until_reset(photos, monkeypatch, one_torch_thread):
     metric = DNAMetric()
     network = metric.extractor.forward
     calls = []
