@@ -1,0 +1,466 @@
+"""The images behind a neuron: where in each set the neurons that tell two sets apart fire most.
+
+A :class:`NeuronMaxima` rides along a run (a :class:`vdna.engine.Tracker`, fed by the same pass
+through the network that makes DNAs): for every image and neuron it takes the maximum activation
+over positions and where it is reached, and keeps for each neuron only its ``per_set`` best images,
+so its memory does not depend on the number of images. A position of a layer is mapped back to a
+box of the network's input (:func:`layer_geometry`): for a convolutional map, the input pixels
+that influence it, measured once per layer from the support of the gradient; for a ViT token, its
+patch (class and register tokens: the whole image). :func:`crop_examples` then reads the chosen
+images again, without the network, and crops each box from the image as the network saw it
+(cropped and resized, before normalisation).
+
+:func:`neuron_examples` does all of it for two image sets.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import RunConfig
+from .engine import run_preprocessor
+from .extractors import Extractor, ExtractorInfo
+from .preprocess import decode_image
+from .processor import VDNAProcessor
+from .sources import ItemStream, open_source
+
+NeuronKey = tuple[str, int]
+"""A neuron: its layer and its index in the layer."""
+
+_GRADIENT_SEED = 0
+_PROBES_PER_PASS = 8
+
+
+def _check_per_set(per_set: Any) -> None:
+    if not isinstance(per_set, int) or isinstance(per_set, bool) or per_set < 1:
+        raise ValueError(f"per_set must be a positive integer (images kept per neuron and set), got {per_set!r}")
+
+
+def _span(indices: list[int]) -> str:
+    return f"0 to {len(indices) - 1}" if indices == list(range(len(indices))) else str(indices)
+
+
+@dataclass(frozen=True)
+class Maximum:
+    """One image's maximum activation of a neuron: the image's position in the run, the value and where it is."""
+
+    image: int
+    activation: float
+    position: int
+
+
+class NeuronMaxima:
+    """For each neuron, the ``per_set`` images where it fires most, tracked during a run.
+
+    Each image counts with its maximum activation over the layer's positions, reached first at
+    ``position`` (row-major on a map; tokens in order). Images with equal maxima (a ReLU6 network
+    saturates at 6) are ranked by their mean activation over positions, then by their position in
+    the run, so the result does not depend on how the run was split into batches or streams. ``neurons`` (``{layer: indices}``) limits tracking to those neurons;
+    by default every neuron of every layer is tracked (3120 for the default extractor, a few
+    hundred kB for ``per_set=6``).
+    """
+
+    def __init__(self, per_set: int, neurons: Mapping[str, Sequence[int]] | None = None):
+        _check_per_set(per_set)
+        self.per_set = per_set
+        self.neurons = None if neurons is None else {layer: [int(i) for i in indices] for layer, indices in neurons.items()}
+        self.num_images = 0
+        self._columns: dict[str, tuple[int, int, torch.Tensor | None]] | None = None  # layer -> first column, count, indices
+        self._values: torch.Tensor | None = None  # (kept, columns) float32, best first
+        self._means: torch.Tensor | None = None  # (kept, columns) float32, mean over positions
+        self._images: torch.Tensor | None = None  # (kept, columns) positions of the images in the run
+        self._positions: torch.Tensor | None = None  # (kept, columns) where in the layer the maximum is
+
+    def fresh(self) -> NeuronMaxima:
+        """An empty tracker of the same neurons."""
+        return NeuronMaxima(self.per_set, self.neurons)
+
+    def _layout(self, activations: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, int, torch.Tensor | None]]:
+        if self._columns is None:
+            chosen = self.neurons if self.neurons is not None else dict.fromkeys(activations)
+            columns, start = {}, 0
+            for layer, indices in chosen.items():
+                if layer not in activations:
+                    raise ValueError(f"no layer {layer!r} among the activations; layers: {', '.join(activations)}")
+                size = activations[layer].shape[1]
+                if indices is not None:
+                    outside = [i for i in indices if not 0 <= i < size]
+                    if outside:
+                        raise ValueError(f"layer {layer!r} has {size} neurons; indices {outside} are out of range")
+                count = size if indices is None else len(indices)
+                columns[layer] = (start, count, None if indices is None else torch.tensor(indices, dtype=torch.int64))
+                start += count
+            self._columns = columns
+        return self._columns
+
+    def update(self, activations: Mapping[str, torch.Tensor], positions: Sequence[int]) -> None:
+        """Add a batch: ``{layer: (batch, neurons, positions)}`` and the images' positions in the run."""
+        maxima, means, where = [], [], []
+        for layer, (_, _, indices) in self._layout(activations).items():
+            values = activations[layer]
+            if indices is not None:
+                values = values.index_select(1, indices.to(values.device))
+            first = values.argmax(dim=2)  # the first maximum, NaN counting as the largest
+            maxima.append(values.gather(2, first.unsqueeze(2)).squeeze(2).float())
+            means.append(values.mean(dim=2).float())
+            where.append(first)
+        values, mean, found = (torch.cat(parts, dim=1).cpu() for parts in (maxima, means, where))
+        if len(positions) != values.shape[0]:
+            raise ValueError(f"{values.shape[0]} images but {len(positions)} positions")
+        if torch.isnan(values).any():
+            raise ValueError("the extractor produced NaN activations")
+        images = torch.as_tensor(list(positions), dtype=torch.int64).unsqueeze(1).expand_as(values)
+        self._keep((values, mean, images, found))
+        self.num_images += values.shape[0]
+
+    def _state(self) -> tuple[torch.Tensor, ...] | None:
+        return None if self._values is None else (self._values, self._means, self._images, self._positions)
+
+    def _keep(self, candidates: tuple[torch.Tensor, ...]) -> None:
+        """Keep the best ``per_set`` of the kept and the ``candidates`` (maxima, means, images, positions)."""
+        kept = self._state()
+        if kept is not None:
+            candidates = tuple(torch.cat([old, new]) for old, new in zip(kept, candidates))
+        for key, descending in ((2, False), (1, True), (0, True)):  # stable sorts: the last key sorts first
+            order = candidates[key].argsort(dim=0, descending=descending, stable=True)
+            candidates = tuple(values.gather(0, order) for values in candidates)
+        self._values, self._means, self._images, self._positions = (values[: self.per_set] for values in candidates)
+
+    def merge(self, other: NeuronMaxima) -> None:
+        """Add the images another tracker of the same neurons has seen."""
+        if not isinstance(other, NeuronMaxima) or other.per_set != self.per_set or other.neurons != self.neurons:
+            raise ValueError("only trackers of the same neurons and per_set can merge")
+        theirs = other._state()
+        if theirs is not None:
+            if self._columns is None:
+                self._columns = other._columns
+            self._keep(theirs)
+        self.num_images += other.num_images
+
+    def best(self, layer: str, index: int) -> list[Maximum]:
+        """The neuron's best images, highest maximum first (fewer than ``per_set`` if fewer images were seen)."""
+        if self._columns is None or self._values is None:
+            raise ValueError("no images have been tracked yet")
+        if layer not in self._columns:
+            raise ValueError(f"layer {layer!r} is not tracked; tracked layers: {', '.join(self._columns)}")
+        start, count, indices = self._columns[layer]
+        tracked = list(range(count)) if indices is None else indices.tolist()
+        if index not in tracked:
+            raise ValueError(f"neuron {index!r} of layer {layer!r} is not tracked; tracked: {_span(tracked)}")
+        column = start + tracked.index(index)
+        return [
+            Maximum(int(image), float(value), int(position))
+            for value, image, position in zip(self._values[:, column], self._images[:, column], self._positions[:, column])
+        ]
+
+
+
+# -- positions back to the input ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LayerGeometry:
+    """Where the positions of one layer lie on the network's input of ``input_size`` (H, W).
+
+    The first ``prefix`` positions (a ViT's class and register tokens) see the whole image; the
+    others lie on a ``grid`` (rows, columns), row by row. Row ``r`` of the grid covers input rows
+    ``[start[0] + r * stride[0], end[0] + r * stride[0])`` clipped to the image, and likewise for
+    columns: for a convolutional map, the rows the position's activation depends on; for tokens, the
+    patch.
+    """
+
+    input_size: tuple[int, int]
+    grid: tuple[int, int]
+    stride: tuple[float, float]
+    start: tuple[float, float]
+    end: tuple[float, float]
+    prefix: int = 0
+
+    @property
+    def positions(self) -> int:
+        """Positions of the layer."""
+        return self.prefix + self.grid[0] * self.grid[1]
+
+    def _cell(self, position: int) -> tuple[int, int] | None:
+        if not 0 <= position < self.positions:
+            raise ValueError(f"position {position} is outside the layer's {self.positions} positions")
+        return None if position < self.prefix else divmod(position - self.prefix, self.grid[1])
+
+    def box(self, position: int) -> tuple[int, int, int, int]:
+        """``(top, left, bottom, right)`` of the input pixels ``position`` sees (bottom and right excluded)."""
+        cell = self._cell(position)
+        height, width = self.input_size
+        if cell is None:
+            return 0, 0, height, width
+        top, left = (math.floor(self.start[axis] + cell[axis] * self.stride[axis]) for axis in (0, 1))
+        bottom, right = (math.ceil(self.end[axis] + cell[axis] * self.stride[axis]) for axis in (0, 1))
+        return min(max(top, 0), height), min(max(left, 0), width), min(max(bottom, 0), height), min(max(right, 0), width)
+
+    def centre(self, position: int) -> tuple[float, float]:
+        """The centre ``(y, x)`` of what ``position`` sees, before clipping to the image (the image's for a class token)."""
+        cell = self._cell(position)
+        if cell is None:
+            return self.input_size[0] / 2, self.input_size[1] / 2
+        return tuple((self.start[axis] + self.end[axis]) / 2 + cell[axis] * self.stride[axis] for axis in (0, 1))
+
+
+_GEOMETRY: weakref.WeakKeyDictionary[Extractor, dict[str, LayerGeometry]] = weakref.WeakKeyDictionary()
+
+
+def _grid(info: ExtractorInfo, layer: str) -> tuple[int, int]:
+    if layer not in info.layers:
+        raise ValueError(f"extractor {info.name} has no layer {layer!r}; layers: {', '.join(info.layers)}")
+    if layer not in info.grids:
+        raise ValueError(f"extractor {info.name} does not say where the positions of layer {layer!r} lie on its input")
+    return info.grids[layer]
+
+
+def _patches(info: ExtractorInfo, layer: str, positions: int) -> LayerGeometry:
+    rows, columns = _grid(info, layer)
+    height, width = info.input_size
+    stride = (height / rows, width / columns)
+    return LayerGeometry(info.input_size, (rows, columns), stride, (0.0, 0.0), stride, prefix=positions - rows * columns)
+
+
+def _supports(extractor: Extractor, probes: list[tuple[str, int]]) -> list[tuple[int, int, int, int]]:
+    """The bounding box ``(top, left, bottom, right)`` of the input pixels each ``(layer, position)`` depends on.
+
+    Measured as the support of the gradient of the sum of the layer's activations at the position
+    with respect to a noise image (all channels at once, so that no path is left out for being
+    inactive in one of them).
+    """
+    height, width = extractor.info.input_size
+    parameter = next(extractor.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    noise = torch.randn((1, 3, height, width), generator=torch.Generator().manual_seed(_GRADIENT_SEED)).to(device)
+    boxes = []
+    for start in range(0, len(probes), _PROBES_PER_PASS):
+        chunk = probes[start : start + _PROBES_PER_PASS]
+        images = noise.expand(len(chunk), -1, -1, -1).clone().requires_grad_(True)
+        with torch.enable_grad():
+            activations = extractor(images)
+            total = sum(activations[layer][sample, :, position].sum() for sample, (layer, position) in enumerate(chunk))
+            (gradient,) = torch.autograd.grad(total, images)
+        for sample, (layer, position) in enumerate(chunk):
+            touched = gradient[sample].abs().sum(dim=0).cpu() != 0
+            rows, columns = touched.any(dim=1).nonzero().flatten(), touched.any(dim=0).nonzero().flatten()
+            if rows.numel() == 0:
+                raise RuntimeError(f"layer {layer!r}, position {position}: the activation depends on no input pixel")
+            boxes.append((int(rows[0]), int(columns[0]), int(rows[-1]) + 1, int(columns[-1]) + 1))
+    return boxes
+
+
+def _axis(size: int, cells: int, first_end: int, second_end: int, last_start: int, before_last_start: int) -> tuple[float, float, float]:
+    """``(stride, start, end)`` of one axis from the supports of the first two and the last two cells.
+
+    A support clipped by the image's edge says nothing of the unclipped interval; but then every
+    cell is clipped on that side too, which the clipped value expresses exactly.
+    """
+    if cells == 1:
+        stride = float(size)
+    elif second_end < size:  # neither of the first two is clipped at the end
+        stride = float(second_end - first_end)
+    elif before_last_start > 0:  # neither of the last two is clipped at the start
+        stride = float(last_start - before_last_start)
+    else:
+        stride = size / cells
+    return stride, last_start - (cells - 1) * stride, float(first_end)
+
+
+def _maps(extractor: Extractor, layers: list[str]) -> dict[str, LayerGeometry]:
+    info = extractor.info
+    corners = {}
+    for layer in layers:
+        rows, columns = _grid(info, layer)
+        cells = [(0, 0), (min(1, rows - 1), min(1, columns - 1)), (rows - 1, columns - 1), (max(rows - 2, 0), max(columns - 2, 0))]
+        corners[layer] = [r * columns + c for r, c in cells]
+    boxes = iter(_supports(extractor, [(layer, position) for layer in layers for position in corners[layer]]))
+    found = {}
+    for layer in layers:
+        first, second, last, before_last = (next(boxes) for _ in range(4))
+        grid = _grid(info, layer)
+        axes = [
+            _axis(info.input_size[axis], grid[axis], first[axis + 2], second[axis + 2], last[axis], before_last[axis])
+            for axis in (0, 1)
+        ]
+        stride, start, end = zip(*axes)
+        found[layer] = LayerGeometry(info.input_size, grid, stride, start, end)
+    return found
+
+
+def layer_geometry(extractor: Extractor, layers: Iterable[str]) -> dict[str, LayerGeometry]:
+    """Where the positions of each of ``layers`` lie on the extractor's input, measured once per extractor and layer."""
+    info = extractor.info
+    wanted = list(dict.fromkeys(layers))
+    for layer in wanted:
+        _grid(info, layer)
+    known = _GEOMETRY.setdefault(extractor, {})
+    missing = [layer for layer in wanted if layer not in known]
+    if missing:
+        if info.tokens:
+            positions = {layer: int(count) for layer, count in _token_counts(extractor, missing).items()}
+            known.update({layer: _patches(info, layer, positions[layer]) for layer in missing})
+        else:
+            known.update(_maps(extractor, missing))
+    return {layer: known[layer] for layer in wanted}
+
+
+@torch.inference_mode()
+def _token_counts(extractor: Extractor, layers: list[str]) -> dict[str, int]:
+    parameter = next(extractor.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    activations = extractor(torch.zeros((1, 3, *extractor.info.input_size), device=device))
+    return {layer: activations[layer].shape[2] for layer in layers}
+
+
+# -- the examples -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NeuronExample:
+    """An image where a neuron fires strongly: its maximum ``activation``, reached at ``position`` of the layer.
+
+    ``box`` ``(top, left, bottom, right)`` is what that position sees of the network's input, and
+    ``crop`` (uint8 ``(h, w, 3)``) those pixels of the image as the network saw it (cropped and
+    resized, before normalisation). ``image`` is the image's position in its source.
+    """
+
+    name: str
+    image: int
+    activation: float
+    position: int
+    box: tuple[int, int, int, int]
+    crop: np.ndarray
+
+
+@dataclass(frozen=True)
+class NeuronExamples:
+    """A neuron's best examples in set A and in set B, highest activation first."""
+
+    layer: str
+    index: int
+    a: tuple[NeuronExample, ...]
+    b: tuple[NeuronExample, ...]
+
+
+def neuron_list(neurons: Any, info: ExtractorInfo) -> list[NeuronKey]:
+    """``neurons`` (``(layer, index)`` pairs, objects with ``layer`` and ``index`` such as ranked
+    :class:`~vdna.neurons.Neuron` s, or ``{layer: indices}``) as ``(layer, index)`` pairs, checked against ``info``."""
+    if isinstance(neurons, Mapping):
+        pairs = [(layer, index) for layer, indices in neurons.items() for index in indices]
+    else:
+        pairs = [(n.layer, n.index) if hasattr(n, "layer") else tuple(n) for n in neurons]
+    if not pairs:
+        raise ValueError("no neurons given; give (layer, index) pairs or {layer: indices}")
+    checked = []
+    for pair in pairs:
+        if len(pair) != 2:
+            raise ValueError(f"a neuron is a (layer, index) pair, got {pair!r}")
+        layer, index = pair
+        if layer not in info.layers:
+            raise ValueError(f"extractor {info.name} has no layer {layer!r}; layers: {', '.join(info.layers)}")
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < info.layers[layer]:
+            raise ValueError(f"layer {layer!r} of {info.name} has {info.layers[layer]} neurons; neuron {index!r} is not one of them")
+        checked.append((layer, int(index)))
+    return list(dict.fromkeys(checked))
+
+
+def can_read_twice(source: Any) -> bool:
+    """Whether the images of ``source`` can be read again after a run (not a one-shot iterator)."""
+    return not isinstance(source, Iterator)
+
+
+def _resized_images(source: Any, config: RunConfig, info: ExtractorInfo, images: Sequence[int]) -> dict[int, tuple[str, np.ndarray]]:
+    """``{position: (name, pixels)}``: the images at those positions of the run, as the network saw them."""
+    collection = open_source(source, config.num_images, config.shuffle_files, config.seed)
+    wanted = set(images)
+    if isinstance(collection, ItemStream):
+        items = {index: item for index, item in enumerate(collection) if index in wanted}
+    else:
+        items = {index: (collection.names[index], collection.load(index)) for index in sorted(wanted)}
+    missing = sorted(wanted - set(items))
+    if missing:
+        raise ValueError(f"images {missing} of the run are no longer in the source; has it changed since?")
+    preprocessor = run_preprocessor(info, config)
+    return {
+        index: (name, preprocessor.resized(decode_image(raw, name, config.max_image_pixels), index))
+        for index, (name, raw) in items.items()
+    }
+
+
+def crop_examples(
+    maxima: NeuronMaxima, neurons: Sequence[NeuronKey], source: Any, config: RunConfig, extractor: Extractor
+) -> dict[NeuronKey, list[NeuronExample]]:
+    """Each neuron's best images of a run into ``maxima``, with the crop of each: ``source`` is read again, without the network.
+
+    ``source`` and ``config`` must be those of the run (they say which image each position is).
+    """
+    geometry = layer_geometry(extractor, [layer for layer, _ in neurons])
+    best = {(layer, index): maxima.best(layer, index) for layer, index in neurons}
+    pixels = _resized_images(source, config, extractor.info, sorted({m.image for found in best.values() for m in found}))
+    examples = {}
+    for (layer, index), found in best.items():
+        examples[(layer, index)] = []
+        for maximum in found:
+            name, image = pixels[maximum.image]
+            top, left, bottom, right = box = geometry[layer].box(maximum.position)
+            crop = np.rint(image[top:bottom, left:right]).astype(np.uint8)
+            examples[(layer, index)].append(NeuronExample(name, maximum.image, maximum.activation, maximum.position, box, crop))
+    return examples
+
+
+def neuron_examples(
+    source_a: Any,
+    source_b: Any,
+    neurons: Any,
+    per_set: int = 6,
+    processor: VDNAProcessor | None = None,
+    *,
+    config: RunConfig | None = None,
+    **make_options: Any,
+) -> dict[NeuronKey, NeuronExamples]:
+    """For each neuron, the ``per_set`` images of each set where it fires most, with what it saw of them.
+
+    ``neurons``: ``(layer, index)`` pairs, ranked :class:`~vdna.neurons.Neuron` s (e.g. the first of
+    :func:`~vdna.neurons.rank_neurons`) or ``{layer: indices}``. Each set goes through the network
+    once, with the run settings ``config`` or ``make_options``
+    (:meth:`~vdna.VDNAProcessor.make_vdna`'s keyword arguments; no DNA is made); its best images are
+    then read again to crop them. Returns ``{(layer, index): NeuronExamples}`` in the order of ``neurons``.
+    """
+    _check_per_set(per_set)
+    if config is not None and make_options:
+        raise TypeError("pass the run's settings as config= or as keyword options, not both")
+    config = config or RunConfig.from_options(**make_options)
+    processor = processor or VDNAProcessor()
+    extractor = processor.get_extractor(config.feat_extractor_name, config.device, config.weights)
+    chosen = neuron_list(neurons, extractor.info)
+    layer_geometry(extractor, [layer for layer, _ in chosen])  # a layer that cannot be mapped fails before any run
+    for source in (source_a, source_b):
+        if not can_read_twice(source):
+            raise ValueError("neuron_examples reads the best images again to crop them; give a source that can be read twice")
+    selection: dict[str, list[int]] = {}
+    for layer, index in chosen:
+        selection.setdefault(layer, []).append(index)
+    found = []
+    for source in (source_a, source_b):
+        maxima = NeuronMaxima(per_set, selection)
+        processor.run(source, config, [], trackers=[maxima])
+        found.append(crop_examples(maxima, chosen, source, config, extractor))
+    return {key: NeuronExamples(key[0], key[1], tuple(found[0][key]), tuple(found[1][key])) for key in chosen}
+
+
+__all__ = [
+    "LayerGeometry",
+    "Maximum",
+    "NeuronExample",
+    "NeuronExamples",
+    "NeuronMaxima",
+    "can_read_twice",
+    "crop_examples",
+    "layer_geometry",
+    "neuron_examples",
+    "neuron_list",
+]
