@@ -62,9 +62,9 @@ class NeuronMaxima:
     Each image counts with its maximum activation over the layer's positions, reached first at
     ``position`` (row-major on a map; tokens in order). Images with equal maxima (a ReLU6 network
     saturates at 6) are ranked by their mean activation over positions, then by their position in
-    the run, so the result does not depend on how the run was split into batches or streams. ``neurons`` (``{layer: indices}``) limits tracking to those neurons;
-    by default every neuron of every layer is tracked (3120 for the default extractor, a few
-    hundred kB for ``per_set=6``).
+    the run, so the result does not depend on how the run was split into batches or streams.
+    ``neurons`` (``{layer: indices}``) limits tracking to those neurons; by default every neuron of
+    every layer is tracked (3120 for the default extractor: 450 kB for ``per_set=6``).
     """
 
     def __init__(self, per_set: int, neurons: Mapping[str, Sequence[int]] | None = None):
@@ -101,37 +101,60 @@ class NeuronMaxima:
         return self._columns
 
     def update(self, activations: Mapping[str, torch.Tensor], positions: Sequence[int]) -> None:
-        """Add a batch: ``{layer: (batch, neurons, positions)}`` and the images' positions in the run."""
-        maxima, means, where = [], [], []
-        for layer, (_, _, indices) in self._layout(activations).items():
+        """Add a batch: ``{layer: (batch, neurons, positions)}`` and the images' positions in the run.
+
+        Every tracked neuron's maximum and mean are taken; where the maximum lies, only for the
+        neurons where an image of the batch enters the best ``per_set`` (few, once a few images are in).
+        """
+        layout = self._layout(activations)
+        chosen = []
+        for layer, (_, _, indices) in layout.items():
             values = activations[layer]
-            if indices is not None:
-                values = values.index_select(1, indices.to(values.device))
-            first = values.argmax(dim=2)  # the first maximum, NaN counting as the largest
-            maxima.append(values.gather(2, first.unsqueeze(2)).squeeze(2).float())
-            means.append(values.mean(dim=2).float())
-            where.append(first)
-        values, mean, found = (torch.cat(parts, dim=1).cpu() for parts in (maxima, means, where))
-        if len(positions) != values.shape[0]:
-            raise ValueError(f"{values.shape[0]} images but {len(positions)} positions")
-        if torch.isnan(values).any():
+            chosen.append(values if indices is None else values.index_select(1, indices.to(values.device)))
+        maxima = torch.cat([values.amax(dim=2).float() for values in chosen], dim=1).cpu()
+        means = torch.cat([values.mean(dim=2).float() for values in chosen], dim=1).cpu()
+        if len(positions) != maxima.shape[0]:
+            raise ValueError(f"{maxima.shape[0]} images but {len(positions)} positions")
+        if torch.isnan(maxima).any():
             raise ValueError("the extractor produced NaN activations")
-        images = torch.as_tensor(list(positions), dtype=torch.int64).unsqueeze(1).expand_as(values)
-        self._keep((values, mean, images, found))
-        self.num_images += values.shape[0]
+        images = torch.as_tensor(list(positions), dtype=torch.int64).unsqueeze(1).expand_as(maxima)
+        full = self._values is not None and self._values.shape[0] == self.per_set
+        if full:  # the columns where an image beats the last kept one (by maximum, mean, then position)
+            last = self._values[-1], self._means[-1], self._images[-1]
+            beats = (maxima > last[0]) | (maxima == last[0]) & ((means > last[1]) | (means == last[1]) & (images < last[2]))
+            columns = beats.any(dim=0).nonzero().flatten()
+        else:
+            columns = torch.arange(maxima.shape[1])
+        if columns.numel():
+            where = torch.empty((maxima.shape[0], columns.numel()), dtype=torch.int64)
+            for (first, count, _), values in zip(layout.values(), chosen):
+                inside = (columns >= first) & (columns < first + count)
+                if inside.any():
+                    local = (columns[inside] - first).to(values.device)
+                    where[:, inside] = values.index_select(1, local).argmax(dim=2).cpu()  # the first maximum
+            candidates = tuple(values[:, columns] for values in (maxima, means, images))
+            self._keep((*candidates, where), columns if full else None)
+        self.num_images += maxima.shape[0]
 
     def _state(self) -> tuple[torch.Tensor, ...] | None:
         return None if self._values is None else (self._values, self._means, self._images, self._positions)
 
-    def _keep(self, candidates: tuple[torch.Tensor, ...]) -> None:
-        """Keep the best ``per_set`` of the kept and the ``candidates`` (maxima, means, images, positions)."""
+    def _keep(self, candidates: tuple[torch.Tensor, ...], columns: torch.Tensor | None = None) -> None:
+        """Keep the best ``per_set`` of the kept and the ``candidates`` (maxima, means, images, positions) of
+        ``columns`` (all columns when None)."""
         kept = self._state()
         if kept is not None:
-            candidates = tuple(torch.cat([old, new]) for old, new in zip(kept, candidates))
+            mine = kept if columns is None else tuple(values[:, columns] for values in kept)
+            candidates = tuple(torch.cat([old, new]) for old, new in zip(mine, candidates))
         for key, descending in ((2, False), (1, True), (0, True)):  # stable sorts: the last key sorts first
             order = candidates[key].argsort(dim=0, descending=descending, stable=True)
             candidates = tuple(values.gather(0, order) for values in candidates)
-        self._values, self._means, self._images, self._positions = (values[: self.per_set] for values in candidates)
+        best = tuple(values[: self.per_set] for values in candidates)
+        if columns is None:
+            self._values, self._means, self._images, self._positions = best
+        else:
+            for values, chosen in zip(kept, best):
+                values[:, columns] = chosen
 
     def merge(self, other: NeuronMaxima) -> None:
         """Add the images another tracker of the same neurons has seen."""
@@ -201,6 +224,17 @@ class LayerGeometry:
         bottom, right = (math.ceil(self.end[axis] + cell[axis] * self.stride[axis]) for axis in (0, 1))
         return min(max(top, 0), height), min(max(left, 0), width), min(max(bottom, 0), height), min(max(right, 0), width)
 
+    def cell(self, position: int) -> tuple[int, int, int, int]:
+        """``(top, left, bottom, right)`` of a stride-sized square centred on what ``position`` sees, within its
+        :meth:`box`: where on the input the position lies (a token's patch; a class token's, the whole image)."""
+        if self._cell(position) is None:
+            return 0, 0, *self.input_size
+        centre = self.centre(position)
+        top, left = (math.floor(centre[axis] - self.stride[axis] / 2) for axis in (0, 1))
+        bottom, right = (math.ceil(centre[axis] + self.stride[axis] / 2) for axis in (0, 1))
+        box = self.box(position)
+        return max(top, box[0]), max(left, box[1]), min(bottom, box[2]), min(right, box[3])
+
     def centre(self, position: int) -> tuple[float, float]:
         """The centre ``(y, x)`` of what ``position`` sees, before clipping to the image (the image's for a class token)."""
         cell = self._cell(position)
@@ -235,9 +269,7 @@ def _supports(extractor: Extractor, probes: list[tuple[str, int]]) -> list[tuple
     inactive in one of them).
     """
     height, width = extractor.info.input_size
-    parameter = next(extractor.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    noise = torch.randn((1, 3, height, width), generator=torch.Generator().manual_seed(_GRADIENT_SEED)).to(device)
+    noise = torch.randn((1, 3, height, width), generator=torch.Generator().manual_seed(_GRADIENT_SEED)).to(_device(extractor))
     boxes = []
     for start in range(0, len(probes), _PROBES_PER_PASS):
         chunk = probes[start : start + _PROBES_PER_PASS]
@@ -303,18 +335,22 @@ def layer_geometry(extractor: Extractor, layers: Iterable[str]) -> dict[str, Lay
     missing = [layer for layer in wanted if layer not in known]
     if missing:
         if info.tokens:
-            positions = {layer: int(count) for layer, count in _token_counts(extractor, missing).items()}
+            positions = _token_counts(extractor, missing)
             known.update({layer: _patches(info, layer, positions[layer]) for layer in missing})
         else:
             known.update(_maps(extractor, missing))
     return {layer: known[layer] for layer in wanted}
 
 
+def _device(extractor: Extractor) -> torch.device:
+    parameter = next(extractor.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
 @torch.inference_mode()
 def _token_counts(extractor: Extractor, layers: list[str]) -> dict[str, int]:
-    parameter = next(extractor.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    activations = extractor(torch.zeros((1, 3, *extractor.info.input_size), device=device))
+    """How many positions (tokens) each layer has."""
+    activations = extractor(torch.zeros((1, 3, *extractor.info.input_size), device=_device(extractor)))
     return {layer: activations[layer].shape[2] for layer in layers}
 
 
@@ -325,7 +361,8 @@ class NeuronExample:
 
     ``box`` ``(top, left, bottom, right)`` is what that position sees of the network's input, and
     ``crop`` (uint8 ``(h, w, 3)``) those pixels of the image as the network saw it (cropped and
-    resized, before normalisation). ``image`` is the image's position in its source.
+    resized, before normalisation). ``cell`` (same convention) is where on the input the position
+    lies (:meth:`LayerGeometry.cell`), within ``box``. ``image`` is the image's position in its source.
     """
 
     name: str
@@ -333,6 +370,7 @@ class NeuronExample:
     activation: float
     position: int
     box: tuple[int, int, int, int]
+    cell: tuple[int, int, int, int]
     crop: np.ndarray
 
 
@@ -408,7 +446,9 @@ def crop_examples(
             name, image = pixels[maximum.image]
             top, left, bottom, right = box = geometry[layer].box(maximum.position)
             crop = np.rint(image[top:bottom, left:right]).astype(np.uint8)
-            examples[(layer, index)].append(NeuronExample(name, maximum.image, maximum.activation, maximum.position, box, crop))
+            examples[(layer, index)].append(NeuronExample(
+                name, maximum.image, maximum.activation, maximum.position, box, geometry[layer].cell(maximum.position), crop
+            ))
     return examples
 
 
