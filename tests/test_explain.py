@@ -138,6 +138,21 @@ def test_tracking_in_parts_equals_tracking_at_once(extractor, activations):
             assert first.best(layer, index) == whole.best(layer, index)
 
 
+def test_streams_track_what_one_thread_tracks(sets, one_torch_thread):
+    processor = VDNAProcessor()
+    extractor = processor.get_extractor("test_tiny_vit")
+    images = sets[0] + sets[1]
+    expected = NeuronMaxima(3)
+    for position, batch in enumerate(direct_activations(extractor, images)):
+        expected.update(batch, [position])
+    tracked = NeuronMaxima(3)
+    config = RunConfig(feat_extractor_name="test_tiny_vit", streams=2, batch_size=3, verbose=False)
+    assert processor.run(images, config, [], trackers=[tracked]) == []
+    assert tracked.num_images == len(images)
+    for layer, count in extractor.info.layers.items():
+        assert all(tracked.best(layer, index) == expected.best(layer, index) for index in range(count)), layer
+
+
 def test_the_figure_has_a_row_per_neuron(examples, tmp_path):
     figure = plot_neuron_examples(examples, tmp_path / "examples.png", labels=("urban", "bsd"))
     assert figure.axes[0].images and len(figure.axes) == len(NEURONS) * 2 * PER_SET
