@@ -6,7 +6,7 @@ each pair meets the same load; medians over the repeats and the median of the pa
 printed. The tracker's update alone is also timed on activations computed beforehand (no
 network), per image.
 
-    python benchmarks/explain_tracking.py ../shared/data/imagenet1k --images 200 --repeats 5
+    python benchmarks/explain_tracking.py ../shared/data/imagenet1k --images 200 --repeats 5 [--threads 1]
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--per-set", type=int, default=6)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     processor = VDNAProcessor()
     config = RunConfig(num_images=args.images, verbose=False)

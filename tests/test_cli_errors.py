@@ -18,7 +18,7 @@ from vdna.ranges import ActivationRanges
 FORWARD_CALLS: list[int] = []
 """Images through the counting network to make DNAs (no gradient), batch by batch."""
 GRADIENT_CALLS: list[int] = []
-"""Images through it with a gradient: the noise probes that map positions back to the input, once per layer."""
+"""Images through it with a gradient: the noise image that maps positions back to the input."""
 
 
 class _Counting(torch.nn.Module):
@@ -170,7 +170,7 @@ def test_a_report_runs_the_network_once_per_image(folders, tmp_path, capsys, cou
             "--extractor", "test_counting_net", "--ranges", str(counting_ranges), "--workers", "0", "--images-shown", "2"]
     assert main(argv) == 0
     assert sum(FORWARD_CALLS) == 8  # four images a set, each through the network once
-    assert sum(GRADIENT_CALLS) == 4  # and four noise images, once, to map the conv layer's positions to the input
+    assert GRADIENT_CALLS == [1]  # and one noise image, once, to map the conv layer's positions to the input
     text = (tmp_path / "r.html").read_text()
     assert "<h1>set14 vs sunhays80</h1>" in text
     assert text.count('class="crop"') == 6 * 2 * 2  # six neurons (all the network has), two crops per set

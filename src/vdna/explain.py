@@ -35,7 +35,6 @@ NeuronKey = tuple[str, int]
 """A neuron: its layer and its index in the layer."""
 
 _GRADIENT_SEED = 0
-_PROBES_PER_PASS = 8
 
 
 def _check_per_set(per_set: Any) -> None:
@@ -54,6 +53,17 @@ class Maximum:
     image: int
     activation: float
     position: int
+
+
+def _maxima(values: torch.Tensor) -> torch.Tensor:
+    """``values.amax(dim=2)`` of ``(batch, neurons, positions)``; on positions-major memory with few neurons,
+    a row of several positions at a time (torch reduces a row of a few neurons slowly)."""
+    batch, neurons, positions = values.shape
+    group = min(8, positions & -positions)  # positions per row: a power of two that divides them
+    if values.stride(1) != 1 or neurons >= 64 or group == 1:
+        return values.amax(dim=2)
+    rows = values.transpose(1, 2).reshape(batch, positions // group, group * neurons)
+    return rows.amax(dim=1).reshape(batch, group, neurons).amax(dim=1)
 
 
 class NeuronMaxima:
@@ -111,7 +121,7 @@ class NeuronMaxima:
         for layer, (_, _, indices) in layout.items():
             values = activations[layer]
             chosen.append(values if indices is None else values.index_select(1, indices.to(values.device)))
-        maxima = torch.cat([values.amax(dim=2).float() for values in chosen], dim=1).cpu()
+        maxima = torch.cat([_maxima(values).float() for values in chosen], dim=1).cpu()
         means = torch.cat([values.mean(dim=2).float() for values in chosen], dim=1).cpu()
         if len(positions) != maxima.shape[0]:
             raise ValueError(f"{maxima.shape[0]} images but {len(positions)} positions")
@@ -127,11 +137,12 @@ class NeuronMaxima:
             columns = torch.arange(maxima.shape[1])
         if columns.numel():
             where = torch.empty((maxima.shape[0], columns.numel()), dtype=torch.int64)
-            for (first, count, _), values in zip(layout.values(), chosen):
-                inside = (columns >= first) & (columns < first + count)
-                if inside.any():
-                    local = (columns[inside] - first).to(values.device)
-                    where[:, inside] = values.index_select(1, local).argmax(dim=2).cpu()  # the first maximum
+            firsts = [first for first, _, _ in layout.values()]
+            bounds = torch.searchsorted(columns, torch.tensor([*firsts, maxima.shape[1]])).tolist()  # columns by layer
+            for first, values, start, end in zip(firsts, chosen, bounds, bounds[1:]):
+                if start < end:
+                    local = (columns[start:end] - first).to(values.device)
+                    where[:, start:end] = values.index_select(1, local).argmax(dim=2).cpu()  # the first maximum
             candidates = tuple(values[:, columns] for values in (maxima, means, images))
             self._keep((*candidates, where), columns if full else None)
         self.num_images += maxima.shape[0]
@@ -266,20 +277,19 @@ def _supports(extractor: Extractor, probes: list[tuple[str, int]]) -> list[tuple
 
     Measured as the support of the gradient of the sum of the layer's activations at the position
     with respect to a noise image (all channels at once, so that no path is left out for being
-    inactive in one of them).
+    inactive in one of them): one forward pass, then one backward pass per probe.
     """
     height, width = extractor.info.input_size
     noise = torch.randn((1, 3, height, width), generator=torch.Generator().manual_seed(_GRADIENT_SEED)).to(_device(extractor))
+    image = noise.requires_grad_(True)
     boxes = []
-    for start in range(0, len(probes), _PROBES_PER_PASS):
-        chunk = probes[start : start + _PROBES_PER_PASS]
-        images = noise.expand(len(chunk), -1, -1, -1).clone().requires_grad_(True)
-        with torch.enable_grad():
-            activations = extractor(images)
-            total = sum(activations[layer][sample, :, position].sum() for sample, (layer, position) in enumerate(chunk))
-            (gradient,) = torch.autograd.grad(total, images)
-        for sample, (layer, position) in enumerate(chunk):
-            touched = gradient[sample].abs().sum(dim=0).cpu() != 0
+    with torch.enable_grad():
+        activations = extractor(image)
+        for number, (layer, position) in enumerate(probes):
+            (gradient,) = torch.autograd.grad(
+                activations[layer][0, :, position].sum(), image, retain_graph=number < len(probes) - 1
+            )
+            touched = gradient[0].abs().sum(dim=0).cpu() != 0
             rows, columns = touched.any(dim=1).nonzero().flatten(), touched.any(dim=0).nonzero().flatten()
             if rows.numel() == 0:
                 raise RuntimeError(f"layer {layer!r}, position {position}: the activation depends on no input pixel")
