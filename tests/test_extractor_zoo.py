@@ -51,8 +51,13 @@ def test_neurons_and_input_size_of_table_4(name):
         assert activations[layer].ndim == 3 and activations[layer].shape[1] == count
     if name.startswith(("mugs", "dino_vit", "clip")):
         assert activations["block_0"].shape[2] == 197  # ViT tokens are positions: 14 x 14 patches + class token
+        assert extractor.info.tokens and set(extractor.info.grids.values()) == {(14, 14)}
     if name.startswith("dinov2"):
         assert activations["block_0"].shape[2] == 257
+        assert extractor.info.tokens and set(extractor.info.grids.values()) == {(16, 16)}
+    if not extractor.info.tokens:  # maps: rows x columns are the positions
+        assert all(rows * columns == activations[layer].shape[2] for layer, (rows, columns) in extractor.info.grids.items())
+        assert list(extractor.info.grids) == list(extractor.info.layers)
 
 
 @pytest.fixture()

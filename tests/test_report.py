@@ -67,18 +67,19 @@ def test_headline_distances_are_those_of_the_dnas(page, sets, processor):
 
 
 def test_every_figure_and_thumbnail_is_rendered(page):
-    images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
-    figures = [image for image in images if image[0].startswith(("per-layer", "histograms"))]
-    thumbnails = [image for image in images if image not in figures]
-    assert len(figures) == 2 and len(thumbnails) == 4 * 3
-    assert all(complete and width > 100 for _, complete, width in images)
+    images = page.evaluate("Array.from(document.images).map(i => [i.className, i.alt, i.complete, i.naturalWidth])")
+    kinds = {kind: [image for image in images if image[0] == kind] for kind in ("figure", "thumb", "crop")}
+    assert len(kinds["figure"]) == 1 + 4 and len(kinds["thumb"]) == 4 * 3 and len(kinds["crop"]) == 4 * 2 * 3
+    assert len(images) == sum(len(found) for found in kinds.values())
+    assert all(complete and width > 100 for kind, _, complete, width in images if kind != "crop")
+    assert all(complete and width >= 3 for _, _, complete, width in kinds["crop"])  # a stem neuron sees 3 x 3 pixels
 
 
 def test_image_rows_show_the_ranking_of_each_set_against_the_other(page, sets, processor):
     urban_images = processor.make_vdna(sets[0], distribution_name="image-histogram-1000", verbose=False)
     bsd = processor.make_vdna(sets[1], verbose=False)
     ranking = rank_images(urban_images, bsd)
-    headings = page.locator("h3").all_inner_texts()
+    headings = page.locator("h3:not(.layer)").all_inner_texts()
     assert headings == ["closest to bsd", "furthest from bsd", "closest to urban", "furthest from urban"]
     closest = page.locator(".row").nth(0).locator("figcaption").all_inner_texts()
     assert [caption.splitlines()[1] for caption in closest] == [Path(item.name).name for item in ranking[:3]]
@@ -99,12 +100,37 @@ def test_most_different_neurons_and_layer_table(page, sets, processor):
     assert rank_neurons(urban, bsd)[0].distance == pytest.approx(max(float(v.max()) for v in per_layer.values()))
 
 
+def test_neuron_section_lists_the_top_neurons_by_layer_with_the_crops_of_both_sets(page, sets, processor):
+    urban = processor.make_vdna(sets[0], verbose=False)
+    bsd = processor.make_vdna(sets[1], verbose=False)
+    per_neuron = EMD(urban, bsd, return_neuron_wise=True)
+    top = rank_neurons(urban, bsd)[:4]
+    layers = list(urban.layers)
+    expected = sorted(top, key=lambda neuron: layers.index(neuron.layer))  # by layer; most different first within one
+    sections = page.locator("section.neuron")
+    shown = [(s.get_attribute("data-layer"), int(s.get_attribute("data-index"))) for s in sections.all()]
+    assert shown == [(n.layer, n.index) for n in expected]
+    assert page.locator("h3.layer").all_inner_texts() == list(dict.fromkeys(n.layer for n in expected))
+    for section, (layer, index) in zip(sections.all(), shown):
+        assert float(section.locator(".emd").inner_text()) == pytest.approx(float(per_neuron[layer][index]), rel=1e-5)
+        sets_shown = section.locator(".set")
+        assert sets_shown.locator("h5").all_inner_texts() == ["urban: highest activations", "bsd: highest activations"]
+        for number in range(2):
+            captions = sets_shown.nth(number).locator("figcaption").all_inner_texts()
+            assert sets_shown.nth(number).locator("img.crop").count() == len(captions) == 3
+            activations = [float(caption.splitlines()[0]) for caption in captions]
+            assert activations == sorted(activations, reverse=True)
+
+
 def test_report_from_saved_histogram_dnas_has_no_image_rows(processor, sets, tmp_path):
     for name, source in zip("ab", sets):
         processor.make_vdna(source, verbose=False).save(tmp_path / name)
-    output = make_report(tmp_path / "a", tmp_path / "b", tmp_path / "r.html", processor=processor)
+    output = make_report(tmp_path / "a", tmp_path / "b", tmp_path / "r.html", processor=processor, top_neurons=2)
     text = output.read_text()
     assert "dna-emd (mean over all neurons)" in text and "dna-fd" not in text and "<h3>" not in text
+    assert text.count('<section class="neuron"') == 2 and 'class="crop"' not in text
+    assert "a: given as saved DNAs, so there are no images to show." in text
+    assert "b: given as saved DNAs, so there are no images to show." in text
 
 
 def test_report_errors(processor, sets, tmp_path):

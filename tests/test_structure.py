@@ -68,10 +68,12 @@ def test_modules_depend_one_way_even_inside_functions():
     for low, high in (("vdna.kernels", "vdna.dna"), ("vdna.dna", "vdna.distributions"), ("vdna.distributions", "vdna.io"),
                       ("vdna.io", "vdna.distances"), ("vdna.distances", "vdna.neurons"), ("vdna.engine", "vdna.processor"),
                       ("vdna.engine", "vdna.distributed"), ("vdna.engine", "vdna.metrics"), ("vdna.distances", "vdna.metrics"),
-                      ("vdna.report", "vdna.cli")):
+                      ("vdna.engine", "vdna.explain"), ("vdna.explain", "vdna.report"), ("vdna.report", "vdna.cli")):
         assert high not in _imported_by(graph, low), (low, high)
     assert "vdna.engine" in _imported_by(graph, "vdna.metrics")
     assert not {name for name in graph["vdna.dna"] if name.startswith(("vdna.distances", "vdna.io"))}
+    assert {name for name, imported in graph.items() if "vdna.explain" in imported} == {"vdna.report"}
+    assert {"vdna.engine", "vdna.processor"} <= graph["vdna.explain"] and "vdna.explain" in graph["vdna.report"]
 
 
 def test_the_ray_backend_uses_no_private_name_of_another_module():

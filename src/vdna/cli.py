@@ -617,14 +617,15 @@ def _add_application_commands(commands: Any) -> None:
 
     report = _command(commands, "report", command_report, "an HTML page comparing two image sets", (
         "Write one self-contained HTML page comparing A and B (image sources, or saved histogram or\n"
-        "per-image DNAs): distances, the per-layer profile, the most different neurons with their\n"
-        "histograms, and the images of each set closest to and furthest from the other. Each set of\n"
-        "images goes through the network once."))
+        "per-image DNAs): distances, the per-layer profile, the most different neurons by layer with their\n"
+        "histograms and the parts of each set's images where they fire most, and the images of each set\n"
+        "closest to and furthest from the other. Each set of images goes through the network once."))
     report.add_argument("a")
     report.add_argument("b")
     report.add_argument("-o", "--output", required=True, help="HTML file to write")
     report.add_argument("--top-neurons", type=int, default=8, help="neurons to show (default 8)")
-    report.add_argument("--images-shown", type=int, default=6, help="images per row (default 6)")
+    report.add_argument("--images-shown", type=int, default=6,
+                        help="images per row, and crops per set for each neuron (default 6)")
 
     for parser in (rank, realism, sample_size, report):
         _add_bins(parser)
