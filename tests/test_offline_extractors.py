@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
+import torch
 from conftest import image_files
 from PIL import Image
 
@@ -34,3 +37,16 @@ def test_shipped_ranges_load_under_their_extractor_name():
     for name in ("efficientnet_lite0", "rand_resnet50"):
         with resources.as_file(resources.files("vdna.extractors").joinpath("data", f"{name}.ranges.json")) as path:
             assert load_activation_ranges(path, name).margin == 0.2
+
+
+def test_a_copy_of_an_extractor_captures_its_own_activations(processor):
+    extractor = processor.get_extractor(device="cpu")
+    twin = copy.deepcopy(extractor)
+    images = torch.rand((2, 3, *extractor.info.input_size), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ours, theirs = extractor(images), twin(images)
+        twin.model.conv_stem.weight.mul_(2)  # the copy has weights of its own
+        changed = twin(images)
+    assert list(theirs) == list(extractor.info.layers)
+    assert all(torch.equal(ours[layer], theirs[layer]) for layer in ours)
+    assert not torch.equal(changed["stem"], ours["stem"]) and torch.equal(extractor(images)["stem"], ours["stem"])

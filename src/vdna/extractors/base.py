@@ -6,6 +6,7 @@ maps are flattened, ViT tokens are positions (appendix A.1.2 of the paper).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 from collections.abc import Callable, Mapping
@@ -126,7 +127,7 @@ class HookExtractor(Extractor):
         for layer, path in self._module_paths.items():
             if path not in modules:
                 raise ValueError(f"extractor {name}: model has no submodule {path!r} for layer {layer!r}")
-            modules[path].register_forward_hook(self._capture_hook(layer))
+            modules[path].register_forward_hook(functools.partial(self._capture, layer))  # copies hook their copy
         if channels_last and neuron_major_stem:
             self._run_stem_channels_first(input_size)
         neurons, grids = self._probe_layers(input_size)
@@ -146,13 +147,10 @@ class HookExtractor(Extractor):
         if ranges is not None:
             check_ranges_match(ranges, self.info)
 
-    def _capture_hook(self, layer: str) -> Callable:
-        def hook(module: nn.Module, inputs: object, output: object) -> None:
-            captured = self._captured.get(_calling_thread())
-            if captured is not None:  # the model may also be called by itself, outside forward
-                captured[layer] = output[0] if isinstance(output, (tuple, list)) else output
-
-        return hook
+    def _capture(self, layer: str, module: nn.Module, inputs: object, output: object) -> None:
+        captured = self._captured.get(_calling_thread())
+        if captured is not None:  # the model may also be called by itself, outside forward
+            captured[layer] = output[0] if isinstance(output, (tuple, list)) else output
 
     @torch.inference_mode()
     def _probe(self, input_size: tuple[int, int]) -> dict[str, torch.Tensor]:
