@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import gc
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import pytest
 import torch
@@ -80,8 +82,9 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-def _fake_downloads(monkeypatch, files: Mapping[str, bytes] | Callable[[str], bytes | None]) -> list[str]:
-    """Serve ``files`` (by Hub filename or URL, or a function of it) instead of the network; returns the requests."""
+def _fake_downloads(monkeypatch, files: Mapping[str, bytes | Path] | Callable[[str], bytes | Path | None]) -> list[str]:
+    """Serve ``files`` (contents or local files, by Hub filename or URL, or a function of it) instead of the
+    network; returns the requests."""
     requests = []
     lookup = files.get if isinstance(files, Mapping) else files
 
@@ -91,7 +94,10 @@ def _fake_downloads(monkeypatch, files: Mapping[str, bytes] | Callable[[str], by
         content = lookup(key)
         if content is None:
             raise OSError("offline")
-        target.write_bytes(content)
+        if isinstance(content, Path):
+            shutil.copyfile(content, target)
+        else:
+            target.write_bytes(content)
 
     monkeypatch.setitem(weights_module.DOWNLOAD, "hub", serve)
     monkeypatch.setitem(weights_module.DOWNLOAD, "url", serve)
@@ -173,7 +179,10 @@ def test_each_extractor_loads_a_locally_made_checkpoint_served_by_a_faked_downlo
 
     wrapper, prefix, suffix = PUBLISHED_FORMATS[name]
     random_model = create_extractor(name, pretrained=False)
+    layers = random_model.info.layers
     state = {key: torch.randn_like(value.float()).to(value.dtype) for key, value in random_model.model.state_dict().items()}
+    del random_model
+    gc.collect()  # its hooks hold it in a reference cycle: free its weights before the loaded ones come
     published = {prefix + key: value for key, value in state.items()}
     checkpoint = tmp_path / f"checkpoint{suffix}"
     if suffix == ".safetensors":
@@ -182,8 +191,8 @@ def test_each_extractor_loads_a_locally_made_checkpoint_served_by_a_faked_downlo
         torch.save({wrapper: published} if wrapper else published, checkpoint)
     # A local file cannot carry the published sha256 prefix; that check has its own test below.
     monkeypatch.setattr(zoo, "RemoteFile", lambda *args, sha256_prefix=None, **known: RemoteFile(*args, **known))
-    ranges = _ranges_json(random_model.info.layers, 3.0)
-    requests = _fake_downloads(monkeypatch, lambda key: ranges if key.endswith("activation_ranges.json") else checkpoint.read_bytes())
+    ranges = _ranges_json(layers, 3.0)
+    requests = _fake_downloads(monkeypatch, lambda key: ranges if key.endswith("activation_ranges.json") else checkpoint)
     extractor = create_extractor(name)
     loaded = extractor.model.state_dict()
     assert all(torch.equal(loaded[key], value) for key, value in state.items())
@@ -191,11 +200,13 @@ def test_each_extractor_loads_a_locally_made_checkpoint_served_by_a_faked_downlo
     ranged = [key for key in requests if key.endswith("activation_ranges.json")]
     assert len(requests) == 1 + len(ranged)
     if ranged:
-        assert extractor.info.ranges.neurons_list == random_model.info.layers
-        centre, half_width = extractor.info.ranges.normalisation(next(iter(random_model.info.layers)))
+        assert extractor.info.ranges.neurons_list == layers
+        centre, half_width = extractor.info.ranges.normalisation(next(iter(layers)))
         assert float(abs(centre).max()) == 0.0 and float(half_width.min()) > 3.0
     else:
         assert extractor.info.ranges is None
+    del extractor, loaded
+    gc.collect()
     create_extractor(name)
     assert len(requests) == 1 + len(ranged)  # the second time from the cache
 
