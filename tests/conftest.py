@@ -41,6 +41,20 @@ def processor() -> VDNAProcessor:
     return VDNAProcessor()
 
 
+@pytest.fixture(scope="module")
+def dna_of(processor):
+    """``processor.make_vdna(source, verbose=False, **options)``, made once per test module for each source and options."""
+    made = {}
+
+    def make(source, **options):
+        key = (str(source), tuple(sorted(options.items())))
+        if key not in made:
+            made[key] = processor.make_vdna(source, verbose=False, **options)
+        return made[key]
+
+    return make
+
+
 @pytest.fixture()
 def one_torch_thread():
     """torch on one thread for the test, then back to what it was."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from helpers import gauss_dna, hist_dna, layer_gauss_dna
+
 from vdna.apps.attributes import (
     evaluate_removal,
     learn_attribute_removal,
@@ -17,7 +17,7 @@ from vdna.apps.attributes import (
 from vdna.distances import EMD
 
 NEURONS, BINS = 60, 50
-PLANTED = {"hat": range(0, 6), "glasses": range(6, 12), "smile": range(12, 18)}
+PLANTED = {"hat": range(6), "glasses": range(6, 12), "smile": range(12, 18)}
 
 
 def _histograms(rng: np.random.Generator, shifted: range | None) -> np.ndarray:

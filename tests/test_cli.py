@@ -19,7 +19,7 @@ from vdna.cli import main
 @pytest.fixture(scope="module")
 def two_sets(data_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("sets")
-    for name, count in (("set14", 5), ("sunhays80", 5)):
+    for name, count in (("set14", 3), ("sunhays80", 3)):
         target = root / name
         target.mkdir()
         for path in image_files(data_dir / name, count):
@@ -30,15 +30,15 @@ def two_sets(data_dir, tmp_path_factory):
 def test_make_inspect_and_compare(two_sets, tmp_path, capsys):
     first, second = two_sets
     assert main(["make", str(first), "-o", str(tmp_path / "a"), "--quiet", "--workers", "0"]) == 0
-    assert "histogram-1000 DNA of 5 images" in capsys.readouterr().out
-    assert load_vdna_from_files(tmp_path / "a").num_images == 5
+    assert "histogram-1000 DNA of 3 images" in capsys.readouterr().out
+    assert load_vdna_from_files(tmp_path / "a").num_images == 3
     assert main(["inspect", str(tmp_path / "a.json")]) == 0
     shown = capsys.readouterr().out
     assert "efficientnet_lite0 (18 layers, 3120 neurons)" in shown and "ranges sha256" in shown
 
     assert main(["compare", str(tmp_path / "a"), str(first), "--quiet", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["metric"] == "emd" and result["value"] == 0.0 and result["b"]["num_images"] == 5
+    assert result["metric"] == "emd" and result["value"] == 0.0 and result["b"]["num_images"] == 3
 
     neuron_file = tmp_path / "neurons.csv"
     assert main(["compare", str(tmp_path / "a.npz"), str(second), "--quiet", "--layer", "head", "--neuron-wise", str(neuron_file)]) == 0

@@ -16,10 +16,15 @@ from vdna.extractors import HookExtractor, register_extractor
 from vdna.ranges import ActivationRanges
 
 FORWARD_CALLS: list[int] = []
+"""Images through the counting network to make DNAs (no gradient), batch by batch."""
+GRADIENT_CALLS: list[int] = []
+"""Images through it with a gradient: the noise image that maps positions back to the input."""
 
 
 class _Counting(torch.nn.Module):
-    """A small convolution that counts the images it sees."""
+    """A small convolution that counts the images it sees once ``counting`` (not the blank image it is built with)."""
+
+    counting = False
 
     def __init__(self):
         super().__init__()
@@ -27,14 +32,18 @@ class _Counting(torch.nn.Module):
         self.conv = torch.nn.Conv2d(3, 6, 5, stride=4)
 
     def forward(self, x):
-        FORWARD_CALLS.append(x.shape[0])
+        if self.counting:
+            (GRADIENT_CALLS if torch.is_grad_enabled() else FORWARD_CALLS).append(x.shape[0])
         return torch.relu(self.conv(x))
 
 
 @register_extractor("test_counting_net")
 def _counting_net(pretrained=True, weights=None):
-    return HookExtractor(_Counting(), {"conv": "conv"}, name="test_counting_net", input_size=(32, 32),
-                         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    model = _Counting()
+    extractor = HookExtractor(model, {"conv": "conv"}, name="test_counting_net", input_size=(32, 32),
+                              mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    model.counting = True
+    return extractor
 
 
 @pytest.fixture(scope="module")
@@ -156,11 +165,15 @@ def test_report_help_lists_only_the_options_it_takes(capsys):
 
 def test_a_report_runs_the_network_once_per_image(folders, tmp_path, capsys, counting_ranges):
     FORWARD_CALLS.clear()
+    GRADIENT_CALLS.clear()
     argv = ["report", str(folders["set14"]), str(folders["sunhays80"]), "-o", str(tmp_path / "r.html"), "--quiet",
-            "--extractor", "test_counting_net", "--ranges", str(counting_ranges), "--workers", "0"]
+            "--extractor", "test_counting_net", "--ranges", str(counting_ranges), "--workers", "0", "--images-shown", "2"]
     assert main(argv) == 0
     assert sum(FORWARD_CALLS) == 8  # four images a set, each through the network once
-    assert "<h1>set14 vs sunhays80</h1>" in (tmp_path / "r.html").read_text()
+    assert GRADIENT_CALLS == [1]  # and one noise image, once, to map the conv layer's positions to the input
+    text = (tmp_path / "r.html").read_text()
+    assert "<h1>set14 vs sunhays80</h1>" in text
+    assert text.count('class="crop"') == 6 * 2 * 2  # six neurons (all the network has), two crops per set
 
 
 def test_several_dnas_of_one_pass_equal_the_dnas_made_one_at_a_time(folders, counting_ranges):

@@ -190,11 +190,12 @@ def test_nfd_of_layer_gaussians_uses_their_diagonals():
     assert NFD(a, b).item() == pytest.approx(NFD(diagonal, b).item(), rel=1e-12)
 
 
-def test_compiled_and_tensor_emd_paths_agree():
-    from vdna.distances import _emd_rows_torch
-
+def test_emd_of_integer_and_float_histograms_is_the_l1_distance_of_normalised_cumulative_sums():
     rng = np.random.default_rng(21)
-    first, second = (torch.from_numpy(rng.integers(0, 50, size=(30, 200))) for _ in range(2))
-    torch.testing.assert_close(emd(first, second), _emd_rows_torch(first, second), rtol=1e-12, atol=1e-12)
-    as_floats = emd(first.double() / 7, second.double())
-    torch.testing.assert_close(as_floats, emd(first, second), rtol=1e-12, atol=1e-12)
+    first, second = (rng.integers(0, 50, size=(30, 200)) for _ in range(2))
+    cumulative = [np.cumsum(h, axis=1) / h.sum(axis=1, keepdims=True) for h in (first, second)]
+    expected = torch.from_numpy(np.abs(cumulative[0] - cumulative[1]).sum(axis=1))
+    counts = emd(torch.from_numpy(first), torch.from_numpy(second))
+    torch.testing.assert_close(counts, expected, rtol=1e-12, atol=1e-12)
+    as_floats = emd(torch.from_numpy(first).double() / 7, torch.from_numpy(second).double())
+    torch.testing.assert_close(as_floats, expected, rtol=1e-12, atol=1e-12)

@@ -14,7 +14,7 @@ from vdna import ImageError
 from vdna.cli import main
 
 ray = pytest.importorskip("ray")
-from vdna.distributed import make_vdna_ray  # noqa: E402
+from vdna.distributed import make_vdna_ray
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +39,17 @@ def _same(first, second, exact=True):
                 torch.testing.assert_close(first.data[layer][key], second.data[layer][key], rtol=1e-10, atol=1e-12)
 
 
-def test_ray_histograms_are_bit_identical_to_one_process_with_one_or_two_actors(local_ray, processor, files):
-    local = processor.make_vdna(files, verbose=False)
-    for actors in (1, 2):
-        distributed = make_vdna_ray(files, verbose=False, num_actors=actors)
-        _same(distributed, local)
-        assert distributed.provenance.extraction_settings["backend"] == "ray"
-        assert distributed.provenance.extraction_settings["torch_threads"] == torch.get_num_threads()
-        assert distributed.provenance.ranges_sha256 == local.provenance.ranges_sha256
+@pytest.mark.parametrize("actors", [pytest.param(1, marks=pytest.mark.slow), 2])
+def test_ray_histograms_are_bit_identical_to_one_process_with_one_or_two_actors(local_ray, dna_of, files, actors):
+    local = dna_of(files[:8])
+    distributed = make_vdna_ray(files[:8], verbose=False, num_actors=actors)
+    _same(distributed, local)
+    assert distributed.provenance.extraction_settings["backend"] == "ray"
+    assert distributed.provenance.extraction_settings["torch_threads"] == torch.get_num_threads()
+    assert distributed.provenance.ranges_sha256 == local.provenance.ranges_sha256
 
 
+@pytest.mark.slow
 def test_one_thread_actors_equal_a_one_thread_process(local_ray, processor, files, one_torch_thread):
     local = processor.make_vdna(files, verbose=False)
     assert torch.get_num_threads() == 1
@@ -57,11 +58,13 @@ def test_one_thread_actors_equal_a_one_thread_process(local_ray, processor, file
     assert distributed.provenance.extraction_settings["torch_threads"] == 1
 
 
+@pytest.mark.slow
 def test_ray_gaussians_equal_to_round_off(local_ray, processor, files):
     local = processor.make_vdna(files, distribution_name="layer-gaussian", verbose=False)
     _same(make_vdna_ray(files, distribution_name="layer-gaussian", verbose=False, num_actors=2), local, exact=False)
 
 
+@pytest.mark.slow
 def test_ray_reads_tar_shards(local_ray, processor, files, tmp_path):
     for number, chunk in enumerate((files[:9], files[9:])):
         with tarfile.open(tmp_path / f"shard-{number}.tar", "w") as shard:
@@ -73,6 +76,7 @@ def test_ray_reads_tar_shards(local_ray, processor, files, tmp_path):
     assert distributed.num_images == 16
 
 
+@pytest.mark.slow
 def test_ray_skips_and_reports_bad_images_as_the_local_path(local_ray, processor, files, tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
@@ -87,6 +91,7 @@ def test_ray_skips_and_reports_bad_images_as_the_local_path(local_ray, processor
         make_vdna_ray(folder, verbose=False)
 
 
+@pytest.mark.slow
 def test_ray_from_the_command_line(local_ray, processor, files, tmp_path, capsys):
     folder = tmp_path / "images"
     folder.mkdir()
@@ -100,7 +105,7 @@ def test_ray_from_the_command_line(local_ray, processor, files, tmp_path, capsys
     assert "--checkpoint, --compile and --streams are options of local runs" in capsys.readouterr().err
 
 
-def test_ray_errors(local_ray, files):
+def test_ray_errors(files):  # refused before a Ray cluster is started
     with pytest.raises(ValueError, match="per-image DNAs .* make them with VDNAProcessor.make_vdna"):
         make_vdna_ray(files, distribution_name="image-histogram-1000", verbose=False)
     with pytest.raises(ValueError, match="needs a source of known length"):

@@ -3,17 +3,21 @@ through the cache and a faked download, checksums, and DNAs made with each extra
 
 from __future__ import annotations
 
+import gc
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import image_files
 
 from vdna import VDNAProcessor
-from vdna.extractors import create_extractor, list_extractors, weights as weights_module
+from vdna.extractors import create_extractor, list_extractors, register_extractor
+from vdna.extractors import weights as weights_module
 from vdna.extractors.zoo import RANDOM_RESNET50_SHA256
 
 RESNET50 = [256] * 3 + [512] * 4 + [1024] * 6 + [2048] * 3
@@ -34,12 +38,29 @@ TABLE_4 = {
 }
 
 
+# Networks with hundreds of millions of weights: seconds to build and gigabytes to hold, so their tests are slow.
+LARGE = {"mugs_vit_large", "dinov2_vitl14"}
+
+
+def names(chosen, slow) -> list:
+    """``chosen`` extractor names, sorted, those in ``slow`` marked slow."""
+    return [pytest.param(name, marks=pytest.mark.slow) if name in slow else name for name in sorted(chosen)]
+
+
+@pytest.fixture(autouse=True)
+def networks_freed():
+    """Free each test's networks when it ends: their forward hooks hold them in reference cycles that Python's
+    collector would otherwise keep, with their gigabytes of weights, until much later."""
+    yield
+    gc.collect()
+
+
 def test_every_registered_extractor_is_in_the_table():
     library = {name for name in list_extractors() if not name.startswith("test_")}  # other tests register test_*
     assert library == set(TABLE_4)
 
 
-@pytest.mark.parametrize("name", sorted(TABLE_4))
+@pytest.mark.parametrize("name", names(TABLE_4, slow=LARGE))
 def test_neurons_and_input_size_of_table_4(name):
     extractor = create_extractor(name, pretrained=name == "rand_resnet50", device="cpu")
     neurons, size = TABLE_4[name]
@@ -51,8 +72,13 @@ def test_neurons_and_input_size_of_table_4(name):
         assert activations[layer].ndim == 3 and activations[layer].shape[1] == count
     if name.startswith(("mugs", "dino_vit", "clip")):
         assert activations["block_0"].shape[2] == 197  # ViT tokens are positions: 14 x 14 patches + class token
+        assert extractor.info.tokens and set(extractor.info.grids.values()) == {(14, 14)}
     if name.startswith("dinov2"):
         assert activations["block_0"].shape[2] == 257
+        assert extractor.info.tokens and set(extractor.info.grids.values()) == {(16, 16)}
+    if not extractor.info.tokens:  # maps: rows x columns are the positions
+        assert all(rows * columns == activations[layer].shape[2] for layer, (rows, columns) in extractor.info.grids.items())
+        assert list(extractor.info.grids) == list(extractor.info.layers)
 
 
 @pytest.fixture()
@@ -61,8 +87,9 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-def _fake_downloads(monkeypatch, files: Mapping[str, bytes] | Callable[[str], bytes | None]) -> list[str]:
-    """Serve ``files`` (by Hub filename or URL, or a function of it) instead of the network; returns the requests."""
+def _fake_downloads(monkeypatch, files: Mapping[str, bytes | Path] | Callable[[str], bytes | Path | None]) -> list[str]:
+    """Serve ``files`` (contents or local files, by Hub filename or URL, or a function of it) instead of the
+    network; returns the requests."""
     requests = []
     lookup = files.get if isinstance(files, Mapping) else files
 
@@ -72,7 +99,10 @@ def _fake_downloads(monkeypatch, files: Mapping[str, bytes] | Callable[[str], by
         content = lookup(key)
         if content is None:
             raise OSError("offline")
-        target.write_bytes(content)
+        if isinstance(content, Path):
+            shutil.copyfile(content, target)
+        else:
+            target.write_bytes(content)
 
     monkeypatch.setitem(weights_module.DOWNLOAD, "hub", serve)
     monkeypatch.setitem(weights_module.DOWNLOAD, "url", serve)
@@ -84,8 +114,7 @@ def _saved(state, tmp_path, name="w.pth") -> bytes:
     return (tmp_path / name).read_bytes()
 
 
-def _ranges_json(extractor, scale: float = 1.0) -> bytes:
-    layers = extractor.info.layers
+def _ranges_json(layers: Mapping[str, int], scale: float = 1.0) -> bytes:
     document = {
         "mins_per_neuron": {layer: {str(i): -scale for i in range(count)} for layer, count in layers.items()},
         "maxs_per_neuron": {layer: {str(i): scale for i in range(count)} for layer, count in layers.items()},
@@ -95,21 +124,27 @@ def _ranges_json(extractor, scale: float = 1.0) -> bytes:
 
 def test_mugs_weights_and_ranges_come_from_the_hub_once_then_from_the_cache(cache, monkeypatch, tmp_path):
     random_model = create_extractor("mugs_vit_base", pretrained=False)
+    layers = random_model.info.layers
     state = {key: torch.randn_like(value) for key, value in random_model.model.state_dict().items()}
-    checkpoint = {"state_dict": {**state, "relation_blocks.0.norm1.weight": torch.ones(768)}}
-    requests = _fake_downloads(monkeypatch, {
-        "Mugs/mugs_vit_base/weights.pth": _saved(checkpoint, tmp_path),
-        "Mugs/mugs_vit_base/activation_ranges.json": _ranges_json(random_model),
-    })
+    del random_model
+    gc.collect()  # its hooks hold it in a reference cycle
+    torch.save({"state_dict": {**state, "relation_blocks.0.norm1.weight": torch.ones(768)}}, tmp_path / "w.pth")
+    probe = state.pop("blocks.3.attn.qkv.weight")
+    del state  # the checkpoint is read from its file; one of its tensors is kept to compare
+    published = {"Mugs/mugs_vit_base/weights.pth": tmp_path / "w.pth"}
+    ranges = _ranges_json(layers)
+    requests = _fake_downloads(monkeypatch, lambda key: published[key].read_bytes() if key in published else ranges)
     extractor = create_extractor("mugs_vit_base")
     assert requests == ["Mugs/mugs_vit_base/weights.pth", "Mugs/mugs_vit_base/activation_ranges.json"]
-    assert torch.equal(extractor.model.state_dict()["blocks.3.attn.qkv.weight"], state["blocks.3.attn.qkv.weight"])
-    assert extractor.info.ranges is not None and extractor.info.ranges.neurons_list == random_model.info.layers
+    assert torch.equal(extractor.model.state_dict()["blocks.3.attn.qkv.weight"], probe)
+    assert extractor.info.ranges is not None and extractor.info.ranges.neurons_list == layers
     assert (cache / "Mugs/mugs_vit_base/weights.pth.sha256").read_text().strip() == extractor.info.weights_sha256
+    del extractor
+    gc.collect()
     create_extractor("mugs_vit_base")
     assert len(requests) == 2  # the second time everything comes from the cache
-    # a cached file that changed since its first download is refused
-    (cache / "Mugs/mugs_vit_base/weights.pth").write_bytes(_saved({"state_dict": state}, tmp_path, "other.pth"))
+    # a cached file that changed since its first download is refused, though it is a readable checkpoint
+    torch.save({"state_dict": {"blocks.3.attn.qkv.weight": probe}}, cache / "Mugs/mugs_vit_base/weights.pth")
     with pytest.raises(ValueError, match="does not match the expected .* delete the file to download it again"):
         create_extractor("mugs_vit_base")
 
@@ -134,7 +169,13 @@ def test_every_extractor_with_published_weights_has_its_format_here():
     assert set(PUBLISHED_FORMATS) == set(TABLE_4) - {"efficientnet_lite0", "rand_resnet50"}
 
 
-@pytest.mark.parametrize("name", sorted(PUBLISHED_FORMATS))
+# The default run loads a plain .pth (resnet50) and a .safetensors (dinov2_vits14) checkpoint here; the wrapped
+# "state_dict" of Mugs is loaded by test_mugs_weights_and_ranges_come_from_the_hub_once_then_from_the_cache and the
+# "module." prefix of DINO by test_dino_resnet50_checkpoint_keys_are_mapped. Every extractor's own checkpoint is slow.
+SMALL_CHECKPOINTS = {"dinov2_vits14", "resnet50"}
+
+
+@pytest.mark.parametrize("name", names(PUBLISHED_FORMATS, slow=set(PUBLISHED_FORMATS) - SMALL_CHECKPOINTS))
 def test_each_extractor_loads_a_locally_made_checkpoint_served_by_a_faked_download(name, cache, monkeypatch, tmp_path):
     from safetensors.torch import save_file
 
@@ -143,7 +184,10 @@ def test_each_extractor_loads_a_locally_made_checkpoint_served_by_a_faked_downlo
 
     wrapper, prefix, suffix = PUBLISHED_FORMATS[name]
     random_model = create_extractor(name, pretrained=False)
+    layers = random_model.info.layers
     state = {key: torch.randn_like(value.float()).to(value.dtype) for key, value in random_model.model.state_dict().items()}
+    del random_model
+    gc.collect()  # its hooks hold it in a reference cycle: free its weights before the loaded ones come
     published = {prefix + key: value for key, value in state.items()}
     checkpoint = tmp_path / f"checkpoint{suffix}"
     if suffix == ".safetensors":
@@ -152,8 +196,8 @@ def test_each_extractor_loads_a_locally_made_checkpoint_served_by_a_faked_downlo
         torch.save({wrapper: published} if wrapper else published, checkpoint)
     # A local file cannot carry the published sha256 prefix; that check has its own test below.
     monkeypatch.setattr(zoo, "RemoteFile", lambda *args, sha256_prefix=None, **known: RemoteFile(*args, **known))
-    ranges = _ranges_json(random_model, 3.0)
-    requests = _fake_downloads(monkeypatch, lambda key: ranges if key.endswith("activation_ranges.json") else checkpoint.read_bytes())
+    ranges = _ranges_json(layers, 3.0)
+    requests = _fake_downloads(monkeypatch, lambda key: ranges if key.endswith("activation_ranges.json") else checkpoint)
     extractor = create_extractor(name)
     loaded = extractor.model.state_dict()
     assert all(torch.equal(loaded[key], value) for key, value in state.items())
@@ -161,11 +205,13 @@ def test_each_extractor_loads_a_locally_made_checkpoint_served_by_a_faked_downlo
     ranged = [key for key in requests if key.endswith("activation_ranges.json")]
     assert len(requests) == 1 + len(ranged)
     if ranged:
-        assert extractor.info.ranges.neurons_list == random_model.info.layers
-        centre, half_width = extractor.info.ranges.normalisation(next(iter(random_model.info.layers)))
+        assert extractor.info.ranges.neurons_list == layers
+        centre, half_width = extractor.info.ranges.normalisation(next(iter(layers)))
         assert float(abs(centre).max()) == 0.0 and float(half_width.min()) > 3.0
     else:
         assert extractor.info.ranges is None
+    del extractor, loaded
+    gc.collect()
     create_extractor(name)
     assert len(requests) == 1 + len(ranged)  # the second time from the cache
 
@@ -198,17 +244,17 @@ def test_offline_error_names_the_file_where_to_get_it_and_where_to_put_it(cache,
 
 
 def test_explicit_weights_file_is_used_as_is(tmp_path):
-    model = create_extractor("vgg16", pretrained=False)
-    state = {key: torch.randn_like(value) for key, value in model.model.state_dict().items()}
+    model = create_extractor("resnet50", pretrained=False)
+    state = {key: torch.randn_like(value.float()).to(value.dtype) for key, value in model.model.state_dict().items()}
     torch.save(state, tmp_path / "mine.pth")
-    extractor = create_extractor("vgg16", weights=tmp_path / "mine.pth")
+    extractor = create_extractor("resnet50", weights=tmp_path / "mine.pth")
     assert extractor.info.weights_source == str(tmp_path / "mine.pth") and extractor.info.ranges is None
-    assert torch.equal(extractor.model.state_dict()["features.0.weight"], state["features.0.weight"])
+    assert torch.equal(extractor.model.state_dict()["layer3.2.conv2.weight"], state["layer3.2.conv2.weight"])
     with pytest.raises(FileNotFoundError, match="weights file .*missing.pth does not exist"):
-        create_extractor("vgg16", weights=tmp_path / "missing.pth")
-    torch.save({"features.0.weight": state["features.0.weight"]}, tmp_path / "partial.pth")
+        create_extractor("resnet50", weights=tmp_path / "missing.pth")
+    torch.save({"conv1.weight": state["conv1.weight"]}, tmp_path / "partial.pth")
     with pytest.raises(ValueError, match="missing tensors"):
-        create_extractor("vgg16", weights=tmp_path / "partial.pth")
+        create_extractor("resnet50", weights=tmp_path / "partial.pth")
 
 
 def test_fid_inception_matches_pytorch_fid_on_the_same_weights():
@@ -238,10 +284,13 @@ def test_fid_inception_matches_pytorch_fid_on_the_same_weights():
     torch.testing.assert_close(got, expected.flatten(2), rtol=1e-5, atol=1e-5)
 
 
-def test_rand_resnet50_is_the_same_in_fresh_processes():
+def test_rand_resnet50_is_the_same_in_a_fresh_process_and_after_other_random_draws():
     code = "from vdna.extractors import create_extractor; print(create_extractor('rand_resnet50', device='cpu').info.weights_sha256)"
-    shas = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() for _ in range(2)}
-    assert shas == {RANDOM_RESNET50_SHA256}
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    torch.manual_seed(12345)
+    torch.randn(1000)  # the global generator's state is not the network's
+    here = create_extractor("rand_resnet50", device="cpu").info.weights_sha256
+    assert fresh == here == RANDOM_RESNET50_SHA256
 
 
 def test_timm_models_with_chosen_layers(data_dir, processor):
@@ -261,20 +310,27 @@ def three_images(data_dir):
     return image_files(data_dir / "set14", 3)
 
 
-@pytest.mark.parametrize("name", sorted(set(TABLE_4) - {"efficientnet_lite0"}))
-def test_each_extractor_makes_dnas_of_real_images(name, three_images, tmp_path, monkeypatch):
-    from vdna.extractors import _FACTORIES
+def _random_weights(name: str) -> None:
+    """Register ``test_random_<name>``: extractor ``name`` with random weights (its published ones are not here)."""
+    register_extractor(f"test_random_{name}")(lambda pretrained=True, weights=None: create_extractor(name, pretrained=False))
 
-    random_extractor = create_extractor(name, pretrained=False)
-    monkeypatch.setitem(_FACTORIES, name, lambda pretrained=True, weights=None: random_extractor)
+
+for _name in set(TABLE_4) - {"efficientnet_lite0"}:
+    _random_weights(_name)
+
+
+@pytest.mark.parametrize("name", names(set(TABLE_4) - {"efficientnet_lite0"}, slow=set(TABLE_4) - {"dinov2_vits14"}))
+def test_each_extractor_makes_dnas_of_real_images(name, three_images, tmp_path):
     processor = VDNAProcessor()
-    ranges = processor.calibrate(three_images, name, tmp_path / "ranges.json", verbose=False)
-    assert ranges.neurons_list == dict(random_extractor.info.layers)
-    histogram = processor.make_vdna(three_images, feat_extractor_name=name, activation_ranges=tmp_path / "ranges.json", verbose=False)
+    random_name = f"test_random_{name}"
+    ranges = processor.calibrate(three_images, random_name, tmp_path / "ranges.json", verbose=False)
+    random_extractor = processor.get_extractor(random_name, device="cpu")
+    assert random_extractor.info.name == name and ranges.neurons_list == dict(random_extractor.info.layers)
+    histogram = processor.make_vdna(three_images, feat_extractor_name=random_name, activation_ranges=tmp_path / "ranges.json", verbose=False)
     assert histogram.num_images == 3 and histogram.neurons_list == dict(random_extractor.info.layers)
     assert histogram.provenance.ranges_sha256 == ranges.digest
     for layer, counts in histogram.data.items():
         positions = random_extractor(torch.zeros(1, 3, *random_extractor.info.input_size))[layer].shape[2]
         assert torch.all(counts.sum(dim=1) == 3 * positions)
-    gaussian = processor.make_vdna(three_images, feat_extractor_name=name, distribution_name="gaussian", verbose=False)
+    gaussian = processor.make_vdna(three_images, feat_extractor_name=random_name, distribution_name="gaussian", verbose=False)
     assert all(torch.isfinite(gaussian.data[layer]["mu"]).all() for layer in gaussian.neurons_list)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import image_files
+
 from vdna import load_vdna_from_files
 from vdna.apps.realism import rank_by_realism, realism_neurons
 from vdna.apps.retrieval import average_precision, precision_recall_curve, rank_images
@@ -27,7 +27,7 @@ def image_dnas(processor, candidates):
 
 @pytest.fixture(scope="module")
 def urban_reference(processor, data_dir):
-    return processor.make_vdna(image_files(data_dir / "urban100", 40)[10:], verbose=False)
+    return processor.make_vdna(image_files(data_dir / "urban100", 30)[10:], verbose=False)
 
 
 def test_each_image_dna_and_every_subset_equal_make_vdna_on_those_images(processor, image_dnas, candidates):
@@ -111,7 +111,7 @@ def test_hand_computed_average_precision():
 
 
 def test_realism_neurons_from_other_dnas_focus_the_ranking(processor, image_dnas, urban_reference, data_dir):
-    bsd = processor.make_vdna(image_files(data_dir / "bsd100", 30)[10:], verbose=False)
+    bsd = processor.make_vdna(image_files(data_dir / "bsd100", 24)[10:], verbose=False)
     neurons = realism_neurons([urban_reference], [bsd], count=50)
     assert neurons.num_neurons == 50
     ranking = rank_by_realism(image_dnas, urban_reference, neurons)
@@ -134,7 +134,7 @@ def test_sample_size_curve_for_emd_and_fd(processor, image_dnas, candidates, urb
     assert curve.distances[1, 1] == pytest.approx(float(EMD(image_dnas.subset(order), urban_reference)), rel=1e-12)
     means = processor.make_vdna(candidates, distribution_name="image-mean", verbose=False)
     reference = processor.make_vdna(candidates[6:], distribution_name="layer-gaussian", verbose=False)
-    fd_curve = sample_size_curve(means, reference, sizes=[6, 12], seeds=2, layers=["head"])
+    fd_curve = sample_size_curve(means, reference, sizes=[6, 12], seeds=1, layers=["head"])
     direct = processor.make_vdna(candidates, distribution_name="layer-gaussian", verbose=False)
     assert fd_curve.mean[-1] == pytest.approx(float(FD(direct, reference, use_neurons_from_layer="head")), rel=1e-6)
     gauss = processor.make_vdna(candidates[6:], distribution_name="gaussian", verbose=False)

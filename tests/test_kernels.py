@@ -11,8 +11,8 @@ import torch
 
 from vdna.distances import emd
 from vdna.kernels import (
-    Binning,
     _INT32_COUNTS_LIMIT,
+    Binning,
     _histogram_compiled,
     _histogram_positions,
     _histogram_searchsorted,
@@ -146,7 +146,7 @@ def test_checking_every_value_against_thresholds_gives_the_same_counts():
 
 
 def test_a_binning_moved_to_its_own_device_keeps_the_cpu_rows_it_made():
-    values, centre, half = values_around_every_threshold(seed=17, neurons=3)
+    _, centre, half = values_around_every_threshold(seed=17, neurons=3)
     binning = Binning.create(centre, half, 1000)
     rows = binning.cpu_rows(3)
     assert binning.to("cpu") is binning and binning.to(torch.device("cpu")).cpu_rows(3) is rows

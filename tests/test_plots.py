@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import image_files
 from PIL import Image
 
-from conftest import image_files
 from vdna import plots
 from vdna.apps.retrieval import precision_recall_curve, rank_images
 from vdna.apps.sample_size import SampleSizeCurve
@@ -15,8 +15,8 @@ from vdna.distances import EMD
 
 @pytest.fixture(scope="module")
 def dnas(processor, data_dir):
-    urban = processor.make_vdna(image_files(data_dir / "urban100", 8), verbose=False)
-    bsd = processor.make_vdna(image_files(data_dir / "bsd100", 8), verbose=False)
+    urban = processor.make_vdna(image_files(data_dir / "urban100", 4), verbose=False)
+    bsd = processor.make_vdna(image_files(data_dir / "bsd100", 4), verbose=False)
     return urban, bsd
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import threading
+import weakref
 import zipfile
 
 import numpy as np
@@ -10,11 +13,9 @@ import torch
 from conftest import image_files
 from PIL import Image
 
-import vdna.processor
 from vdna import EMD, FD, NFD, VDNAHist, VDNAProcessor, create_extractor, load_vdna_from_files, merge_vdnas
-from vdna.engine import one_thread_streams
-from vdna.extractors.base import HookExtractor
-from vdna.extractors.efficientnet import PACKAGE_WEIGHTS_SHA256, package_weights_path
+from vdna.extractors import HookExtractor, register_extractor
+from vdna.extractors.efficientnet import PACKAGE_WEIGHTS_SHA256
 from vdna.kernels import Gathering, accumulate_histograms, bins_in_place, layer_binnings, prefers_neuron_major
 from vdna.preprocess import ImageError, Preprocessor
 
@@ -27,8 +28,8 @@ def mixed_images(data_dir):
     return image_files(data_dir / "set14", 8) + image_files(data_dir / "bsd100", 8)
 
 
-def test_default_extractor_weights_classify_chelsea_as_a_cat(skimage_photos):
-    extractor = create_extractor("efficientnet_lite0", device="cpu")
+def test_default_extractor_weights_classify_chelsea_as_a_cat(processor, skimage_photos):
+    extractor = processor.get_extractor("efficientnet_lite0", device="cpu")
     info = extractor.info
     assert info.weights_sha256 == PACKAGE_WEIGHTS_SHA256
     image = Preprocessor(info.input_size, info.mean, info.std, crop="center")(skimage_photos["chelsea"], 0)
@@ -40,8 +41,8 @@ def test_default_extractor_weights_classify_chelsea_as_a_cat(skimage_photos):
         assert int(extractor.model(coffee[None]).argmax()) not in IMAGENET_CATS
 
 
-def test_default_extractor_layers_and_shipped_ranges():
-    info = create_extractor("efficientnet_lite0", device="cpu").info
+def test_default_extractor_layers_and_shipped_ranges(processor):
+    info = processor.get_extractor(device="cpu").info
     assert list(info.layers)[:3] == ["stem", "blocks.0.0", "blocks.1.0"] and list(info.layers)[-1] == "head"
     assert len(info.layers) == 18 and info.num_neurons == 3120
     assert info.layers["stem"] == 32 and info.layers["head"] == 1280
@@ -50,8 +51,8 @@ def test_default_extractor_layers_and_shipped_ranges():
     assert info.ranges.num_images >= 1500
 
 
-def test_default_extractor_runs_its_stem_channels_first_and_gives_the_activations_of_a_channels_last_run(mixed_images):
-    extractor = create_extractor("efficientnet_lite0", device="cpu")
+def test_default_extractor_runs_its_stem_channels_first_and_gives_the_activations_of_a_channels_last_run(processor, mixed_images):
+    extractor = processor.get_extractor(device="cpu")
     info = extractor.info
     layers = {"stem": "bn1", "blocks.0.0": "blocks.0.0", "blocks.1.0": "blocks.1.0", "head": "bn2"}
     all_channels_last = HookExtractor(
@@ -69,37 +70,50 @@ def test_default_extractor_runs_its_stem_channels_first_and_gives_the_activation
     assert bins_in_place(ours["blocks.1.0"], 1000) and bins_in_place(ours["head"], 1000)
 
 
+@register_extractor("test_random_efficientnet_lite0")
+def _random_default_network(pretrained=True, weights=None):
+    return create_extractor("efficientnet_lite0", pretrained=False)
+
+
 def test_random_weights_have_no_ranges_and_histograms_say_so(processor, skimage_photos):
     extractor = create_extractor("efficientnet_lite0", pretrained=False, device="cpu")
     assert extractor.info.ranges is None and extractor.info.weights_sha256 is None
-    from vdna.engine import resolve_ranges
-
-    assert resolve_ranges(None, extractor) is None
+    photos = list(skimage_photos.values())[:1]
+    fresh = VDNAProcessor()
+    with pytest.raises(ValueError, match="histogram DNAs need per-neuron activation ranges, and this extractor has none: "
+                                         "give activation_ranges"):
+        fresh.make_vdna(photos, feat_extractor_name="test_random_efficientnet_lite0", verbose=False, num_workers=0)
+    ranges = processor.get_extractor(device="cpu").info.ranges  # the same layers: the shipped ranges fit
+    given = fresh.make_vdna(photos, feat_extractor_name="test_random_efficientnet_lite0", activation_ranges=ranges,
+                            verbose=False, num_workers=0)
+    assert given.num_images == 1 and given.provenance.ranges_sha256 == ranges.digest
     with pytest.raises(ValueError, match="unknown feature extractor 'nope'; registered: .*efficientnet_lite0"):
         create_extractor("nope")
 
 
 def test_histograms_are_bit_identical_for_batch_sizes_1_7_64_and_workers_0_2(processor, mixed_images):
-    reference = processor.make_vdna(mixed_images, batch_size=64, num_workers=0, verbose=False)
-    assert reference.num_images == 16
+    images = mixed_images[3:13]  # ten images of both sets: batches of 7 leave a last batch of 3
+    reference = processor.make_vdna(images, batch_size=64, num_workers=0, verbose=False)
+    assert reference.num_images == 10
     for batch_size, workers in ((1, 0), (7, 2), (64, 2)):
-        other = processor.make_vdna(mixed_images, batch_size=batch_size, num_workers=workers, verbose=False)
+        other = processor.make_vdna(images, batch_size=batch_size, num_workers=workers, verbose=False)
         for layer in reference.neurons_list:
             assert torch.equal(reference.data[layer], other.data[layer]), (batch_size, workers, layer)
     counts = reference.data["head"]
-    assert counts.sum(dim=1).eq(16 * 7 * 7).all()  # every position of every image, once
-    assert reference.data["stem"].sum(dim=1).eq(16 * 112 * 112).all()
+    assert counts.sum(dim=1).eq(10 * 7 * 7).all()  # every position of every image, once
+    assert reference.data["stem"].sum(dim=1).eq(10 * 112 * 112).all()
 
 
 def test_merging_two_halves_equals_the_whole(processor, mixed_images):
-    first, second = mixed_images[:9], mixed_images[9:]
+    images = mixed_images[4:12]  # four images of each set
+    first, second = images[:5], images[5:]
     for distribution in ("histogram-1000", "gaussian", "layer-gaussian", "activation-ranges"):
-        whole = processor.make_vdna(mixed_images, distribution_name=distribution, verbose=False)
+        whole = processor.make_vdna(images, distribution_name=distribution, verbose=False)
         parts = [processor.make_vdna(half, distribution_name=distribution, verbose=False) for half in (first, second)]
         merged = parts[0] + parts[1]
-        assert merged.num_images == whole.num_images == 16
+        assert merged.num_images == whole.num_images == 8
         assert merged.provenance.images == whole.provenance.images
-        assert merge_vdnas(parts).num_images == 16
+        assert merge_vdnas(parts).num_images == 8
         for layer in whole.neurons_list:
             mine, theirs = merged.data[layer], whole.data[layer]
             if distribution.startswith("histogram"):
@@ -113,9 +127,9 @@ def test_merging_two_halves_equals_the_whole(processor, mixed_images):
 
 
 def test_a_dna_against_itself_gives_exactly_zero(processor, mixed_images):
-    hist = processor.make_vdna(mixed_images[:6], verbose=False)
-    gauss = processor.make_vdna(mixed_images[:6], distribution_name="gaussian", verbose=False)
-    layer_gauss = processor.make_vdna(mixed_images[:6], distribution_name="layer-gaussian", verbose=False)
+    hist = processor.make_vdna(mixed_images[6:10], verbose=False)
+    gauss = processor.make_vdna(mixed_images[6:10], distribution_name="gaussian", verbose=False)
+    layer_gauss = processor.make_vdna(mixed_images[6:10], distribution_name="layer-gaussian", verbose=False)
     assert EMD(hist, hist).item() == 0.0
     assert NFD(gauss, gauss).item() == 0.0
     assert FD(layer_gauss, layer_gauss).item() == 0.0
@@ -123,7 +137,7 @@ def test_a_dna_against_itself_gives_exactly_zero(processor, mixed_images):
 
 
 def test_the_same_images_from_every_kind_of_source_give_the_same_dna(processor, mixed_images, tmp_path):
-    files = mixed_images[:5]
+    files = mixed_images[6:9]
     reference = processor.make_vdna(files, verbose=False)
     archive = tmp_path / "images.zip"
     with zipfile.ZipFile(archive, "w") as handle:
@@ -196,8 +210,8 @@ def test_argument_errors(processor, mixed_images):
 def test_datasets_halves_are_closer_to_each_other_than_to_other_datasets(processor, data_dir):
     halves = {}
     for name in ("urban100", "bsd100"):
-        files = image_files(data_dir / name, 24)
-        halves[name] = [processor.make_vdna(part, verbose=False) for part in (files[:12], files[12:])]
+        files = image_files(data_dir / name, 16)
+        halves[name] = [processor.make_vdna(part, verbose=False) for part in (files[:8], files[8:])]
     within = [EMD(*halves[name]).item() for name in halves]
     across = EMD(halves["urban100"][0], halves["bsd100"][1]).item()
     assert max(within) < across
@@ -318,14 +332,14 @@ def test_gathered_activations_merge_resume_and_report_nans(processor, mixed_imag
 def test_streams_give_the_dna_of_a_one_thread_run_bit_for_bit(processor, mixed_images, one_torch_thread, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not an image")
-    images = [*mixed_images[:7], bad, *mixed_images[7:]]
+    images = [*mixed_images[5:8], bad, *mixed_images[8:10]]
     for distribution in ("histogram-1000", "activation-ranges"):
         one_thread = processor.make_vdna(images, distribution_name=distribution, on_error="skip", verbose=False)
         torch.set_num_threads(2)
         for streams in (2, 3):
             streamed = processor.make_vdna(images, distribution_name=distribution, on_error="skip", streams=streams, verbose=False)
             assert torch.get_num_threads() == 2  # given back
-            assert streamed.num_images == one_thread.num_images == 16
+            assert streamed.num_images == one_thread.num_images == 5
             assert streamed.provenance.images == one_thread.provenance.images
             assert streamed.provenance.skipped == one_thread.provenance.skipped == [
                 {"name": str(bad), "reason": "not an image file Pillow can identify"}
@@ -344,14 +358,14 @@ def test_streams_give_the_dna_of_a_one_thread_run_bit_for_bit(processor, mixed_i
 def test_streams_decode_their_own_images_from_any_source_in_any_batch_size(processor, mixed_images, one_torch_thread, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not an image")
-    images = [*mixed_images[:5], bad, *mixed_images[5:9]]
+    images = [*mixed_images[5:8], bad, *mixed_images[8:11]]
     options = {"on_error": "skip", "crop_to_square_pre_resize": "random", "verbose": False}  # crops seeded by position
     one_thread = processor.make_vdna(images, **options)
     torch.set_num_threads(2)
-    for source, names in ((images, [str(path) for path in images]), (iter(images), [f"list_iterator[{i}]" for i in range(10)])):
+    for source, names in ((images, [str(path) for path in images]), (iter(images), [f"list_iterator[{i}]" for i in range(7)])):
         streamed = processor.make_vdna(source, streams=2, batch_size=3, **options)  # a list, and an iterable read once
-        assert streamed.provenance.images == names[:5] + names[6:]
-        assert streamed.provenance.skipped == [{"name": names[5], "reason": "not an image file Pillow can identify"}]
+        assert streamed.provenance.images == names[:3] + names[4:]
+        assert streamed.provenance.skipped == [{"name": names[3], "reason": "not an image file Pillow can identify"}]
         assert streamed.provenance.extraction_settings["num_workers"] == 0  # no decoding workers
         assert all(torch.equal(streamed.data[layer], one_thread.data[layer]) for layer in one_thread.neurons_list)
     with pytest.raises(ImageError, match=r"broken\.jpg: not an image file Pillow can identify"):
@@ -365,42 +379,62 @@ def test_streams_decode_their_own_images_from_any_source_in_any_batch_size(proce
     assert all(torch.equal(zipped.data[layer], one_thread.data[layer]) for layer in one_thread.neurons_list)
 
 
-def test_streams_take_a_batch_in_chunks_that_shrink_so_they_finish_together():
-    items = [(position, f"image {position}", None, None) for position in range(64)]
-    chunks = vdna.engine._ShrinkingChunks(items, streams=2)
-    taken = list(iter(chunks.take, []))
-    assert [len(chunk) for chunk in taken] == [16, 12, 9, 7, 5, 4, 3, 2, 2, 1, 1, 1, 1]
-    assert [item for chunk in taken for item in chunk] == items  # each item once, in order
-    assert chunks.take() == []
+class _TinyNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 6, 5, stride=4)
+
+    def forward(self, x):
+        return torch.relu(self.conv(x))
 
 
-def test_streams_share_one_extractor_or_reuse_their_copies_until_the_extractor_changes(mixed_images, one_torch_thread, monkeypatch):
-    built = []
+class _OneCallAtATime(HookExtractor):
+    concurrent_calls = False
 
-    def counting_create_extractor(name, **options):
-        built.append(options.get("weights"))
-        return create_extractor(name, **options)
 
-    monkeypatch.setattr(vdna.processor, "create_extractor", counting_create_extractor)
-    fresh = VDNAProcessor()
-    images = mixed_images[:3]
-    shared = fresh.make_vdna(images, streams=3, verbose=False)
-    assert built == [None]  # the streams call the one extractor at once
-    monkeypatch.setattr(HookExtractor, "concurrent_calls", False)
-    copied = fresh.make_vdna(images, streams=3, verbose=False)
-    assert built == [None, None, None]  # two copies
-    again = fresh.make_vdna(images, streams=2, verbose=False)
-    assert built == [None, None, None]  # reused
-    for dna in (copied, again):
-        assert all(torch.equal(dna.data[layer], shared.data[layer]) for layer in shared.neurons_list)
-    weights = package_weights_path()  # another key: another extractor, and new copies
-    fresh.make_vdna(images, streams=2, weights=weights, distribution_name="activation-ranges", verbose=False)
-    assert built == [None, None, None, weights, weights]
-    info = fresh.get_extractor(device="cpu", weights=weights).info
-    ours, theirs = (VDNAHist.accumulator({"bins": 10}, info.layers, r, torch.device("cpu")) for r in (info.ranges, info.ranges))
-    assert all(ours.binning[layer] is theirs.binning[layer] for layer in info.layers)  # made once
-    other = VDNAHist.accumulator({"bins": 11}, info.layers, info.ranges, torch.device("cpu"))
-    assert other.binning["stem"].bins == 11 and other.binning["stem"] is not ours.binning["stem"]
+BUILT: list[tuple[str, str | None]] = []  # (extractor, weights) of each extractor the factories below build
+
+
+def _counted(name: str, extractor_class: type[HookExtractor]) -> None:
+    """Register ``name``: a tiny network whose every build is recorded in ``BUILT``."""
+
+    @register_extractor(name)
+    def factory(pretrained=True, weights=None):
+        BUILT.append((name, None if weights is None else str(weights)))
+        return extractor_class(_TinyNet(), {"conv": "conv"}, name=name, input_size=(32, 32), mean=(0.5,) * 3, std=(0.5,) * 3)
+
+
+_counted("test_counted_shared", HookExtractor)
+_counted("test_counted_copied", _OneCallAtATime)
+
+
+def test_streams_share_one_extractor_or_reuse_their_copies_until_the_extractor_changes(mixed_images, one_torch_thread, tmp_path):
+    fresh, images = VDNAProcessor(), mixed_images[:5]
+    options = {"distribution_name": "activation-ranges", "verbose": False, "num_workers": 0}
+    BUILT.clear()
+    shared = fresh.make_vdna(images, feat_extractor_name="test_counted_shared", streams=3, **options)
+    assert BUILT == [("test_counted_shared", None)]  # the streams call the one extractor at once
+    one_thread = fresh.make_vdna(images, feat_extractor_name="test_counted_shared", **options)
+    assert len(BUILT) == 1
+    name = "test_counted_copied"
+    copied = fresh.make_vdna(images, feat_extractor_name=name, streams=3, **options)
+    assert BUILT[1:] == [(name, None)] * 3  # the extractor, then two copies
+    again = fresh.make_vdna(images, feat_extractor_name=name, streams=2, **options)
+    assert len(BUILT) == 4  # reused
+    for dna in (shared, copied, again):
+        assert all(torch.equal(dna.data["conv"][key], one_thread.data["conv"][key]) for key in ("min", "max"))
+    weights = tmp_path / "weights.pth"  # another key: another extractor, and new copies
+    fresh.make_vdna(images, feat_extractor_name=name, streams=2, weights=weights, **options)
+    assert BUILT[4:] == [(name, str(weights))] * 2
+
+
+def test_histograms_of_the_same_ranges_share_their_binnings(processor):
+    info = processor.get_extractor(device="cpu").info
+    ours, theirs = (layer_binnings(info.ranges, info.layers, 10, torch.device("cpu")) for _ in range(2))
+    assert all(ours[layer] is theirs[layer] for layer in info.layers)  # made once
+    other = layer_binnings(info.ranges, info.layers, 11, torch.device("cpu"))
+    assert other["stem"].bins == 11 and other["stem"] is not ours["stem"]
 
 
 def test_threads_calling_one_extractor_at_once_each_get_their_own_activations(processor, mixed_images, one_torch_thread):
@@ -416,14 +450,26 @@ def test_threads_calling_one_extractor_at_once_each_get_their_own_activations(pr
             for index in range(stream, len(images), 2):
                 found[index] = extractor(images[index])
 
-    with one_thread_streams(2) as run_streams:
-        run_streams(run)
+    threads = [threading.Thread(target=run, args=(stream,)) for stream in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     for expected, got in zip(alone, found):
         assert all(torch.equal(got[layer], expected[layer]) for layer in info.layers)
-    assert extractor._captured == {}  # nothing kept between calls
-    with torch.inference_mode():
-        logits = extractor.model(images[0])  # the model called by itself captures nothing
-    assert logits.shape == (1, 1000) and extractor._captured == {}
+    # nothing is kept between calls: once the caller lets go of a layer's output, it is freed
+    outputs = []
+    watch = extractor.model.get_submodule("bn2").register_forward_hook(lambda module, inputs, output: outputs.append(weakref.ref(output)))
+    try:
+        with torch.inference_mode():
+            activations = extractor(images[0])
+            logits = extractor.model(images[0])  # the model called by itself: its hooks keep nothing either
+    finally:
+        watch.remove()
+    assert logits.shape == (1, 1000) and len(outputs) == 2
+    del activations, logits
+    gc.collect()
+    assert [output() for output in outputs] == [None, None]
 
 
 def test_streams_errors(processor, mixed_images):

@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import image_files
+
 from vdna.apps.retrieval import rank_images
 from vdna.distances import EMD, FD, NFD
 from vdna.neurons import rank_neurons
@@ -50,15 +50,14 @@ def page(report):
         browser.close()
 
 
-def test_headline_distances_are_those_of_the_dnas(page, sets, processor):
-    urban = processor.make_vdna(sets[0], verbose=False)
-    bsd = processor.make_vdna(sets[1], verbose=False)
+def test_headline_distances_are_those_of_the_dnas(page, sets, dna_of):
+    urban, bsd = dna_of(sets[0]), dna_of(sets[1])
     rows = dict(
         row.split("\t") for row in page.locator("table.distances").inner_text().strip().splitlines()
     )
     assert float(rows["dna-emd (mean over all neurons)"]) == pytest.approx(float(EMD(urban, bsd)), rel=1e-5)
-    gauss = [processor.make_vdna(s, distribution_name="gaussian", verbose=False) for s in sets]
-    layer = [processor.make_vdna(s, distribution_name="layer-gaussian", verbose=False) for s in sets]
+    gauss = [dna_of(s, distribution_name="gaussian") for s in sets]
+    layer = [dna_of(s, distribution_name="layer-gaussian") for s in sets]
     assert float(rows["dna-fd (mean over all neurons)"]) == pytest.approx(float(NFD(*gauss)), rel=1e-5)
     assert float(rows["fd (mean over layers)"]) == pytest.approx(float(FD(*layer)), rel=1e-5)
     assert float(rows["fd (last layer, head)"]) == pytest.approx(float(FD(*layer, use_neurons_from_layer="head")), rel=1e-5)
@@ -67,18 +66,19 @@ def test_headline_distances_are_those_of_the_dnas(page, sets, processor):
 
 
 def test_every_figure_and_thumbnail_is_rendered(page):
-    images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
-    figures = [image for image in images if image[0].startswith(("per-layer", "histograms"))]
-    thumbnails = [image for image in images if image not in figures]
-    assert len(figures) == 2 and len(thumbnails) == 4 * 3
-    assert all(complete and width > 100 for _, complete, width in images)
+    images = page.evaluate("Array.from(document.images).map(i => [i.className, i.alt, i.complete, i.naturalWidth])")
+    kinds = {kind: [image for image in images if image[0] == kind] for kind in ("figure", "thumb", "crop")}
+    assert len(kinds["figure"]) == 1 + 4 and len(kinds["thumb"]) == 4 * 3 and len(kinds["crop"]) == 4 * 2 * 3
+    assert len(images) == sum(len(found) for found in kinds.values())
+    assert all(complete and width > 100 for kind, _, complete, width in images if kind != "crop")
+    assert all(complete and width >= 3 for _, _, complete, width in kinds["crop"])  # a stem neuron sees 3 x 3 pixels
 
 
-def test_image_rows_show_the_ranking_of_each_set_against_the_other(page, sets, processor):
-    urban_images = processor.make_vdna(sets[0], distribution_name="image-histogram-1000", verbose=False)
-    bsd = processor.make_vdna(sets[1], verbose=False)
+def test_image_rows_show_the_ranking_of_each_set_against_the_other(page, sets, dna_of):
+    urban_images = dna_of(sets[0], distribution_name="image-histogram-1000")
+    bsd = dna_of(sets[1])
     ranking = rank_images(urban_images, bsd)
-    headings = page.locator("h3").all_inner_texts()
+    headings = page.locator("h3:not(.layer)").all_inner_texts()
     assert headings == ["closest to bsd", "furthest from bsd", "closest to urban", "furthest from urban"]
     closest = page.locator(".row").nth(0).locator("figcaption").all_inner_texts()
     assert [caption.splitlines()[1] for caption in closest] == [Path(item.name).name for item in ranking[:3]]
@@ -87,9 +87,8 @@ def test_image_rows_show_the_ranking_of_each_set_against_the_other(page, sets, p
     assert furthest[-1].startswith(f"#6 · {ranking[-1].distance:.4g}")
 
 
-def test_most_different_neurons_and_layer_table(page, sets, processor):
-    urban = processor.make_vdna(sets[0], verbose=False)
-    bsd = processor.make_vdna(sets[1], verbose=False)
+def test_most_different_neurons_and_layer_table(page, sets, dna_of):
+    urban, bsd = dna_of(sets[0]), dna_of(sets[1])
     assert "The 4 most different neurons" in page.locator("h2").all_inner_texts()
     table = page.locator("table.layers").inner_text().strip().splitlines()
     assert len(table) == 1 + len(urban.layers)
@@ -99,17 +98,42 @@ def test_most_different_neurons_and_layer_table(page, sets, processor):
     assert rank_neurons(urban, bsd)[0].distance == pytest.approx(max(float(v.max()) for v in per_layer.values()))
 
 
-def test_report_from_saved_histogram_dnas_has_no_image_rows(processor, sets, tmp_path):
+def test_neuron_section_lists_the_top_neurons_by_layer_with_the_crops_of_both_sets(page, sets, dna_of):
+    urban = dna_of(sets[0])
+    bsd = dna_of(sets[1])
+    per_neuron = EMD(urban, bsd, return_neuron_wise=True)
+    top = rank_neurons(urban, bsd)[:4]
+    layers = list(urban.layers)
+    expected = sorted(top, key=lambda neuron: layers.index(neuron.layer))  # by layer; most different first within one
+    sections = page.locator("section.neuron")
+    shown = [(s.get_attribute("data-layer"), int(s.get_attribute("data-index"))) for s in sections.all()]
+    assert shown == [(n.layer, n.index) for n in expected]
+    assert page.locator("h3.layer").all_inner_texts() == list(dict.fromkeys(n.layer for n in expected))
+    for section, (layer, index) in zip(sections.all(), shown):
+        assert float(section.locator(".emd").inner_text()) == pytest.approx(float(per_neuron[layer][index]), rel=1e-5)
+        sets_shown = section.locator(".set")
+        assert sets_shown.locator("h5").all_inner_texts() == ["urban: highest activations", "bsd: highest activations"]
+        for number in range(2):
+            captions = sets_shown.nth(number).locator("figcaption").all_inner_texts()
+            assert sets_shown.nth(number).locator("img.crop").count() == len(captions) == 3
+            activations = [float(caption.splitlines()[0]) for caption in captions]
+            assert activations == sorted(activations, reverse=True)
+
+
+def test_report_from_saved_histogram_dnas_has_no_image_rows(processor, dna_of, sets, tmp_path):
     for name, source in zip("ab", sets):
-        processor.make_vdna(source, verbose=False).save(tmp_path / name)
-    output = make_report(tmp_path / "a", tmp_path / "b", tmp_path / "r.html", processor=processor)
+        dna_of(source).save(tmp_path / name)
+    output = make_report(tmp_path / "a", tmp_path / "b", tmp_path / "r.html", processor=processor, top_neurons=2)
     text = output.read_text()
     assert "dna-emd (mean over all neurons)" in text and "dna-fd" not in text and "<h3>" not in text
+    assert text.count('<section class="neuron"') == 2 and 'class="crop"' not in text
+    assert "a: given as saved DNAs, so there are no images to show." in text
+    assert "b: given as saved DNAs, so there are no images to show." in text
 
 
-def test_report_errors(processor, sets, tmp_path):
+def test_report_errors(processor, dna_of, sets, tmp_path):
     with pytest.raises(ValueError, match="top_neurons and images_shown must be positive"):
         make_report(sets[0], sets[1], tmp_path / "r.html", processor=processor, top_neurons=0)
-    processor.make_vdna(sets[0], distribution_name="gaussian", verbose=False).save(tmp_path / "g")
+    dna_of(sets[0], distribution_name="gaussian").save(tmp_path / "g")
     with pytest.raises(ValueError, match="needs histogram or image-histogram DNAs, got a gaussian DNA"):
         make_report(tmp_path / "g", sets[1], tmp_path / "r.html", processor=processor)

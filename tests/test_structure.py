@@ -48,19 +48,32 @@ def dependency_graph() -> dict[str, set[str]]:
     return {name: _imports(path, set(paths)) for name, path in paths.items()}
 
 
+def _imported_by(graph: dict[str, set[str]], module: str) -> set[str]:
+    """Every library module ``module`` imports, directly or through others."""
+    found, todo = set(), [module]
+    while todo:
+        for name in graph[todo.pop()] - found:
+            found.add(name)
+            todo.append(name)
+    return found
+
+
 def test_modules_depend_one_way_even_inside_functions():
     graph = dependency_graph()
     assert "vdna.engine" in graph and "vdna.dna" in graph["vdna.io"]
     try:
-        order = list(TopologicalSorter(graph).static_order())
+        list(TopologicalSorter(graph).static_order())
     except CycleError as error:
         pytest.fail(f"import cycle: {' -> '.join(error.args[1])}")
-    position = {name: index for index, name in enumerate(order)}
     for low, high in (("vdna.kernels", "vdna.dna"), ("vdna.dna", "vdna.distributions"), ("vdna.distributions", "vdna.io"),
                       ("vdna.io", "vdna.distances"), ("vdna.distances", "vdna.neurons"), ("vdna.engine", "vdna.processor"),
-                      ("vdna.engine", "vdna.distributed"), ("vdna.report", "vdna.cli")):
-        assert position[low] < position[high], (low, high)
+                      ("vdna.engine", "vdna.distributed"), ("vdna.engine", "vdna.metrics"), ("vdna.distances", "vdna.metrics"),
+                      ("vdna.engine", "vdna.explain"), ("vdna.explain", "vdna.report"), ("vdna.report", "vdna.cli")):
+        assert high not in _imported_by(graph, low), (low, high)
+    assert "vdna.engine" in _imported_by(graph, "vdna.metrics")
     assert not {name for name in graph["vdna.dna"] if name.startswith(("vdna.distances", "vdna.io"))}
+    assert {name for name, imported in graph.items() if "vdna.explain" in imported} == {"vdna.report"}
+    assert {"vdna.engine", "vdna.processor"} <= graph["vdna.explain"] and "vdna.explain" in graph["vdna.report"]
 
 
 def test_the_ray_backend_uses_no_private_name_of_another_module():

@@ -14,8 +14,8 @@ from vdna.sources import TarMembers, open_source
 
 
 def write_shard(path_or_buffer, images) -> None:
-    opened = tarfile.open(fileobj=path_or_buffer, mode="w") if hasattr(path_or_buffer, "write") else tarfile.open(path_or_buffer, "w")
-    with opened as shard:
+    where = {"fileobj": path_or_buffer} if hasattr(path_or_buffer, "write") else {"name": path_or_buffer}
+    with tarfile.open(mode="w", **where) as shard:
         for index, image in enumerate(images):
             for name, data in ((f"{index:06d}.jpg", image.read_bytes()), (f"{index:06d}.cls", b"3")):
                 info = tarfile.TarInfo(name)

@@ -330,11 +330,22 @@ def relevance(ranking: list, path: str) -> list[bool]:
 
 
 def command_rank(args: argparse.Namespace) -> int:
-    from .apps.retrieval import average_precision, precision_recall_curve, rank_images
+    from .apps.retrieval import DEFAULT_METHOD, PER_IMAGE_INPUTS, average_precision, precision_recall_curve, rank_images
 
-    images = per_image(args.images, args)
-    reference = histogram_dna(args.reference, args)
-    ranking = rank_images(images, reference, neurons={args.layer: None} if args.layer else None)
+    method = args.method or DEFAULT_METHOD
+    kinds = [f"image-histogram-{args.bins}" if kind == "image-histogram" else kind for kind in PER_IMAGE_INPUTS[method]]
+
+    def dnas(argument: str, reference: bool) -> list[VDNA]:
+        if is_saved_dna(argument):  # one saved DNA of one kind: the paper's emd unless a method is asked
+            if reference:
+                return [_load(argument)]
+            return [per_image(argument, args, PER_IMAGE_INPUTS[args.method or "emd"][0])]
+        if reference and method == "emd":
+            return [histogram_dna(argument, args)]
+        return _make(argument, args, kinds)
+
+    images, reference = dnas(args.images, False), dnas(args.reference, True)
+    ranking = rank_images(images, reference, neurons={args.layer: None} if args.layer else None, method=args.method)
     _print_ranking(ranking, args.top, args.csv)
     if args.grid:
         from .plots import plot_ranked_images
@@ -349,7 +360,7 @@ def command_rank(args: argparse.Namespace) -> int:
             from .plots import plot_precision_recall
 
             precision, recall, _ = precision_recall_curve(distances, relevant)
-            plot_precision_recall({"dna-emd": (precision, recall)}, args.pr_plot)
+            plot_precision_recall({method: (precision, recall)}, args.pr_plot)
     elif args.pr_plot:
         raise ValueError("--pr-plot draws the precision-recall curve of --relevant images; give --relevant too")
     return 0
@@ -517,19 +528,25 @@ def _command(commands: Any, name: str, handler: Callable[[argparse.Namespace], i
     return parser
 
 
+
 def _add_bins(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bins", type=int, default=1000, help="histogram bins when making DNAs (default 1000)")
 
 
 def _add_application_commands(commands: Any) -> None:
     rank = _command(commands, "rank", command_rank, "rank images by their distance to a reference set (retrieval)", (
-        "Rank every image of IMAGES by the EMD between its own DNA and the DNA of REFERENCE, closest first\n"
-        "(section 5.1 of the paper). IMAGES is per-image DNAs (vdna make SOURCE --distribution\n"
-        "image-histogram-1000) or a source of images; REFERENCE a saved DNA or a source. With --relevant\n"
+        "Rank every image of IMAGES by its distance to the set REFERENCE, closest first (section 5.1 of the\n"
+        "paper): --method emd (the paper's EMD), embedding-cosine, embedding-distance, emd-ratio or hybrid\n"
+        "(the default, best on held-out tasks). IMAGES and REFERENCE are sources of images (the DNAs the\n"
+        "method needs are made in one pass) or saved DNAs (a saved image-histogram DNA with a saved histogram\n"
+        "reference ranks by emd). With --relevant\n"
         "(a file listing the relevant images, one name per line) the average precision is printed."))
     rank.add_argument("images")
     rank.add_argument("reference")
     rank.add_argument("--layer", help="compare on the neurons of this layer only")
+    rank.add_argument("--method", choices=("emd", "embedding-cosine", "embedding-distance", "emd-ratio", "hybrid"),
+                      help="ranking method (default: hybrid from image sources; see vdna.apps.retrieval); "
+                           "each makes the per-image DNAs it needs from image sources")
     rank.add_argument("--top", type=int, default=20, help="print the first N (0: all; default 20)")
     rank.add_argument("--csv", help="write the whole ranking to this CSV file")
     rank.add_argument("--grid", help="draw the best, middle and worst images to this image file")
@@ -600,14 +617,15 @@ def _add_application_commands(commands: Any) -> None:
 
     report = _command(commands, "report", command_report, "an HTML page comparing two image sets", (
         "Write one self-contained HTML page comparing A and B (image sources, or saved histogram or\n"
-        "per-image DNAs): distances, the per-layer profile, the most different neurons with their\n"
-        "histograms, and the images of each set closest to and furthest from the other. Each set of\n"
-        "images goes through the network once."))
+        "per-image DNAs): distances, the per-layer profile, the most different neurons by layer with their\n"
+        "histograms and the parts of each set's images where they fire most, and the images of each set\n"
+        "closest to and furthest from the other. Each set of images goes through the network once."))
     report.add_argument("a")
     report.add_argument("b")
     report.add_argument("-o", "--output", required=True, help="HTML file to write")
     report.add_argument("--top-neurons", type=int, default=8, help="neurons to show (default 8)")
-    report.add_argument("--images-shown", type=int, default=6, help="images per row (default 6)")
+    report.add_argument("--images-shown", type=int, default=6,
+                        help="images per row, and crops per set for each neuron (default 6)")
 
     for parser in (rank, realism, sample_size, report):
         _add_bins(parser)

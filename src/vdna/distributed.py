@@ -30,6 +30,7 @@ from .engine import (
     load_item,
     prepare_image,
     resolve_ranges,
+    run_preprocessor,
     run_provenance,
 )
 from .extractors import create_extractor, resolve_device
@@ -204,7 +205,7 @@ def run_on_ray(
     extractor = create_extractor(config.feat_extractor_name, weights=config.weights, device="cpu")
     info = extractor.info
     ranges = resolve_ranges(config.activation_ranges, extractor) if dna_class.needs_ranges else None
-    preprocessor = Preprocessor(info.input_size, info.mean, info.std, config.crop_to_square_pre_resize, config.seed)
+    preprocessor = run_preprocessor(info, config)
 
     if not ray.is_initialized():
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, logging_level=logging.WARNING)

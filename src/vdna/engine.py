@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ from .checkpoint import Checkpoint
 from .config import RunConfig, option
 from .distributions import Accumulator, DNAType, VDNAActivationRanges, parse_distribution
 from .dna import VDNA, Provenance, merge_vdnas
-from .extractors import Extractor, check_ranges_match, resolve_device
+from .extractors import Extractor, ExtractorInfo, check_ranges_match, resolve_device
 from .kernels import compile_kernels, uncached_kernels
 from .preprocess import ImageError, Preprocessor, decode_image
 from .ranges import ActivationRanges, load_activation_ranges
@@ -187,12 +187,26 @@ class RunRecord:
     done: list[int] = field(default_factory=list)
 
 
+class Tracker(Protocol):
+    """Something a run feeds besides its DNAs, that keeps images by their positions in the run (e.g. where neurons fire most).
+
+    Like an accumulator it starts ``fresh()`` for a stream and ``merge`` s another's images; it is
+    fed each batch's activations with the positions of its images.
+    """
+
+    def update(self, activations: Mapping[str, torch.Tensor], positions: Sequence[int]) -> None: ...
+
+    def fresh(self) -> Tracker: ...
+
+    def merge(self, other: Tracker) -> None: ...
+
+
 class Run:
     """The step every backend repeats: images through the forward pass into the accumulators, bad images by policy.
 
     ``on_error="raise"`` raises :class:`~vdna.ImageError` for the first image that cannot be used;
     ``"skip"`` records it in :attr:`record`. ``progress`` is called with the number of images done,
-    image by image on the CPU.
+    image by image on the CPU. ``trackers`` are fed the same activations, with the images' positions.
     """
 
     def __init__(
@@ -204,6 +218,7 @@ class Run:
         on_error: str = "raise",
         progress: Progress | None = None,
         record: RunRecord | None = None,
+        trackers: Sequence[Tracker] = (),
     ):
         self.forward = forward
         self.accumulators = list(accumulators)
@@ -212,18 +227,31 @@ class Run:
         self.on_error = on_error
         self.progress = progress or (lambda done: None)
         self.record = record or RunRecord()
+        self.trackers = list(trackers)
 
     def fork(self, forward: Forward) -> Run:
-        """A run with the same settings on another forward pass, into fresh accumulators (for a stream)."""
-        return Run(forward, [accumulator.fresh() for accumulator in self.accumulators], self.device, self.forward_batch_size, self.on_error, self.progress)
+        """A run with the same settings on another forward pass, into fresh accumulators and trackers (for a stream)."""
+        return Run(
+            forward, [accumulator.fresh() for accumulator in self.accumulators], self.device, self.forward_batch_size,
+            self.on_error, self.progress, trackers=[tracker.fresh() for tracker in self.trackers],
+        )
 
-    def add_images(self, images: torch.Tensor) -> None:
-        """Run network inputs ``(N, 3, H, W)`` through the network into every accumulator."""
+    def add_images(self, images: torch.Tensor, positions: Sequence[int] | None = None) -> None:
+        """Run network inputs ``(N, 3, H, W)`` through the network into every accumulator and tracker.
+
+        ``positions``: the images' positions in the run, which trackers need.
+        """
+        if self.trackers and (positions is None or len(positions) != images.shape[0]):
+            raise ValueError(f"trackers need the positions of the {images.shape[0]} images in the run, got {positions!r}")
+        done = 0
         with torch.inference_mode():
             for chunk in images.to(self.device, non_blocking=True).split(self.forward_batch_size):
                 activations = self.forward(chunk)
                 for accumulator in self.accumulators:
                     accumulator.update(activations)
+                for tracker in self.trackers:
+                    tracker.update(activations, positions[done : done + chunk.shape[0]])
+                done += chunk.shape[0]
                 self.progress(chunk.shape[0])
 
     def add(self, batch: Batch) -> None:
@@ -234,15 +262,15 @@ class Run:
             logger.info("skipped %s: %s", name, reason)
             self.record.skipped.append({"name": name, "reason": reason})
         if batch.images is not None:
-            self.add_images(batch.images)
+            self.add_images(batch.images, batch.positions[: len(batch.names)])
         if batch.failures:
             self.progress(len(batch.failures))
         self.record.used.extend(batch.names)
         self.record.done.extend(batch.positions)
 
     def merge(self, other: Run) -> None:
-        """Add the accumulators of a fork into this run's."""
-        for mine, theirs in zip(self.accumulators, other.accumulators):
+        """Add the accumulators and trackers of a fork into this run's."""
+        for mine, theirs in zip(self.accumulators + self.trackers, other.accumulators + other.trackers):
             mine.merge(theirs)
 
 
@@ -310,9 +338,9 @@ def run_streams(
                 (position, name, None, reason) if reason is not None else prepare_image(raw, name, position, preprocessor, max_pixels)
                 for position, name, raw, reason in chunk
             ]
-            for _, _, image, _ in prepared:
+            for position, _, image, _ in prepared:
                 if image is not None:
-                    streams[stream].add_images(image[None])
+                    streams[stream].add_images(image[None], [position])
             outcomes.extend((position, name, None, reason) for position, name, _, reason in prepared)  # images let go
         return outcomes
 
@@ -481,12 +509,25 @@ ExtractorSource = Callable[[int], list[Extractor]]
 """``extractors(count)``: the run's extractor first, then ``count - 1`` more that streams may run at once."""
 
 
+def run_preprocessor(info: ExtractorInfo, config: RunConfig) -> Preprocessor:
+    """What a run of ``config`` does to each image before the network of ``info``."""
+    return Preprocessor(info.input_size, info.mean, info.std, config.crop_to_square_pre_resize, config.seed)
+
+
 def make_dnas(
-    source: Any, config: RunConfig, extractors: ExtractorSource, distributions: Sequence[str] | None = None
+    source: Any,
+    config: RunConfig,
+    extractors: ExtractorSource,
+    distributions: Sequence[str] | None = None,
+    trackers: Sequence[Tracker] = (),
 ) -> list[VDNA]:
-    """The DNAs of the images of ``source`` made in one pass, one per distribution name (``config``'s by default)."""
+    """The DNAs of the images of ``source`` made in one pass, one per distribution name (``config``'s by default).
+
+    ``trackers`` are fed the same pass (they are filled in place); with trackers, ``distributions``
+    may be empty, and the pass makes no DNA.
+    """
     names = list(distributions) if distributions is not None else [config.distribution_name]
-    if not names:
+    if not names and not trackers:
         raise ValueError("at least one distribution is needed")
     kinds = [parse_distribution(name) for name in names]
     device = resolve_device(config.device)
@@ -500,7 +541,7 @@ def make_dnas(
                 f"{option('streams')} need a distribution whose parts add up exactly in any order (histogram-B, "
                 f"activation-ranges); {', '.join(inexact)} does not"
             )
-    if config.checkpoint is not None and len(names) > 1:
+    if config.checkpoint is not None and (len(names) != 1 or trackers):
         raise ValueError(f"{option('checkpoint')} saves the state of one DNA; make one distribution at a time to checkpoint")
     extractor = extractors(1)[0]
     forward = forward_function(extractor, device, config.precision, config.compile)
@@ -511,7 +552,7 @@ def make_dnas(
     if config.save_sample_images is not None and isinstance(collection, ItemStream) and iter(source) is source:
         raise ValueError("save_sample_images needs a source that can be read twice; this iterator can be read once")
     info = extractor.info
-    preprocessor = Preprocessor(info.input_size, info.mean, info.std, config.crop_to_square_pre_resize, config.seed)
+    preprocessor = run_preprocessor(info, config)
     workers = available_cores() if config.num_workers is None else config.num_workers
     threads = 1 if streams > 1 else torch.get_num_threads()
     total = len(collection) if isinstance(collection, ImageCollection) else None
@@ -528,14 +569,15 @@ def make_dnas(
             todo = collection.subset(positions)
     _compile_phase(config.verbose)
     forward_batch_size = config.forward_batch_size or (1 if device.type == "cpu" else config.batch_size)
-    with tqdm(total=total, initial=len(record.done), unit="img", desc=f"DNA {', '.join(names)}", disable=not config.verbose) as bar:
+    description = f"DNA {', '.join(names)}" if names else "neuron maxima"
+    with tqdm(total=total, initial=len(record.done), unit="img", desc=description, disable=not config.verbose) as bar:
         lock = threading.Lock()
 
         def progress(done: int) -> None:
             with lock:
                 bar.update(done)
 
-        run = Run(forward, accumulators, device, forward_batch_size, config.on_error, progress, record)
+        run = Run(forward, accumulators, device, forward_batch_size, config.on_error, progress, record, trackers)
         if streams > 1:
             copies = [extractor] * (streams - 1) if extractor.concurrent_calls and not config.compile else extractors(streams)[1:]
             parts = [run] + [run.fork(forward_function(copy, device, config.precision, config.compile)) for copy in copies]
@@ -549,7 +591,7 @@ def make_dnas(
                 todo, preprocessor, config.batch_size, workers, device.type == "cuda", config.max_image_pixels, positions
             )
             run_loader(run, loader, saver)
-    if accumulators[0].num_images == 0:
+    if not record.used:
         raise ValueError(f"none of the {len(record.skipped)} images of {describe_source(source)} could be used")
     dnas = [
         accumulator.result(info.name, run_provenance(
@@ -572,6 +614,7 @@ __all__ = [
     "Batch",
     "Run",
     "RunRecord",
+    "Tracker",
     "collate",
     "describe_source",
     "forward_function",
@@ -583,6 +626,7 @@ __all__ = [
     "raw_batches",
     "resolve_ranges",
     "run_loader",
+    "run_preprocessor",
     "run_provenance",
     "run_streams",
 ]

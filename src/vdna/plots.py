@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from .apps.retrieval import RankedImage
     from .apps.sample_size import SampleSizeCurve
+    from .explain import NeuronExamples
 
 
 def _pyplot():
@@ -120,6 +121,43 @@ def plot_neuron_histograms(
     for axis in list(axes.flat)[len(neurons) :]:
         axis.axis("off")
     axes.flat[0].legend(fontsize=7)
+    return _finish(figure, path)
+
+
+def plot_neuron_examples(
+    examples: Mapping[tuple[str, int], NeuronExamples] | Sequence[NeuronExamples],
+    path: str | os.PathLike | None = None,
+    labels: tuple[str, str] = ("A", "B"),
+    size: float = 1.3,
+) -> Figure:
+    """The images behind each neuron (:func:`vdna.explain.neuron_examples`): one row per neuron, set A's crops then
+    set B's, each captioned with its activation; where a crop is much larger than the position's cell, the cell is outlined."""
+    from matplotlib.patches import Rectangle
+
+    rows = list(examples.values()) if isinstance(examples, Mapping) else list(examples)
+    if not rows:
+        raise ValueError("no neurons to plot")
+    shown = max(len(row.a) for row in rows), max(len(row.b) for row in rows)
+    columns = max(1, shown[0] + shown[1])
+    plt = _pyplot()
+    figure, axes = plt.subplots(len(rows), columns, figsize=(size * columns + 1, (size + 0.3) * len(rows)), squeeze=False)
+    for row_axes, row in zip(axes, rows):
+        for axis in row_axes:
+            axis.axis("off")
+        cells = list(zip(row_axes[: len(row.a)], row.a)) + list(zip(row_axes[shown[0] : shown[0] + len(row.b)], row.b))
+        for axis, example in cells:
+            axis.imshow(example.crop, interpolation="nearest")
+            axis.set_title(f"{example.activation:.3g}", fontsize=7)
+            top, left, bottom, right = example.box
+            cell = example.cell
+            if 4 * (cell[2] - cell[0]) * (cell[3] - cell[1]) <= (bottom - top) * (right - left):
+                axis.add_patch(Rectangle((cell[1] - left - 0.5, cell[0] - top - 0.5), cell[3] - cell[1], cell[2] - cell[0],
+                                         fill=False, edgecolor="yellow", linewidth=1))
+        row_axes[0].text(-0.1, 0.5, f"{row.layer} #{row.index}", transform=row_axes[0].transAxes, rotation=90,
+                         va="center", ha="right", fontsize=7)
+    for start, count, label in ((0, shown[0], labels[0]), (shown[0], shown[1], labels[1])):
+        if count:
+            axes[0, start].annotate(label, (0, 1.35), xycoords="axes fraction", fontsize=9, fontweight="bold")
     return _finish(figure, path)
 
 

@@ -17,7 +17,7 @@ import torch
 
 from .config import DEFAULT_EXTRACTOR, DEFAULT_MAX_IMAGE_PIXELS, RunConfig
 from .dna import VDNA
-from .engine import describe_source, make_dnas
+from .engine import Tracker, describe_source, make_dnas
 from .extractors import Extractor, create_extractor, resolve_device
 from .ranges import ActivationRanges
 
@@ -54,13 +54,16 @@ class VDNAProcessor:
 
         return extractors
 
-    def run(self, source: Any, config: RunConfig, distributions: Sequence[str] | None = None) -> list[VDNA]:
+    def run(
+        self, source: Any, config: RunConfig, distributions: Sequence[str] | None = None, trackers: Sequence[Tracker] = ()
+    ) -> list[VDNA]:
         """The DNAs of ``source`` made in one pass with the settings of ``config``, one per distribution name.
 
         ``distributions`` default to ``config.distribution_name``; several share one pass through
-        the network (e.g. ``["image-histogram-1000", "image-mean"]``).
+        the network (e.g. ``["image-histogram-1000", "image-mean"]``). ``trackers`` (e.g.
+        :class:`vdna.explain.NeuronMaxima`) are filled by the same pass.
         """
-        return make_dnas(source, config, self._extractors(config), distributions)
+        return make_dnas(source, config, self._extractors(config), distributions, trackers)
 
     def make_vdnas(self, source: Any, distribution_names: Sequence[str], **options: Any) -> dict[str, VDNA]:
         """Several DNAs of ``source`` in one pass through the network: ``{distribution name: DNA}``.

@@ -1,9 +1,9 @@
 """One self-contained HTML page comparing two image sets (``vdna report A B -o report.html``).
 
 The page shows the headline distances (dna-emd, dna-fd, fd), the per-layer profile of neuron-wise
-EMDs, the most different neurons with their histograms overlaid, and the images of each set
-closest to and furthest from the other set. Figures and thumbnails are embedded, so the file can be
-mailed or archived alone.
+EMDs, the most different neurons by layer, each with its histograms overlaid and the parts of the
+images of each set where it fires most, and the images of each set closest to and furthest from
+the other set. Figures and thumbnails are embedded, so the file can be mailed or archived alone.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ._files import atomic_write_bytes
@@ -25,19 +26,25 @@ from .config import RunConfig
 from .distances import EMD, FD, NFD
 from .distributions import VDNAHist, VDNAImageHist, VDNAImageMeans
 from .dna import VDNA, now_text
+from .explain import NeuronExample, NeuronMaxima, can_read_twice, crop_examples
 from .io import dna_paths, load_vdna_from_files
-from .neurons import rank_neurons
+from .neurons import Neuron, rank_neurons
 from .processor import VDNAProcessor
 
 
 @dataclass
 class ReportSide:
-    """One image set of a report: its per-image DNAs (when known) and its dataset DNAs."""
+    """One image set of a report: its per-image DNAs (when known) and its dataset DNAs.
+
+    Made from images, it also keeps its ``source`` and, when tracked, each neuron's best images (``maxima``).
+    """
 
     label: str
     histogram: VDNAHist
     images: VDNAImageHist | None = None
     means: VDNAImageMeans | None = None
+    source: Any = None
+    maxima: NeuronMaxima | None = None
 
 
 def _saved_dna(argument: Any) -> VDNA | None:
@@ -48,12 +55,15 @@ def _saved_dna(argument: Any) -> VDNA | None:
     return None
 
 
-def prepare_side(source: Any, label: str, processor: VDNAProcessor, config: RunConfig, gaussian: bool = True) -> ReportSide:
+def prepare_side(
+    source: Any, label: str, processor: VDNAProcessor, config: RunConfig, gaussian: bool = True, per_set: int = 0
+) -> ReportSide:
     """Load or make what a report needs of one set: a saved DNA (histogram or per-image), or images.
 
     Images go through the network once: their per-image histograms (``config``'s distribution,
     ``image-histogram-B``) and, with ``gaussian``, their per-image means are made in one pass;
-    the set's histogram DNA is the exact sum of its images'.
+    the set's histogram DNA is the exact sum of its images'. With ``per_set``, the same pass keeps
+    every neuron's ``per_set`` best images (when the source can be read again to crop them).
     """
     saved = source if isinstance(source, VDNA) else _saved_dna(source)
     if saved is not None:
@@ -63,8 +73,9 @@ def prepare_side(source: Any, label: str, processor: VDNAProcessor, config: RunC
             return ReportSide(label, saved)
         raise ValueError(f"{label}: a report needs histogram or image-histogram DNAs, got a {saved.type} DNA")
     distributions = [config.distribution_name, "image-mean"] if gaussian else [config.distribution_name]
-    made = processor.run(source, config, distributions)
-    return ReportSide(label, made[0].subset(), images=made[0], means=made[1] if gaussian else None)
+    maxima = NeuronMaxima(per_set) if per_set and can_read_twice(source) else None
+    made = processor.run(source, config, distributions, [maxima] if maxima is not None else [])
+    return ReportSide(label, made[0].subset(), images=made[0], means=made[1] if gaussian else None, source=source, maxima=maxima)
 
 
 def _figure_tag(figure: Any, alt: str) -> str:
@@ -77,19 +88,26 @@ def _figure_tag(figure: Any, alt: str) -> str:
     return f'<img class="figure" alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
 
 
-def _thumbnail_tag(name: str, size: int = 180) -> str:
+def _pixels_tag(pixels: Any, alt: str, kind: str) -> str:
+    """An ``<img>`` of RGB uint8 pixels, embedded: JPEG, or PNG for small crops (shown enlarged, pixel by pixel)."""
     from PIL import Image
 
+    buffer = io.BytesIO()
+    small = max(pixels.shape[:2]) < 48
+    Image.fromarray(pixels).save(buffer, format="PNG" if small else "JPEG", quality=85)
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    mime = "png" if small else "jpeg"
+    return f'<img class="{kind}" alt="{html.escape(alt)}" src="data:image/{mime};base64,{encoded}">'
+
+
+def _thumbnail_tag(name: str, size: int = 180) -> str:
     from .plots import thumbnail
 
     try:
         pixels = thumbnail(name, size)
     except (OSError, ValueError):
         return '<div class="missing">image not readable</div>'
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=85)
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img class="thumb" alt="{html.escape(name)}" src="data:image/jpeg;base64,{encoded}">'
+    return _pixels_tag(pixels, name, "thumb")
 
 
 def _image_row(title: str, ranked: list[RankedImage], total: int, from_end: bool) -> str:
@@ -101,6 +119,69 @@ def _image_row(title: str, ranked: list[RankedImage], total: int, from_end: bool
             f'<span class="name">{html.escape(Path(item.name).name)}</span></figcaption></figure>'
         )
     return f'<h3>{html.escape(title)}</h3><div class="row">{"".join(cells)}</div>'
+
+
+def _crop_tag(example: NeuronExample, size: int = 120) -> str:
+    """The crop, at most ``size`` pixels a side; where it is much larger than the position's cell, the cell outlined."""
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(example.crop)
+    if max(image.size) > size:
+        image.thumbnail((size, size))
+    top, left, bottom, right = example.box
+    cell = example.cell
+    if 4 * (cell[2] - cell[0]) * (cell[3] - cell[1]) <= (bottom - top) * (right - left):
+        scale = image.size[0] / (right - left), image.size[1] / (bottom - top)
+        outline = [(cell[1] - left) * scale[0], (cell[0] - top) * scale[1], (cell[3] - left) * scale[0] - 1, (cell[2] - top) * scale[1] - 1]
+        ImageDraw.Draw(image).rectangle(outline, outline=(255, 230, 0), width=2)
+    return _pixels_tag(np.asarray(image), f"{example.name} {example.box}", "crop")
+
+
+def _examples_row(label: str, examples: list[NeuronExample]) -> str:
+    cells = "".join(
+        f'<figure class="example">{_crop_tag(example)}<figcaption>{example.activation:.4g}<br>'
+        f'<span class="name">{html.escape(Path(example.name).name)}</span></figcaption></figure>'
+        for example in examples
+    )
+    return f'<div class="set"><h5>{html.escape(label)}: highest activations</h5><div class="crops">{cells}</div></div>'
+
+
+def _neuron_section(
+    first: ReportSide, second: ReportSide, ranked: list[Neuron], examples: list[dict | None], labels: tuple[str, str]
+) -> str:
+    """The most different neurons grouped by layer, early to late (most different first within a layer), each
+    with its EMD, its histograms overlaid and the crops of each set's images where it fires most."""
+    from . import plots
+
+    notes = [
+        f"{html.escape(side.label)}: given as saved DNAs, so there are no images to show." if side.source is None
+        else f"{html.escape(side.label)}: its images cannot be read again to crop them."
+        for side, found in zip((first, second), examples) if found is None
+    ]
+    parts = [
+        f"<h2>The {len(ranked)} most different neurons</h2>",
+        (
+            '<p class="note">Neurons with the largest EMD between their histograms in the two sets, by layer from early '
+            "to late. Beside each, the images of each set where it fires most: the part of the image its strongest "
+            "position sees (its receptive field), captioned with the activation there; where that part is much larger "
+            "than the position's own cell, the cell is outlined in yellow.</p>"
+        ),
+        *(f'<p class="note">{note}</p>' for note in notes),
+    ]
+    order = {layer: position for position, layer in enumerate(first.histogram.layers)}
+    for layer in sorted({neuron.layer for neuron in ranked}, key=order.__getitem__):
+        parts.append(f'<h3 class="layer">{html.escape(layer)}</h3>')
+        for neuron in (n for n in ranked if n.layer == layer):
+            key = (neuron.layer, neuron.index)
+            figure = plots.plot_neuron_histograms(first.histogram, second.histogram, [key], labels=labels, per_row=1)
+            rows = "".join(_examples_row(side.label, found[key]) for side, found in zip((first, second), examples) if found)
+            parts.append(
+                f'<section class="neuron" data-layer="{html.escape(layer)}" data-index="{neuron.index}">'
+                f'<h4>{html.escape(layer)} #{neuron.index} &middot; EMD <span class="emd">{neuron.distance:.6g}</span></h4>'
+                f'<div class="neuron-body">{_figure_tag(figure, f"histograms of {layer} #{neuron.index}")}'
+                f'<div class="examples">{rows}</div></div></section>'
+            )
+    return "".join(parts)
 
 
 def _distances_table(first: ReportSide, second: ReportSide) -> tuple[str, dict[str, float]]:
@@ -142,6 +223,11 @@ td.value { font-variant-numeric: tabular-nums; font-weight: 600; }
 img.figure { max-width: 100%; border: 1px solid #eee; }
 .row { display: flex; gap: 8px; flex-wrap: wrap; } figure { margin: 0; width: 180px; }
 figcaption { font-size: 12px; } .name { color: #666; word-break: break-all; }
+.note { color: #444; } section.neuron { margin: 0.5em 0 1.5em; }
+.neuron-body { display: flex; gap: 16px; align-items: flex-start; } .neuron-body img.figure { width: 320px; }
+.crops { display: flex; gap: 6px; flex-wrap: wrap; } figure.example { width: 100px; }
+img.crop { width: 100px; height: 100px; object-fit: contain; image-rendering: pixelated; background: #f4f4f4; }
+h5 { margin: 0.3em 0; }
 """
 
 
@@ -162,7 +248,9 @@ def make_report(
 
     Sources are turned into per-image histogram DNAs of ``bins`` bins and per-image means, in one
     pass through the network per set, with the run settings ``config`` or ``make_options``
-    (:meth:`~vdna.VDNAProcessor.make_vdna`'s keyword arguments). Saved histogram DNAs give a
+    (:meth:`~vdna.VDNAProcessor.make_vdna`'s keyword arguments). The same pass keeps each neuron's
+    ``images_shown`` best images, from which the ``top_neurons`` most different neurons show
+    crops (the images are read again for them, without the network). Saved histogram DNAs give a
     report without the Gaussian distances and images.
     """
     if top_neurons < 1 or images_shown < 1:
@@ -174,28 +262,23 @@ def make_report(
     config = config or RunConfig.from_options(**make_options, distribution_name=f"image-histogram-{bins}")
     processor = processor or VDNAProcessor()
     labels = labels or (_label(a, "A"), _label(b, "B"))
-    first = prepare_side(a, labels[0], processor, config)
-    second = prepare_side(b, labels[1], processor, config)
+    first = prepare_side(a, labels[0], processor, config, per_set=images_shown)
+    second = prepare_side(b, labels[1], processor, config, per_set=images_shown)
     distances_html, _ = _distances_table(first, second)
     per_layer = EMD(first.histogram, second.histogram, return_neuron_wise=True)
     ranked_neurons = rank_neurons(first.histogram, second.histogram)[:top_neurons]
+    examples = _neuron_examples(first, second, ranked_neurons, processor, config)
     sections = [
         f"<h2>Distances</h2>{distances_html}",
         "<h2>Where the sets differ: neuron-wise EMD by layer</h2>",
         _figure_tag(plots.plot_layer_profile(per_layer), "per-layer profile of neuron-wise EMD"),
         _layer_table(per_layer),
-        f"<h2>The {len(ranked_neurons)} most different neurons</h2>",
-        _figure_tag(
-            plots.plot_neuron_histograms(
-                first.histogram, second.histogram, [(n.layer, n.index) for n in ranked_neurons], labels=labels
-            ),
-            "histograms of the most different neurons",
-        ),
+        _neuron_section(first, second, ranked_neurons, examples, labels),
     ]
     for side, other in ((first, second), (second, first)):
         if side.images is None:
             continue
-        ranking = rank_images(side.images, other.histogram)
+        ranking = rank_images(side.images, other.histogram, method="emd")
         shown = min(images_shown, max(1, len(ranking) // 2))  # closest and furthest rows do not overlap
         sections.append(f"<h2>Images of {html.escape(side.label)} by EMD to {html.escape(other.label)}</h2>")
         sections.append(_image_row(f"closest to {other.label}", ranking[:shown], len(ranking), from_end=False))
@@ -217,6 +300,21 @@ extractor {html.escape(dna.feature_extractor_name)} &middot; {dna.hist_nb_bins} 
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(output, page.encode("utf-8"))
     return output
+
+
+def _neuron_examples(
+    first: ReportSide, second: ReportSide, neurons: list[Neuron], processor: VDNAProcessor, config: RunConfig
+) -> list[dict | None]:
+    """Each side's examples of ``neurons`` (crops of its best images, read again), or None where it has no images."""
+    keys = [(neuron.layer, neuron.index) for neuron in neurons]
+    found: list[dict | None] = []
+    for side in (first, second):
+        if side.maxima is None:
+            found.append(None)
+            continue
+        extractor = processor.get_extractor(config.feat_extractor_name, config.device, config.weights)
+        found.append(crop_examples(side.maxima, keys, side.source, config, extractor))
+    return found
 
 
 def _label(source: Any, default: str) -> str:

@@ -30,4 +30,4 @@ def rank_by_realism(
     generated: VDNAImageHist, real_reference: VDNAHist, neurons: NeuronSelection | None = None
 ) -> list[RankedImage]:
     """Generated images, most realistic first: closest to ``real_reference`` on ``neurons`` (all by default)."""
-    return rank_images(generated, real_reference, neurons=neurons)
+    return rank_images(generated, real_reference, neurons=neurons, method="emd")

@@ -1,21 +1,55 @@
-"""Ranking images by their distance to a reference DNA, and scoring a ranking (section 5.1 of the paper).
+"""Ranking images by their distance to a reference set, and scoring a ranking (section 5.1 of the paper).
 
-Each image of a set has its own DNA (``distribution_name="image-histogram-B"``, made in one pass);
-the images are ranked by EMD to a reference dataset DNA, on all neurons or on a selection
-(section 5.3 "Finding similar images", appendix B.1). Given which images are relevant, the
-precision-recall curve and its area score the ranking.
+Each method scores every candidate image against the reference set, lower is closer:
+
+- ``"emd"`` (the paper's): EMD between the image's DNA-hist and the reference's, averaged over
+  neurons (EMD_avg), or EMD_W with ``weights``. Needs the images' ``image-histogram-B`` DNAs and a
+  ``histogram-B`` reference (or its per-image DNAs, summed).
+- ``"embedding-cosine"``: 1 minus the cosine between the image's spatially averaged activations
+  and the reference's mean of them, computed per layer and averaged over layers (each layer
+  counts once, whatever its width). Needs ``image-mean`` images and an ``image-mean`` or
+  ``gaussian`` reference.
+- ``"embedding-distance"``: mean over neurons of the squared z-score of the image's averaged
+  activation, standardised by the reference images' mean and standard deviation (neurons constant
+  over the reference are left out). Needs ``image-mean`` images and an ``image-mean`` or
+  ``gaussian`` reference.
+- ``"emd-ratio"``: each neuron's EMD of the image to the reference divided by the mean EMD of the
+  reference's own images to the reference, averaged over neurons: distances in units of the
+  reference's own spread (neurons on which every reference image matches the set exactly, a mean
+  EMD below :data:`NEGLIGIBLE_EMD`, are left out). Needs ``image-histogram-B`` DNAs of the images
+  and of the reference's images.
+- ``"hybrid"`` (the default): the mean of the ``"emd-ratio"`` term and of a normalised embedding
+  term, the mean over neurons of the squared z-score of the image's averaged activations after
+  each layer's vector is divided by its L2 norm (so an image's overall activation strength, which
+  contrast, blur or noise change, does not count), standardised by the reference images'
+  normalised vectors (neurons constant over them left out). Each term is about 1 for an image
+  like the reference's own. Needs both
+  ``image-histogram-B`` and ``image-mean`` DNAs of the images and of the reference's images.
+
+``"emd"``, ``"embedding-cosine"`` and ``"embedding-distance"`` use every layer by default;
+``"emd-ratio"`` and ``"hybrid"`` the last third of the layers (:func:`late_layers`), where
+held-out retrieval tasks are won (``experiments/retrieval.py``). ``neurons={layer: indices or
+None}`` chooses the neurons of any method. Given which images are relevant, the precision-recall
+curve and its area score a ranking.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..distances import Weights, emd_to_reference
-from ..distributions import VDNAHist, VDNAImageHist
+from ..distances import NeuronSelection, Weights, check_comparable, emd_to_reference, select_neurons
+from ..distributions import VDNAGauss, VDNAHist, VDNAImageHist, VDNAImageMeans, VDNALayerGauss
+from ..dna import VDNA
+
+DNAs = VDNA | Sequence[VDNA]
+NEGLIGIBLE_EMD = 1e-9
+"""EMDs (in bins) below this are round-off of zero: far below the smallest mass an image can move, 1 / positions."""
+Selection = list[tuple[str, torch.Tensor | None]]
 
 
 @dataclass(frozen=True)
@@ -27,19 +61,230 @@ class RankedImage:
     distance: float
 
 
-def rank_images(
-    images: VDNAImageHist,
-    reference: VDNAHist,
-    neurons: Mapping[str, Sequence[int] | None] | None = None,
-    weights: Weights | None = None,
-) -> list[RankedImage]:
-    """Every image, closest to ``reference`` first (EMD_avg over the selected neurons, or EMD_W with ``weights``).
+def late_layers(vdna: VDNA) -> dict[str, None]:
+    """The last third of a DNA's layers (all of them when it has fewer than three): ``{layer: None}``."""
+    layers = vdna.layers
+    return {layer: None for layer in layers[2 * (len(layers) // 3):]}
 
-    Ties keep the order of the images in the set.
+
+class _Inputs:
+    """The DNAs given for the images or for the reference, by type, checked to describe the same images."""
+
+    def __init__(self, dnas: DNAs, role: str):
+        given = [dnas] if isinstance(dnas, VDNA) else list(dnas) if isinstance(dnas, Sequence) else [dnas]
+        self.role = role
+        self.by_type: dict[str, VDNA] = {}
+        for dna in given:
+            if not isinstance(dna, VDNA):
+                raise TypeError(f"{role} must be a DNA or a sequence of DNAs, got {type(dna).__name__}")
+            if dna.type in self.by_type:
+                raise ValueError(f"{role}: two {dna.type} DNAs given; pass one DNA of each kind")
+            self.by_type[dna.type] = dna
+        if not self.by_type:
+            raise ValueError(f"{role}: no DNA given")
+        per_image = [dna for dna in self.by_type.values() if isinstance(dna, (VDNAImageHist, VDNAImageMeans))]
+        if len(per_image) == 2 and per_image[0].names != per_image[1].names:
+            raise ValueError(f"{role}: the image-histogram and image-mean DNAs describe different images")
+
+    def get(self, kinds: tuple[type, ...], method: str, make: str) -> VDNA:
+        for dna in self.by_type.values():
+            if isinstance(dna, kinds):
+                return dna
+        names = " or ".join(kind.type for kind in kinds)
+        given = ", ".join(self.by_type)
+        raise ValueError(f"method {method!r} needs {names} DNAs of the {self.role} ({make}); got {given}")
+
+
+_HIST = "make_vdna(..., distribution_name='image-histogram-1000')"
+_MEAN = "make_vdna(..., distribution_name='image-mean')"
+
+
+def _rows(means: VDNAImageMeans, layer: str, index: torch.Tensor | None) -> torch.Tensor:
+    values = means.data[layer].cpu()
+    return values if index is None else values[:, index]
+
+
+def _unit_rows(values: torch.Tensor) -> torch.Tensor:
+    """Each row divided by its L2 norm (rows of zeros stay zeros)."""
+    norms = torch.linalg.vector_norm(values, dim=1, keepdim=True)
+    return values / torch.where(norms > 0, norms, 1.0)
+
+
+def _reference_moments(reference: VDNA, layer: str, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and unbiased variance of the reference images' averaged activations."""
+    if isinstance(reference, VDNAImageMeans):
+        rows = _rows(reference, layer, index)
+        return rows.mean(dim=0), rows.var(dim=0) if rows.shape[0] > 1 else torch.zeros(rows.shape[1], dtype=rows.dtype)
+    data = reference.data[layer]
+    mean = data["mu"].cpu()
+    var = torch.diagonal(data["sigma"]).cpu() if isinstance(reference, VDNALayerGauss) else data["var"].cpu()
+    return (mean, var) if index is None else (mean[index], var[index])
+
+
+def _squared_z(values: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """Squared z-scores ``(images, neurons kept)``, neurons of zero reference variance left out."""
+    kept = var > 0
+    return (values[:, kept] - mean[kept]) ** 2 / var[kept]
+
+
+def _mean_over_neurons(parts: list[torch.Tensor], method: str) -> torch.Tensor:
+    values = torch.cat(parts, dim=1)
+    if values.shape[1] == 0:
+        raise ValueError(f"method {method!r}: no selected neuron varies over the reference images")
+    return values.mean(dim=1)
+
+
+def _embedding_cosine(images: _Inputs, reference: _Inputs, selection: Selection, method: str) -> torch.Tensor:
+    means = images.get((VDNAImageMeans,), method, _MEAN)
+    ref = reference.get((VDNAImageMeans, VDNAGauss, VDNALayerGauss), method, _MEAN)
+    cosines = []
+    for layer, index in selection:
+        rows, centre = _unit_rows(_rows(means, layer, index)), _unit_rows(_reference_moments(ref, layer, index)[0][None])
+        cosines.append(rows @ centre[0])
+    return 1.0 - torch.stack(cosines, dim=1).mean(dim=1)
+
+
+def _embedding_distance(images: _Inputs, reference: _Inputs, selection: Selection, method: str) -> torch.Tensor:
+    means = images.get((VDNAImageMeans,), method, _MEAN)
+    ref = reference.get((VDNAImageMeans, VDNAGauss, VDNALayerGauss), method, _MEAN)
+    parts = [_squared_z(_rows(means, layer, index), *_reference_moments(ref, layer, index)) for layer, index in selection]
+    return _mean_over_neurons(parts, method)
+
+
+def _normalised_embedding_distance(images: _Inputs, reference: _Inputs, selection: Selection, method: str) -> torch.Tensor:
+    means = images.get((VDNAImageMeans,), method, _MEAN)
+    ref = reference.get((VDNAImageMeans,), method, _MEAN)
+    parts = []
+    for layer, index in selection:
+        ref_rows = _unit_rows(_rows(ref, layer, index))
+        var = ref_rows.var(dim=0) if ref_rows.shape[0] > 1 else torch.zeros(ref_rows.shape[1], dtype=ref_rows.dtype)
+        parts.append(_squared_z(_unit_rows(_rows(means, layer, index)), ref_rows.mean(dim=0), var))
+    return _mean_over_neurons(parts, method)
+
+
+def _neurons(selection: Selection) -> dict[str, torch.Tensor | None]:
+    return dict(selection)
+
+
+def _emd(images: _Inputs, reference: _Inputs, selection: Selection, method: str, weights: Weights | None = None):
+    hists = images.get((VDNAImageHist,), method, _HIST)
+    ref = reference.get((VDNAHist, VDNAImageHist), method, "make_vdna(..., distribution_name='histogram-1000')")
+    pooled = ref.subset() if isinstance(ref, VDNAImageHist) else ref
+    return emd_to_reference(hists, pooled, neurons=_neurons(selection), weights=weights)
+
+
+def _emd_ratio(images: _Inputs, reference: _Inputs, selection: Selection, method: str) -> torch.Tensor:
+    hists = images.get((VDNAImageHist,), method, _HIST)
+    ref = reference.get((VDNAImageHist,), method, _HIST + " of the reference images")
+    pooled = ref.subset()
+    own = emd_to_reference(ref, pooled, neurons=_neurons(selection), return_neuron_wise=True)
+    theirs = emd_to_reference(hists, pooled, neurons=_neurons(selection), return_neuron_wise=True)
+    parts = []
+    for layer in theirs:
+        typical = own[layer].mean(dim=0)
+        kept = typical > NEGLIGIBLE_EMD
+        parts.append(theirs[layer][:, kept] / typical[kept])
+    return _mean_over_neurons(parts, method)
+
+
+def _hybrid(images: _Inputs, reference: _Inputs, selection: Selection, method: str) -> torch.Tensor:
+    return 0.5 * (_emd_ratio(images, reference, selection, method)
+                  + _normalised_embedding_distance(images, reference, selection, method))
+
+
+_Scorer = Callable[[_Inputs, _Inputs, Selection, str], torch.Tensor]
+METHODS: dict[str, tuple[_Scorer, bool]] = {
+    "emd": (_emd, False),
+    "embedding-cosine": (_embedding_cosine, False),
+    "embedding-distance": (_embedding_distance, False),
+    "emd-ratio": (_emd_ratio, True),
+    "hybrid": (_hybrid, True),
+}
+"""Ranking methods by name: their scorer and whether they use :func:`late_layers` by default."""
+DEFAULT_METHOD = "hybrid"
+PER_IMAGE_INPUTS: dict[str, tuple[str, ...]] = {
+    "emd": ("image-histogram",),
+    "embedding-cosine": ("image-mean",),
+    "embedding-distance": ("image-mean",),
+    "emd-ratio": ("image-histogram",),
+    "hybrid": ("image-histogram", "image-mean"),
+}
+"""The per-image DNA kinds each method needs of the images (and of the reference's images, except ``"emd"``,
+whose reference is one ``histogram-B`` DNA)."""
+
+
+def _any_dna(inputs: _Inputs) -> VDNA:
+    return next(iter(inputs.by_type.values()))
+
+
+def _default_method(images: _Inputs, reference: _Inputs, weights: Weights | None) -> str:
+    """The default method, or ``"emd"`` (with a warning) when the inputs are those of the paper's ranking only."""
+    if weights is not None:
+        return "emd"
+    have = set(images.by_type) | {f"reference {kind}" for kind in reference.by_type}
+    needed = {"image-histogram", "image-mean", "reference image-histogram", "reference image-mean"}
+    if needed <= have:
+        return DEFAULT_METHOD
+    warnings.warn(
+        f"ranking by 'emd', the paper's method, because the default {DEFAULT_METHOD!r} (better on held-out "
+        "retrieval tasks) needs image-histogram and image-mean DNAs of both the images and the reference's "
+        "images; pass them, or method='emd' to silence this warning",
+        UserWarning, stacklevel=3,
+    )
+    return "emd"
+
+
+def retrieval_distances(
+    images: DNAs,
+    reference: DNAs,
+    method: str | None = None,
+    neurons: NeuronSelection | None = None,
+    weights: Weights | None = None,
+) -> torch.Tensor:
+    """Every image's distance to the reference set by ``method`` (see the module), float64, lower is closer.
+
+    ``images``: the candidates' per-image DNA(s) (``image-histogram-B``, ``image-mean`` or both, of
+    the same images); ``reference``: the reference set's DNA(s). ``method=None`` is
+    :data:`DEFAULT_METHOD` when those inputs are given, else ``"emd"`` with a warning.
+    ``weights`` (EMD_W) belong to ``"emd"`` only.
     """
-    distances = emd_to_reference(images, reference, neurons=neurons, weights=weights)
+    image_inputs, reference_inputs = _Inputs(images, "images"), _Inputs(reference, "reference")
+    if method is None:
+        method = _default_method(image_inputs, reference_inputs, weights)
+    if method not in METHODS:
+        raise ValueError(f"unknown retrieval method {method!r}; valid: {', '.join(METHODS)}")
+    if weights is not None and method != "emd":
+        raise ValueError(f"weights (EMD_W) apply to method 'emd' only, not {method!r}")
+    first = _any_dna(reference_inputs)
+    for dna in [*image_inputs.by_type.values(), *reference_inputs.by_type.values()]:
+        check_comparable(first, dna, same_type=False)
+    scorer, late_by_default = METHODS[method]
+    if neurons is None and late_by_default:
+        neurons = late_layers(first)
+    selection = select_neurons(first, neurons=neurons)
+    if method == "emd":
+        return _emd(image_inputs, reference_inputs, selection, method, weights)
+    return scorer(image_inputs, reference_inputs, selection, method)
+
+
+def rank_images(
+    images: DNAs,
+    reference: DNAs,
+    neurons: NeuronSelection | None = None,
+    weights: Weights | None = None,
+    *,
+    method: str | None = None,
+) -> list[RankedImage]:
+    """Every image, closest to ``reference`` first, by ``method`` (see :func:`retrieval_distances`).
+
+    ``rank_images(image_hists, reference_hist)`` keeps the paper's EMD ranking (with a warning
+    pointing to the better default); ``rank_images([image_hists, image_means],
+    [reference_hists, reference_means])`` ranks by :data:`DEFAULT_METHOD`. Ties keep the order of
+    the images in the set.
+    """
+    distances = retrieval_distances(images, reference, method, neurons, weights)
     order = torch.sort(distances, stable=True).indices.tolist()
-    names = images.names
+    names = _any_dna(_Inputs(images, "images")).names
     return [RankedImage(names[i], i, float(distances[i])) for i in order]
 
 

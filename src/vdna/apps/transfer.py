@@ -28,29 +28,22 @@ def rank_sources(values: Mapping[str, float], higher_is_better: bool) -> list[st
     return sorted(values, key=lambda source: -values[source] if higher_is_better else values[source])
 
 
-def _without_diagonal(performance: Table, distances: Table) -> dict[str, dict[str, float]]:
-    """``distances`` without each target's distance to itself, unless performance scores that pair too."""
-    return {
-        target: {source: value for source, value in row.items() if source != target or target in performance.get(target, {})}
-        for target, row in distances.items()
-    }
-
-
-def _check_tables(performance: Table, distances: Table) -> None:
-    if set(performance) != set(distances):
-        raise ValueError(
-            f"performance and distances must name the same targets, got {sorted(performance)} and {sorted(distances)}"
-        )
+def scored_distances(performance: Table, distances: Table) -> dict[str, dict[str, float]]:
+    """The distances of the pairs ``performance`` scores; ``ValueError`` naming any pair ``distances`` lacks."""
     if not performance:
         raise ValueError("no targets given")
-    for target in performance:
-        if set(performance[target]) != set(distances[target]):
-            raise ValueError(
-                f"target {target!r}: performance and distances must name the same sources, "
-                f"got {sorted(performance[target])} and {sorted(distances[target])}"
-            )
-        if not performance[target]:
+    missing = sorted(set(performance) - set(distances))
+    if missing:
+        raise ValueError(f"distances have no row for the targets {missing}, which performance scores")
+    scored = {}
+    for target, row in performance.items():
+        if not row:
             raise ValueError(f"target {target!r} has no sources")
+        absent = sorted(set(row) - set(distances[target]))
+        if absent:
+            raise ValueError(f"target {target!r}: distances have no value for the sources {absent}, which performance scores")
+        scored[target] = {source: distances[target][source] for source in row}
+    return scored
 
 
 def ranking_discrepancy(performance: Table, distances: Table) -> float:
@@ -58,12 +51,11 @@ def ranking_discrepancy(performance: Table, distances: Table) -> float:
 
     ``performance[target][source]``: observed performance of a model trained on ``source`` and
     evaluated on ``target`` (higher is better); ``distances[target][source]``: distance between
-    the two datasets (lower is closer), e.g. :func:`distance_matrix` as it is returned (a target's
-    distance to itself is left out unless ``performance`` scores that pair). 0 means the distances
-    rank every source as performance does.
+    the two datasets (lower is closer), e.g. :func:`distance_matrix` as it is returned: only the
+    pairs ``performance`` scores are used (a target's distance to itself only if it scores that
+    pair). 0 means the distances rank every source as performance does.
     """
-    distances = _without_diagonal(performance, distances)
-    _check_tables(performance, distances)
+    distances = scored_distances(performance, distances)
     total, count = 0.0, 0
     for target, observed in performance.items():
         by_performance: Sequence[str] = rank_sources(observed, higher_is_better=True)

@@ -95,6 +95,28 @@ class VDNAImageHist(BinnedDNA, PerImageDNA):
             len(chosen), self._image_provenance(names),
         )
 
+    def select_images(self, indices: Sequence[int] | np.ndarray) -> VDNAImageHist:
+        """The per-image DNAs of the images ``indices`` only, in that order (no summing)."""
+        chosen = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if chosen.size == 0:
+            raise ValueError("no images chosen")
+        for index in chosen.tolist():
+            self._check_image(index)
+        data = {}
+        for layer, neurons in self.neurons_list.items():
+            part = self.data[layer]
+            offsets = part["offsets"]
+            starts, ends = offsets[chosen * neurons].tolist(), offsets[(chosen + 1) * neurons].tolist()
+            entries = torch.cat([torch.arange(start, end) for start, end in zip(starts, ends)])
+            sizes = torch.cat([torch.diff(offsets[i * neurons : (i + 1) * neurons + 1]) for i in chosen.tolist()])
+            data[layer] = {
+                "offsets": torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(sizes, 0)]),
+                "bins": part["bins"][entries], "counts": part["counts"][entries],
+            }
+        names = [self.provenance.images[i] for i in chosen.tolist()]
+        return VDNAImageHist(self.name, self.feature_extractor_name, self.neurons_list, data, len(chosen),
+                             self._image_provenance(names))
+
     # -- storage -------------------------------------------------------------------------------------
     def _merged_data(self, other: VDNAImageHist) -> dict[str, dict[str, torch.Tensor]]:
         merged = {}

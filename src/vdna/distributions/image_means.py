@@ -63,6 +63,14 @@ class VDNAImageMeans(PerImageDNA):
         """The layer-Gaussian DNA (``layer-gaussian``, for FD) of the images ``indices`` (all by default)."""
         return self._fit(VDNALayerGauss, indices)
 
+    def select_images(self, indices: Sequence[int] | np.ndarray) -> VDNAImageMeans:
+        """The rows of the images ``indices`` only, in that order."""
+        chosen = self._chosen(indices)
+        names = [self.provenance.images[i] for i in chosen.tolist()]
+        data = {layer: self.data[layer][chosen.to(self.data[layer].device)] for layer in self.neurons_list}
+        return VDNAImageMeans(self.name, self.feature_extractor_name, self.neurons_list, data, chosen.numel(),
+                              replace(self.provenance, images=names, skipped=[]))
+
     def _merged_data(self, other: VDNAImageMeans) -> dict[str, torch.Tensor]:
         return {layer: torch.cat([self.data[layer], other.data[layer].to(self.data[layer].device)]) for layer in self.data}
 

@@ -6,6 +6,7 @@ maps are flattened, ViT tokens are positions (appendix A.1.2 of the paper).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 from collections.abc import Callable, Mapping
@@ -32,6 +33,12 @@ class ExtractorInfo:
     weights_source: str = "random initialisation"
     weights_sha256: str | None = None
     ranges: ActivationRanges | None = field(default=None, repr=False)
+    grids: Mapping[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+    """Where each layer's positions lie on the input: ``(rows, columns)`` of its spatial map, or of a ViT's
+    patches (then the positions are any class or register tokens first, then the patches row by row);
+    a layer missing here has positions that are not known to lie on a grid."""
+    tokens: bool = False
+    """Whether positions are ViT tokens (each a patch of the input) rather than cells of convolutional maps."""
 
     @property
     def num_neurons(self) -> int:
@@ -62,6 +69,14 @@ def _as_neurons_by_positions(output: torch.Tensor, tokens: bool) -> torch.Tensor
     if tokens:
         return output.transpose(1, 2)
     return output.flatten(2) if output.ndim > 3 else output.reshape(output.shape[0], output.shape[1], -1)
+
+
+def _map_grids(outputs: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, int]]:
+    """Rows and columns of the positions of ``(batch, channels, rows, columns)`` maps; pooled ``(batch, channels)`` is one cell."""
+    return {
+        layer: (int(output.shape[2]), int(output.shape[3])) if output.ndim == 4 else (1, 1)
+        for layer, output in outputs.items() if output.ndim in (2, 4)
+    }
 
 
 class HookExtractor(Extractor):
@@ -112,10 +127,10 @@ class HookExtractor(Extractor):
         for layer, path in self._module_paths.items():
             if path not in modules:
                 raise ValueError(f"extractor {name}: model has no submodule {path!r} for layer {layer!r}")
-            modules[path].register_forward_hook(self._capture_hook(layer))
+            modules[path].register_forward_hook(functools.partial(self._capture, layer))  # copies hook their copy
         if channels_last and neuron_major_stem:
             self._run_stem_channels_first(input_size)
-        neurons = self._probe_neurons(input_size)
+        neurons, grids = self._probe_layers(input_size)
         self.info = ExtractorInfo(
             name=name,
             input_size=tuple(input_size),
@@ -126,27 +141,36 @@ class HookExtractor(Extractor):
             weights_source=weights_source,
             weights_sha256=weights_sha256,
             ranges=ranges,
+            grids=grids,
+            tokens=tokens,
         )
         if ranges is not None:
             check_ranges_match(ranges, self.info)
 
-    def _capture_hook(self, layer: str) -> Callable:
-        def hook(module: nn.Module, inputs: object, output: object) -> None:
-            captured = self._captured.get(_calling_thread())
-            if captured is not None:  # the model may also be called by itself, outside forward
-                captured[layer] = output[0] if isinstance(output, (tuple, list)) else output
-
-        return hook
+    def _capture(self, layer: str, module: nn.Module, inputs: object, output: object) -> None:
+        captured = self._captured.get(_calling_thread())
+        if captured is not None:  # the model may also be called by itself, outside forward
+            captured[layer] = output[0] if isinstance(output, (tuple, list)) else output
 
     @torch.inference_mode()
     def _probe(self, input_size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """The layers' outputs for one blank image, as the model gives them (not flattened)."""
         parameter = next(self.model.parameters(), None)
         device = parameter.device if parameter is not None else torch.device("cpu")
-        return self(torch.zeros((1, 3, *input_size), device=device))
+        return self._outputs(torch.zeros((1, 3, *input_size), device=device))
 
-    def _probe_neurons(self, input_size: tuple[int, int]) -> dict[str, int]:
-        activations = self._probe(input_size)
-        return {layer: int(activations[layer].shape[1]) for layer in self._module_paths}
+    def _probe_layers(self, input_size: tuple[int, int]) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
+        """Neurons per layer, and the grid each layer's positions lie on."""
+        outputs = self._probe(input_size)
+        neurons = {layer: int(_as_neurons_by_positions(outputs[layer], self._tokens).shape[1]) for layer in self._module_paths}
+        if self._tokens:  # the patch grid of a timm ViT; other token models leave it unknown
+            grid = getattr(getattr(self.model, "patch_embed", None), "grid_size", None)
+            grids = {} if grid is None else {
+                layer: (int(grid[0]), int(grid[1])) for layer in self._module_paths if outputs[layer].shape[1] >= grid[0] * grid[1]
+            }
+        else:
+            grids = _map_grids({layer: outputs[layer] for layer in self._module_paths})
+        return neurons, grids
 
     def _run_stem_channels_first(self, input_size: tuple[int, int]) -> None:
         """Run channels-first the modules up to the last of the leading layers the kernels bin neuron by neuron."""
@@ -168,19 +192,21 @@ class HookExtractor(Extractor):
         ]
         handles += [modules[path].register_forward_hook(ended(layer)) for layer, path in self._module_paths.items()]
         try:
-            activations = self._probe(input_size)
+            outputs = self._probe(input_size)
         finally:
             for handle in handles:
                 handle.remove()
+        positions = {layer: _as_neurons_by_positions(output, self._tokens).shape[2] for layer, output in outputs.items()}
         stem = list(itertools.takewhile(
-            lambda layer: prefers_neuron_major(activations[layer].shape[2]), sorted(ends, key=ends.__getitem__)
+            lambda layer: prefers_neuron_major(positions[layer]), sorted(ends, key=ends.__getitem__)
         ))
         if stem:
             for module in started[: ends[stem[-1]]]:
                 module.to(memory_format=torch.contiguous_format)
             self._memory_format = torch.contiguous_format
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _outputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The hooked modules' outputs for ``images``, as the model gives them."""
         thread = _calling_thread()
         self._captured[thread] = {}
         try:
@@ -190,6 +216,10 @@ class HookExtractor(Extractor):
         missing = [layer for layer in self._module_paths if layer not in captured]
         if missing:
             raise RuntimeError(f"extractor {getattr(self, 'info', None) and self.info.name}: layers not reached: {missing}")
+        return captured
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        captured = self._outputs(images)
         return {
             layer: _as_neurons_by_positions(captured[layer], self._tokens) for layer in self._module_paths
         }

@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from importlib import resources
 from pathlib import Path
 
 import torch
 
-from ..ranges import ActivationRanges, load_activation_ranges
 from .base import HookExtractor
-from .weights import sha256_of_file
+from .weights import packaged_ranges, sha256_of_file
 
 NAME = "efficientnet_lite0"
 PACKAGE_WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
-RANGES_RESOURCE = "efficientnet_lite0.ranges.json"
 INPUT_SIZE = (224, 224)
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
@@ -60,15 +57,6 @@ def map_state_dict_by_position(
     return mapped
 
 
-def default_ranges() -> ActivationRanges | None:
-    """The activation ranges shipped with the package for the ImageNet weights (None if absent)."""
-    resource = resources.files("vdna.extractors").joinpath("data", RANGES_RESOURCE)
-    if not resource.is_file():
-        return None
-    with resources.as_file(resource) as path:
-        return load_activation_ranges(path, NAME)
-
-
 def _block_layers(model: torch.nn.Module) -> dict[str, str]:
     layers = {"stem": "bn1"}
     for stage_index, stage in enumerate(model.blocks):
@@ -99,7 +87,7 @@ def efficientnet_lite0(pretrained: bool = True, weights: str | os.PathLike | Non
             state = map_state_dict_by_position(state, model.state_dict(), str(path))
         model.load_state_dict(state)
         source = str(path)
-        ranges = default_ranges() if sha == PACKAGE_WEIGHTS_SHA256 else None
+        ranges = packaged_ranges(NAME) if sha == PACKAGE_WEIGHTS_SHA256 else None
     return HookExtractor(
         model,
         _block_layers(model),

@@ -17,7 +17,10 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+
+from ..ranges import ActivationRanges, load_activation_ranges
 
 logger = logging.getLogger(__name__)
 
@@ -126,3 +129,12 @@ def resolve_file(remote: RemoteFile, explicit: str | os.PathLike | None = None) 
         record.write_text(sha + "\n")
         logger.info("%s: no published sha256; recorded %s for later checks", remote.cache_name, sha)
     return target, sha
+
+
+def packaged_ranges(name: str) -> ActivationRanges | None:
+    """The activation ranges shipped with the package for extractor ``name`` (``data/<name>.ranges.json``), if any."""
+    resource = resources.files("vdna.extractors").joinpath("data", f"{name}.ranges.json")
+    if not resource.is_file():
+        return None
+    with resources.as_file(resource) as path:
+        return load_activation_ranges(path, name)

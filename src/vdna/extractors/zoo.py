@@ -19,7 +19,7 @@ from torch import nn
 from ..config import TIMM_PREFIX, option
 from ..ranges import ActivationRanges, load_activation_ranges
 from .base import HookExtractor
-from .weights import HUB_REPO, RemoteFile, resolve_file
+from .weights import HUB_REPO, RemoteFile, packaged_ranges, resolve_file
 
 # timm is imported where a model is built: importing it takes over a second, which commands
 # that build no network (comparing saved DNAs, listing extractors) should not pay.
@@ -258,7 +258,7 @@ def rand_resnet50(pretrained: bool = True, weights=None) -> HookExtractor:
     model.load_state_dict(state)
     return HookExtractor(model, resnet_layers(model), name="rand_resnet50", input_size=(224, 224), mean=IMAGENET_MEAN,
                          std=IMAGENET_STD, weights_source=f"seeded random weights (PCG64 seed {RANDOM_SEED})",
-                         weights_sha256=sha, channels_last=True)
+                         weights_sha256=sha, ranges=packaged_ranges("rand_resnet50"), channels_last=True)
 
 
 # -- VGG-16 and the FID Inception ----------------------------------------------------------------------
