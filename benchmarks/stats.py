@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 from _common import cached, image_files
 
 from vdna import VDNAProcessor
-from vdna.stats import compare_sets, select_images
+from vdna.stats import compare_sets
 
 
 def main() -> None:
@@ -52,7 +52,7 @@ def main() -> None:
     if len(images) < 2 * args.size:
         raise SystemExit(f"{args.folder} has {len(images)} images; two sets of {args.size} need {2 * args.size}")
     order = np.random.default_rng(args.seed).permutation(len(images))
-    first, second = (_subset(images, order[i * args.size : (i + 1) * args.size]) for i in range(2))
+    first, second = (images.select_images(order[i * args.size : (i + 1) * args.size]) for i in range(2))
 
     times, cpu_times = [], []
     for _ in range(args.repeats):
@@ -68,11 +68,6 @@ def main() -> None:
         f"(min {min(times):.1f}, max {max(times):.1f}; CPU time of all threads, median "
         f"{statistics.median(cpu_times):.1f} s); peak RSS {peak_mib:,.0f} MiB"
     )
-
-
-def _subset(images, indices: np.ndarray):
-    """The per-image DNAs of ``indices`` as a per-image DNA set of their own."""
-    return select_images(images, indices)
 
 
 if __name__ == "__main__":

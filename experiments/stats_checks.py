@@ -25,7 +25,7 @@ import numpy as np
 from _common import cached, image_files
 
 from vdna import VDNAProcessor
-from vdna.stats import INTERVAL_METHODS, INTERVALS, bootstrap_interval, compare_sets, select_images
+from vdna.stats import INTERVAL_METHODS, INTERVALS, bootstrap_interval, compare_sets
 
 
 def main() -> None:
@@ -75,7 +75,7 @@ def halves(images, halvings: int, settings: dict) -> None:
     p_values, scores = [], []
     for seed in range(halvings):
         order = np.random.default_rng(1000 + seed).permutation(len(images))
-        result = compare_sets(select_images(images, order[:half]), select_images(images, order[half:]), seed=seed, **settings)
+        result = compare_sets(images.select_images(order[:half]), images.select_images(order[half:]), seed=seed, **settings)
         score = (result.value - result.noise_floor) / result.noise_floor_spread
         p_values.append(result.p_value)
         scores.append(score)
@@ -91,8 +91,8 @@ def pairs(first, second, settings: dict) -> None:
     print("   n      value  95% CI                noise floor +- spread   excess         p")
     for size in (20, 50, 100):
         rng = np.random.default_rng(size)
-        a = select_images(first, rng.choice(len(first), size, replace=False))
-        b = select_images(second, rng.choice(len(second), size, replace=False))
+        a = first.select_images(rng.choice(len(first), size, replace=False))
+        b = second.select_images(rng.choice(len(second), size, replace=False))
         result = compare_sets(a, b, **settings)
         interval = f"{result.ci[0]:.3f} to {result.ci[1]:.3f}"
         print(f"{size:4d}  {result.value:9.4f}  {interval:20s}  {result.noise_floor:11.4f} +- {result.noise_floor_spread:6.4f}  "
@@ -106,7 +106,7 @@ def coverage(dnas: dict, metric: str, sizes: list[int], draws: int, resamples: i
     cases = {
         "Urban100 vs BSD100 (full: 100 vs 100)": (dnas["urban100"], dnas["bsd100"]),
         f"ImageNet halves (null; full: {half} vs {half})": (
-            select_images(imagenet, order[:half]), select_images(imagenet, order[half:])
+            imagenet.select_images(order[:half]), imagenet.select_images(order[half:])
         ),
     }
     print(f"\n3. Coverage of 95% intervals of {metric} ({resamples} resamples): share of {draws} random subsets of "
@@ -120,8 +120,8 @@ def coverage(dnas: dict, metric: str, sizes: list[int], draws: int, resamples: i
             hits = dict.fromkeys(INTERVAL_METHODS, 0)
             values, boots, widths = [], [], []
             for _ in range(draws):
-                a = select_images(first, rng.choice(len(first), size, replace=False))
-                b = select_images(second, rng.choice(len(second), size, replace=False))
+                a = first.select_images(rng.choice(len(first), size, replace=False))
+                b = second.select_images(rng.choice(len(second), size, replace=False))
                 result = compare_sets(a, b, metric, resamples, permutations=1, seed=int(rng.integers(2**31)))
                 values.append(result.value)
                 boots.append(np.mean(result.bootstrap))

@@ -13,11 +13,12 @@ from conftest import image_files
 from vdna import EMD, FD, NFD
 from vdna.distributions import VDNAImageHist
 from vdna.stats import (
+    LayerShare,
     bootstrap_interval,
     compare_sets,
+    layer_shares,
     noise_floor_curve,
     resampled_distances,
-    select_images,
 )
 
 DISTRIBUTIONS = ["image-histogram-1000", "image-mean"]
@@ -38,7 +39,7 @@ def bsd(processor, data_dir):
 @pytest.fixture(scope="module")
 def pair(urban, bsd):
     """20 Urban100 images against 20 BSD100 images, histograms."""
-    return select_images(urban["image-histogram-1000"], range(20)), bsd["image-histogram-1000"]
+    return urban["image-histogram-1000"].select_images(range(20)), bsd["image-histogram-1000"]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def test_the_rest_of_a_split_is_its_complement_and_neurons_can_be_chosen(pair):
 
 
 def test_the_core_reproduces_nfd_and_fd_of_the_full_sets(urban, bsd):
-    a, b = select_images(urban["image-mean"], range(20)), bsd["image-mean"]
+    a, b = urban["image-mean"].select_images(range(20)), bsd["image-mean"]
     first = np.zeros((40, 1), dtype=np.int64)
     first[:20] = 1
     nfd = resampled_distances(a, b, first, 1 - first, metric="nfd")
@@ -126,7 +127,7 @@ def test_layer_shares_add_up_and_match_the_neuron_wise_distances(pair, urban_vs_
 def test_halves_of_one_set_are_within_the_noise(urban):
     images = urban["image-histogram-1000"]
     order = np.random.default_rng(0).permutation(40)
-    result = compare_sets(select_images(images, order[:20]), select_images(images, order[20:]), permutations=100, resamples=20)
+    result = compare_sets(images.select_images(order[:20]), images.select_images(order[20:]), permutations=100, resamples=20)
     assert result.p_value > 0.05
     assert abs(result.value - result.noise_floor) < 2 * result.noise_floor_spread
     assert result.ci[0] == 0.0  # no distance between the sources is needed to explain the value
@@ -146,12 +147,12 @@ def test_seeded_and_independent_of_the_thread_count(pair, urban, bsd, request):
     one_thread = compare_sets(a, b, resamples=8, permutations=8, seed=5)
     assert one_thread == first and one_thread.bootstrap == first.bootstrap and one_thread.null == first.null
     assert compare_sets(a, b, resamples=8, permutations=8, seed=6).bootstrap != first.bootstrap
-    means = select_images(urban["image-mean"], range(20)), bsd["image-mean"]
+    means = urban["image-mean"].select_images(range(20)), bsd["image-mean"]
     assert compare_sets(*means, "nfd", 8, 8, seed=1) == compare_sets(*means, "nfd", 8, 8, seed=1)
 
 
 def test_gaussian_metrics(urban, bsd):
-    a, b = select_images(urban["image-mean"], range(20)), bsd["image-mean"]
+    a, b = urban["image-mean"].select_images(range(20)), bsd["image-mean"]
     nfd = compare_sets(a, b, "nfd", resamples=50, permutations=50)
     assert nfd.value == float(NFD(a.gaussian(), b.gaussian())) and nfd.p_value < 0.05
     assert nfd.interval == "basic" and nfd.ci == bootstrap_interval(nfd.value, nfd.bootstrap, method="basic")
@@ -184,17 +185,21 @@ def test_interval_methods_by_hand():
     assert (low, high) == (pytest.approx(math.sqrt(2)), pytest.approx(math.sqrt(14)))
 
 
-def test_noise_floor_curve_is_the_distance_between_disjoint_draws(urban):
+def test_noise_floor_curve_is_the_distance_between_disjoint_draws(urban, pair):
     images = urban["image-histogram-1000"]
-    distances = noise_floor_curve(images, [20, 5], other_size=15, draws=3, seed=4)
+    distances = noise_floor_curve(images, [20, 5], 15, draws=3, seed=4)  # a reference of 15 images, stood in for by images
     assert distances.shape == (3, 2)
     shuffles = np.random.default_rng(4)
     for draw in range(3):
         order = shuffles.permutation(40)
         for column, size in enumerate([5, 20]):
             expected = EMD(images.subset(order[:size]), images.subset(order[-15:]))
-            assert distances[draw, column] == pytest.approx(float(expected), rel=1e-12)
+            assert distances[draw, column] == pytest.approx(float(expected), rel=1e-12)  # neurons summed in another order
     assert distances[:, 0].mean() > distances[:, 1].mean()  # fewer images, more noise
+    subsets, reference = pair  # a reference given as per-image DNAs is pooled with the images
+    pooled = noise_floor_curve(subsets, [4, 20], reference, draws=2, seed=1)
+    both, order = subsets.merge(reference), np.random.default_rng(1).permutation(40)
+    assert pooled[0, 1] == pytest.approx(float(EMD(both.subset(order[:20]), both.subset(order[-20:]))), rel=1e-12)
     means = noise_floor_curve(urban["image-mean"], [10], 10, draws=2, layers=["blocks.6.0"])
     expected = FD(urban["image-mean"].layer_gaussian(np.random.default_rng(0).permutation(40)[:10]),
                   urban["image-mean"].layer_gaussian(np.random.default_rng(0).permutation(40)[-10:]),
@@ -202,12 +207,19 @@ def test_noise_floor_curve_is_the_distance_between_disjoint_draws(urban):
     assert means.shape == (2, 1) and means[0, 0] == pytest.approx(float(expected), rel=1e-6)
 
 
-def test_select_images_keeps_the_chosen_images_in_order(pair):
-    a, _ = pair
-    chosen = select_images(a, [4, 1, 1])
-    assert isinstance(chosen, VDNAImageHist) and chosen.names == [a.names[4], a.names[1], a.names[1]]
-    for layer in ("stem", "head"):
-        assert torch.equal(chosen.subset().data[layer], a.subset([4, 1, 1]).data[layer])
+def test_layer_shares_of_dataset_dnas_are_those_of_compare_sets(pair, urban_vs_bsd, urban, bsd):
+    a, b = pair
+    shares = layer_shares(a.subset(), b.subset())
+    assert shares == {layer: LayerShare(part.neurons, part.value, part.share) for layer, part in urban_vs_bsd.layers.items()}
+    assert shares["head"].excess is None and shares["head"].to_dict()["ci"] is None
+    head = EMD(a.subset(), b.subset(), return_neuron_wise=True)["head"][[3, 4]]
+    assert layer_shares(a, b, neurons={"head": [3, 4]}) == {"head": LayerShare(2, float(head.numpy().mean()), 1.0)}
+    means = urban["image-mean"].select_images(range(20)), bsd["image-mean"]
+    fd = layer_shares(means[0].layer_gaussian(), means[1], "fd", neurons={"blocks.5.0": None, "head": None}, weights=[1.0, 3.0])
+    values = [float(FD(means[0].layer_gaussian(), means[1].layer_gaussian(), use_neurons_from_layer=layer)) for layer in fd]
+    assert [part.value for part in fd.values()] == pytest.approx(values, rel=1e-12)
+    assert fd["head"].share == pytest.approx(3 * values[1] / (values[0] + 3 * values[1]), rel=1e-12)
+    assert fd["head"].neurons == 1280
 
 
 def test_errors(pair, urban, bsd):
@@ -232,7 +244,7 @@ def test_errors(pair, urban, bsd):
     with pytest.raises(ValueError, match="seed must be an integer >= 0"):
         compare_sets(a, b, seed=-1)
     with pytest.raises(ValueError, match="the second set has 1 image"):
-        compare_sets(a, select_images(b, [0]))
+        compare_sets(a, b.select_images([0]))
     with pytest.raises(ValueError, match="layer 'nope' is not in this DNA; its layers are: stem, "):
         compare_sets(a, b, neurons={"nope": None})
     with pytest.raises(ValueError, match="neurons selects no neuron"):
@@ -243,10 +255,18 @@ def test_errors(pair, urban, bsd):
         compare_sets(a, b, weights=[1.0, 2.0])
     with pytest.raises(ValueError, match="fd compares whole layers"):
         compare_sets(means, means, "fd", neurons={"head": [1, 2]})
-    with pytest.raises(ValueError, match=r"sizes must lie in \[2, 25\]"):
-        noise_floor_curve(urban["image-histogram-1000"], [5, 30], other_size=15)
+    with pytest.raises(ValueError, match=r"with 40 pooled images and a reference of 15 .* sizes must lie in \[2, 25\]"):
+        noise_floor_curve(urban["image-histogram-1000"], [5, 30], 15)
     with pytest.raises(ValueError, match="draws must be an integer >= 1"):
-        noise_floor_curve(urban["image-histogram-1000"], [5], other_size=15, draws=0)
+        noise_floor_curve(urban["image-histogram-1000"], [5], 15, draws=0)
+    with pytest.raises(ValueError, match="reference must be an integer >= 1"):
+        noise_floor_curve(urban["image-histogram-1000"], [5], 0)
+    with pytest.raises(TypeError, match="the reference is a VDNAImageMeans"):
+        noise_floor_curve(urban["image-histogram-1000"], [5], means)
+    with pytest.raises(TypeError, match="metric 'emd' compares histogram DNAs .* the second set is a VDNAGauss"):
+        layer_shares(a, means.gaussian())
+    with pytest.raises(ValueError, match="metric must be one of"):
+        layer_shares(a, b, "l1")
     with pytest.raises(ValueError, match="pass either neurons= or layers="):
         noise_floor_curve(urban["image-mean"], [5], 15, neurons={"head": None}, layers=["head"])
     weights = np.ones((40, 2), dtype=np.int64)
@@ -266,12 +286,6 @@ def test_errors(pair, urban, bsd):
         bootstrap_interval(1.0, [1.0], confidence=95)
     with pytest.raises(ValueError, match="replicates must be a non-empty"):
         bootstrap_interval(1.0, [])
-    with pytest.raises(IndexError, match=r"image indices must lie in \[0, 20\)"):
-        select_images(a, [20])
-    with pytest.raises(ValueError, match="indices must be a non-empty sequence"):
-        select_images(a, [])
-    with pytest.raises(TypeError, match="images must be per-image DNAs"):
-        select_images(a.subset(), [0])
 
 
 @pytest.mark.slow
@@ -281,7 +295,7 @@ def test_twenty_halvings_of_imagenet_are_not_significant(processor, data_dir):
     p_values = []
     for seed in range(20):  # the halvings of experiments/stats_checks.py
         order = np.random.default_rng(1000 + seed).permutation(1000)
-        result = compare_sets(select_images(images, order[:500]), select_images(images, order[500:]), seed=seed)
+        result = compare_sets(images.select_images(order[:500]), images.select_images(order[500:]), seed=seed)
         p_values.append(result.p_value)
         assert abs(result.value - result.noise_floor) < 3 * result.noise_floor_spread, seed
     assert sum(p < 0.05 for p in p_values) <= 2, p_values

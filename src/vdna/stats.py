@@ -62,8 +62,8 @@ from .distances import (
     selection_sizes,
     weights_vector,
 )
-from .distributions import VDNAImageHist, VDNAImageMeans
-from .dna import check_comparable
+from .distributions import VDNAGauss, VDNAHist, VDNAImageHist, VDNAImageMeans, VDNALayerGauss
+from .dna import VDNA, check_comparable
 from .kernels import torch_threads
 
 __all__ = [
@@ -75,9 +75,10 @@ __all__ = [
     "SetComparison",
     "bootstrap_interval",
     "compare_sets",
+    "layer_shares",
+    "layer_table",
     "noise_floor_curve",
     "resampled_distances",
-    "select_images",
 ]
 
 CONFIDENCE = 0.95
@@ -127,20 +128,30 @@ def bootstrap_interval(
 # -- results ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LayerShare:
-    """One layer's part of a comparison: its distance (mean over its selected neurons), share, noise floor."""
+    """One layer's part of a distance: its value and its share of the total, with its statistics when measured.
+
+    ``value``: the layer's distance (mean over its selected neurons; for fd the layer's FD).
+    ``share``: the layer's weighted part of the total over the total (the shares add up to 1).
+    ``ci``, ``noise_floor``, ``noise_floor_spread``, ``p_value``: as in :class:`SetComparison`,
+    from :func:`compare_sets`; None from :func:`layer_shares` (full sets only, nothing resampled).
+    """
 
     neurons: int
     value: float
-    share: float  # of the total distance: this layer's weighted sum over the total's (shares add up to 1)
-    ci: tuple[float, float]
-    noise_floor: float
-    noise_floor_spread: float
-    p_value: float
+    share: float
+    ci: tuple[float, float] | None = None
+    noise_floor: float | None = None
+    noise_floor_spread: float | None = None
+    p_value: float | None = None
 
     @property
-    def excess(self) -> float:
-        """The value above the noise floor."""
-        return self.value - self.noise_floor
+    def excess(self) -> float | None:
+        """The value above the noise floor (None when the noise floor was not measured)."""
+        return None if self.noise_floor is None else self.value - self.noise_floor
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values."""
+        return {**asdict(self), "ci": None if self.ci is None else list(self.ci), "excess": self.excess}
 
 
 @dataclass(frozen=True)
@@ -183,9 +194,7 @@ class SetComparison:
         out = asdict(self)
         out["ci"] = list(self.ci)
         out["excess"] = self.excess
-        out["layers"] = {
-            layer: {**asdict(share), "ci": list(share.ci), "excess": share.excess} for layer, share in self.layers.items()
-        }
+        out["layers"] = {layer: share.to_dict() for layer, share in self.layers.items()}
         if samples:
             out["bootstrap"], out["null"] = list(self.bootstrap), list(self.null)
         else:
@@ -201,19 +210,29 @@ class SetComparison:
             f"{self.size_a} vs {self.size_b} images)"
         )
 
+    def reading(self) -> str:
+        """One sentence: the value against its noise floor, and what the p-value says."""
+        ratio = f"{self.value / self.noise_floor:.3g} times" if self.noise_floor > 0 else "above"
+        extreme = " (no random split of the pooled images was as far apart)" if self.p_value * (self.permutations + 1) <= 1 else ""
+        verdict = "the sets differ beyond sampling noise" if self.p_value < 0.05 else "no difference beyond sampling noise shows"
+        return f"The distance is {ratio} the noise floor; p = {self.p_value:.2g}{extreme}: {verdict}."
+
     def __str__(self) -> str:
-        width = max([5, *(len(layer) for layer in self.layers)])
-        lines = [
-            self.summary(),
-            f"{'layer':<{width}}  neurons      value   share  {'95% CI':>19}  noise floor        p",
-        ]
-        for layer, part in self.layers.items():
+        return f"{self.summary()}\n{layer_table(self.layers)}"
+
+
+def layer_table(layers: Mapping[str, LayerShare]) -> str:
+    """Layers as a text table, in their order: neurons, value, share, and interval, noise floor, p-value when measured."""
+    width = max([5, *(len(layer) for layer in layers)])
+    measured = all(part.noise_floor is not None for part in layers.values())
+    lines = [f"{'layer':<{width}}  neurons      value   share" + (f"  {'95% CI':>19}  noise floor +- spread        p" if measured else "")]
+    for layer, part in layers.items():
+        line = f"{layer:<{width}}  {part.neurons:7d}  {part.value:9.4g}  {100 * part.share:5.1f}%"
+        if measured:
             interval = f"{part.ci[0]:.4g} to {part.ci[1]:.4g}"
-            lines.append(
-                f"{layer:<{width}}  {part.neurons:7d}  {part.value:9.4g}  {100 * part.share:5.1f}%  {interval:>19}  "
-                f"{part.noise_floor:11.4g}  {part.p_value:7.3g}"
-            )
-        return "\n".join(lines)
+            line += f"  {interval:>19}  {part.noise_floor:11.4g} +- {part.noise_floor_spread:<6.2g}  {part.p_value:7.3g}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 # -- the compiled EMD of many resamples ------------------------------------------------------------
@@ -572,6 +591,11 @@ def _check_metric(metric: str, sets: Sequence[tuple[str, Any]]) -> None:
             )
 
 
+def _check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+
+
 def _check_count(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -596,13 +620,28 @@ def _unit_weights(metric: str, selection: Selection, vdna: VDNAImageHist | VDNAI
     return weights_vector(weights, parts, "layer" if metric == "fd" else "neuron").numpy()
 
 
+_SET_TYPES = {"emd": VDNAHist, "nfd": VDNAGauss, "fd": VDNALayerGauss}
+
+
+def _set_dna(metric: str, vdna: VDNA, position: str) -> VDNA:
+    """The DNA of a whole set that ``metric`` compares: given, or the sum (fit) of per-image DNAs."""
+    if isinstance(vdna, VDNAImageHist) and metric == "emd":
+        return vdna.subset()
+    if isinstance(vdna, VDNAImageMeans) and metric in ("nfd", "fd"):
+        return vdna.gaussian() if metric == "nfd" else vdna.layer_gaussian()
+    wanted = _SET_TYPES[metric]
+    if not isinstance(vdna, wanted):
+        per_image = "image-histogram" if metric == "emd" else "image-mean"
+        raise TypeError(f"metric {metric!r} compares {wanted.type} DNAs (or per-image {per_image} DNAs); "
+                        f"the {position} is a {type(vdna).__name__}")
+    return vdna
+
+
 def _full_values(
-    metric: str, a: VDNAImageHist | VDNAImageMeans, b: VDNAImageHist | VDNAImageMeans, selection: Selection,
-    neurons: NeuronSelection | None, weights: Weights | None,
+    metric: str, first: VDNA, second: VDNA, selection: Selection, neurons: NeuronSelection | None, weights: Weights | None,
 ) -> tuple[float, dict[str, np.ndarray]]:
-    """The distance of the full sets, as the distance functions give it, and its per-layer unit values."""
+    """The distance of two sets' DNAs as the distance functions give it, and its per-layer unit values."""
     if metric == "fd":
-        first, second = a.layer_gaussian(), b.layer_gaussian()
         per_layer = {layer: FD(first, second, use_neurons_from_layer=layer) for layer, _ in selection}
         values = torch.stack(list(per_layer.values()))  # as FD combines its layers
         if weights is None:
@@ -610,13 +649,23 @@ def _full_values(
         else:
             total = (weights_vector(weights, [(layer, 1) for layer, _ in selection], "layer") * values).sum()
         return float(total), {layer: value.reshape(1).numpy() for layer, value in per_layer.items()}
-    if metric == "emd":
-        first, second, distance = a.subset(), b.subset(), EMD
-    else:
-        first, second, distance = a.gaussian(), b.gaussian(), NFD
+    distance = EMD if metric == "emd" else NFD
     total = distance(first, second, neurons=neurons, weights=weights)
     per_layer = distance(first, second, neurons=neurons, return_neuron_wise=True)
     return float(total), {layer: values.cpu().numpy() for layer, values in per_layer.items()}
+
+
+def _layer_parts(full: Mapping[str, np.ndarray], unit_weights: np.ndarray, sizes: Mapping[str, int]) -> dict[str, LayerShare]:
+    """Each layer's value (mean of its units) and share of the weighted total; ``sizes``: its selected neurons."""
+    contributions, start = {}, 0
+    for layer, values in full.items():
+        contributions[layer] = float(unit_weights[start : start + values.size] @ values)
+        start += values.size
+    total = sum(contributions.values())
+    return {
+        layer: LayerShare(neurons=sizes[layer], value=float(values.mean()), share=contributions[layer] / total if total else 0.0)
+        for layer, values in full.items()
+    }
 
 
 def _replicates(
@@ -652,40 +701,6 @@ def _split_weights(rng: np.random.Generator, pooled: int, size: int, splits: int
 
 
 # -- public API ------------------------------------------------------------------------------------
-def select_images(
-    images: VDNAImageHist | VDNAImageMeans, indices: Sequence[int] | np.ndarray
-) -> VDNAImageHist | VDNAImageMeans:
-    """The per-image DNAs of the images ``indices`` (in that order; repeats allowed), as a set of their own.
-
-    E.g. two halves of one set: ``select_images(images, order[:n])`` and ``select_images(images, order[n:])``.
-    """
-    if not isinstance(images, (VDNAImageHist, VDNAImageMeans)):
-        raise TypeError(f"images must be per-image DNAs (image-histogram-B or image-mean), got {type(images).__name__}")
-    chosen = np.asarray(indices).reshape(-1)
-    if chosen.size == 0 or not np.issubdtype(chosen.dtype, np.integer):
-        raise ValueError(f"indices must be a non-empty sequence of image indices, got {list(chosen[:10])}")
-    if chosen.min() < 0 or chosen.max() >= images.num_images:
-        raise IndexError(f"image indices must lie in [0, {images.num_images}), got {chosen.tolist()[:10]}")
-    data: dict[str, Any] = {}
-    for layer, neurons in images.neurons_list.items():
-        part = images.data[layer]
-        if isinstance(images, VDNAImageMeans):
-            data[layer] = part[torch.from_numpy(chosen)]
-            continue
-        offsets = part["offsets"].cpu().numpy()
-        starts, ends = offsets[chosen * neurons], offsets[(chosen + 1) * neurons]
-        entries = np.concatenate([np.arange(start, end) for start, end in zip(starts.tolist(), ends.tolist())])
-        sizes = np.diff(offsets).reshape(images.num_images, neurons)[chosen].reshape(-1)
-        data[layer] = {
-            "offsets": torch.from_numpy(np.concatenate([[0], np.cumsum(sizes)])),
-            "bins": part["bins"][torch.from_numpy(entries)],
-            "counts": part["counts"][torch.from_numpy(entries)],
-        }
-    names = [images.names[i] for i in chosen.tolist()]
-    provenance = replace(images.provenance, images=names, skipped=[])
-    return type(images)(images.name, images.feature_extractor_name, images.neurons_list, data, chosen.size, provenance)
-
-
 def resampled_distances(
     a: VDNAImageHist | VDNAImageMeans,
     b: VDNAImageHist | VDNAImageMeans | None,
@@ -760,14 +775,14 @@ def compare_sets(
     check_comparable(a, b)
     resamples = _check_count("resamples", resamples)
     permutations = _check_count("permutations", permutations)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    _check_seed(seed)
     for name, vdna in (("first", a), ("second", b)):
         if vdna.num_images < 2:
             raise ValueError(f"the {name} set has {vdna.num_images} image(s); comparing sets needs at least 2 images each")
     selection = _selection(a, metric, neurons)
     unit_weights = _unit_weights(metric, selection, a, weights)
-    value, full = _full_values(metric, a, b, selection, neurons, weights)
+    value, full = _full_values(metric, _set_dna(metric, a, "first set"), _set_dna(metric, b, "second set"), selection,
+                               neurons, weights)
 
     rng = np.random.default_rng(seed)
     size_a, size_b = a.num_images, b.num_images
@@ -775,20 +790,9 @@ def compare_sets(
     bootstrap, null = _replicates(metric, a, b, selection, paired, _split_weights(rng, size_a + size_b, size_a, permutations))
 
     bootstrap_totals, null_totals = _totals(bootstrap, unit_weights), _totals(null, unit_weights)
-    sizes = dict(selection_sizes(selection, a))
-    contributions, start = {}, 0
-    for layer, values in full.items():
-        contributions[layer] = float(unit_weights[start : start + values.size] @ values)
-        start += values.size
-    total = sum(contributions.values())
     layers = {
-        layer: LayerShare(
-            neurons=sizes[layer],
-            value=float(values.mean()),
-            share=contributions[layer] / total if total else 0.0,
-            **_spread(float(values.mean()), bootstrap[layer].mean(axis=0), null[layer].mean(axis=0), metric),
-        )
-        for layer, values in full.items()
+        layer: replace(part, **_spread(part.value, bootstrap[layer].mean(axis=0), null[layer].mean(axis=0), metric))
+        for layer, part in _layer_parts(full, unit_weights, dict(selection_sizes(selection, a))).items()
     }
     return SetComparison(
         metric=metric, value=value, **_spread(value, bootstrap_totals, null_totals, metric), interval=INTERVALS[metric],
@@ -807,42 +811,66 @@ def _spread(value: float, bootstrap: np.ndarray, null: np.ndarray, metric: str) 
     }
 
 
+def layer_shares(
+    a: VDNA, b: VDNA, metric: str = "emd", neurons: NeuronSelection | None = None, weights: Weights | None = None
+) -> dict[str, LayerShare]:
+    """Each layer's distance and share of the total distance between two sets, early to late, from their DNAs alone.
+
+    ``a`` and ``b``: the DNAs ``metric`` compares (``histogram-B`` for emd, ``gaussian`` for nfd,
+    ``layer-gaussian`` for fd) or per-image DNAs (their sets' DNAs are used). ``neurons`` and
+    ``weights`` as :func:`compare_sets` takes them. The shares are those of :func:`compare_sets`'s
+    ``layers``, without interval, noise floor or p-value (None): nothing is resampled.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    first, second = _set_dna(metric, a, "first set"), _set_dna(metric, b, "second set")
+    check_comparable(first, second)
+    selection = _selection(first, metric, neurons)
+    _, full = _full_values(metric, first, second, selection, neurons, weights)
+    return _layer_parts(full, _unit_weights(metric, selection, first, weights), dict(selection_sizes(selection, first)))
+
+
 def noise_floor_curve(
     images: VDNAImageHist | VDNAImageMeans,
     sizes: Sequence[int],
-    other_size: int,
+    reference: VDNAImageHist | VDNAImageMeans | int,
     draws: int = 10,
     seed: int = 0,
     metric: str | None = None,
     neurons: NeuronSelection | None = None,
     layers: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """The noise floor of a sample-size curve: distances between disjoint random subsets of the same images.
+    """The noise floor of a sample-size curve: what it would read if the images and the reference came from one source.
 
-    For each draw the images are shuffled once; the last ``other_size`` images stand for the
-    reference (pass the reference's image count) and the first ``size`` images, growing prefixes
-    of the same order, for the subsets, as :func:`vdna.apps.sample_size.sample_size_curve` draws
-    them. So the curve reads what the sample-size curve would read if the reference came from
-    the same source as the images: every size must leave ``other_size`` images aside
-    (``size + other_size <= len(images)``). ``metric``, ``neurons`` and ``layers`` (fd: the
+    The images of ``images`` and, when ``reference`` is per-image DNAs, of the reference are
+    pooled, as :func:`compare_sets` pools two sets for its noise floor. For each draw the pool is
+    shuffled once; its last ``m`` images stand for the reference (``m`` the reference's image
+    count, or ``reference`` itself when it is a number: then the stand-in comes from ``images``
+    alone) and its first ``size`` images, growing prefixes of the same order, for the subsets, as
+    :func:`vdna.apps.sample_size.sample_size_curve` draws them. Every size must leave ``m``
+    images aside (``size + m <= pooled images``). ``metric``, ``neurons`` and ``layers`` (fd: the
     layers averaged, all by default) are as for ``sample_size_curve``. Returns the distances
-    ``(draws, sizes)``, sizes ascending: their mean over draws is the noise floor per size, and
-    ``SampleSizeCurve(metric, sizes, distances)`` plots it beside the sample-size curve. Draw
-    ``d`` shuffles with the ``d``-th ``permutation`` of ``numpy.random.default_rng(seed)``.
+    ``(draws, sizes)``, sizes ascending: their mean over draws is the noise floor per size, their
+    standard deviation its spread. Draw ``d`` shuffles with the ``d``-th ``permutation`` of
+    ``numpy.random.default_rng(seed)``.
     """
     if metric is None:
         metric = "emd" if isinstance(images, VDNAImageHist) else "fd"
-    _check_metric(metric, [("images", images)])
+    pooled_reference = None if isinstance(reference, (int, np.integer)) and not isinstance(reference, bool) else reference
+    sets = [("images", images)] + ([] if pooled_reference is None else [("reference", pooled_reference)])
+    _check_metric(metric, sets)
+    if pooled_reference is not None:
+        check_comparable(images, pooled_reference)
     draws = _check_count("draws", draws)
-    other_size = _check_count("other_size", other_size)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    _check_seed(seed)
+    other_size = _check_count("reference", reference if pooled_reference is None else pooled_reference.num_images)
+    count = len(images) + (0 if pooled_reference is None else len(pooled_reference))
     sizes = sorted({int(size) for size in sizes})
-    largest = len(images) - other_size
+    largest = count - other_size
     if not sizes or sizes[0] < 2 or sizes[-1] > largest or other_size < 2:
         raise ValueError(
-            f"with {len(images)} images and other_size={other_size} (at least 2), sizes must lie in "
-            f"[2, {largest}] so that each subset and the other set are disjoint, got {sizes}"
+            f"with {count} pooled images and a reference of {other_size} (at least 2), sizes must lie in "
+            f"[2, {largest}] so that each subset and the reference's stand-in are disjoint, got {sizes}"
         )
     if layers is not None:
         if neurons is not None:
@@ -851,7 +879,6 @@ def noise_floor_curve(
     selection = _selection(images, metric, neurons)
     unit_weights = _unit_weights(metric, selection, images, None)
     rng = np.random.default_rng(seed)
-    count = len(images)
     first = np.zeros((count, draws * len(sizes)), dtype=np.int32)
     second = np.zeros_like(first)
     for draw in range(draws):
@@ -859,6 +886,5 @@ def noise_floor_curve(
         for column, size in enumerate(sizes):
             first[order[:size], draw * len(sizes) + column] = 1
             second[order[count - other_size :], draw * len(sizes) + column] = 1
-    paired, _ = _replicates(metric, images, None, selection, (first, second), np.zeros((count, 0), dtype=np.int32))
-    distances = _totals(paired, unit_weights)
-    return distances.reshape(draws, len(sizes))
+    paired, _ = _replicates(metric, images, pooled_reference, selection, (first, second), np.zeros((count, 0), dtype=np.int32))
+    return _totals(paired, unit_weights).reshape(draws, len(sizes))
