@@ -12,8 +12,9 @@ import pytest
 import torch
 from conftest import image_files
 
-from vdna import load_vdna_from_files
+from vdna import EMD, load_vdna_from_files
 from vdna.cli import main
+from vdna.stats import compare_sets, layer_shares, layer_table
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +105,67 @@ def test_make_with_streams_and_where_streams_do_not_apply(two_sets, tmp_path, ca
     with pytest.raises(SystemExit):  # a report runs per-image DNAs in this process: it has no --streams
         main(["report", str(first), str(second), "-o", str(tmp_path / "r.html"), "--streams", "2"])
     assert "unrecognized arguments: --streams 2" in capsys.readouterr().err
+
+
+STATS = ["--resamples", "20", "--permutations", "30", "--seed", "4", "--quiet", "--workers", "0"]
+
+
+def test_compare_stats_of_folders_is_compare_sets_of_their_per_image_dnas(two_sets, capsys, dna_of):
+    first, second = two_sets
+    assert main(["compare", str(first), str(second), "--stats", "--by-layer", "--json", *STATS]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    images = [dna_of(folder, distribution_name="image-histogram-1000") for folder in two_sets]
+    expected = compare_sets(*images, resamples=20, permutations=30, seed=4)
+    assert shown["value"] == expected.value and shown["a"]["distribution"] == "image-histogram-1000"
+    stats = shown["stats"]
+    assert stats["ci"] == list(expected.ci) and stats["noise_floor"] == expected.noise_floor
+    assert stats["excess"] == expected.excess and stats["p_value"] == expected.p_value
+    assert (stats["resamples"], stats["permutations"], stats["seed"], stats["size_a"]) == (20, 30, 4, 3)
+    assert list(shown["layers"]) == list(images[0].neurons_list)  # early to late
+    assert shown["layers"]["head"] == expected.layers["head"].to_dict()
+    assert shown["layers"]["head"]["noise_floor"] == expected.layers["head"].noise_floor
+
+
+def test_compare_stats_of_saved_per_image_dnas_prints_the_statistics_and_the_layers(two_sets, tmp_path, capsys, dna_of):
+    for name, folder in zip("ab", two_sets):
+        dna_of(folder, distribution_name="image-histogram-1000").save(tmp_path / name)
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--stats", "--by-layer", "--layer", "blocks.6.0",
+                 "--neuron-wise", str(tmp_path / "n.csv"), *STATS]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    a, b = (load_vdna_from_files(tmp_path / name) for name in "ab")
+    expected = compare_sets(a, b, resamples=20, permutations=30, seed=4, neurons={"blocks.6.0": None})
+    assert lines[0] == (f"emd: {expected.value:.6f}  (efficientnet_lite0, image-histogram-1000, layer blocks.6.0; "
+                        "A: 3 images, B: 3 images)")
+    assert lines[1].split()[:5] == ["95%", "CI", f"{expected.ci[0]:.6g}", "to", f"{expected.ci[1]:.6g}"]
+    assert lines[2].split()[:4] == ["noise", "floor", f"{expected.noise_floor:.6g}", "+-"]
+    assert lines[3].split()[:2] == ["excess", f"{expected.excess:.6g}"]
+    assert lines[4].split()[:2] == ["p-value", f"{expected.p_value:.4g}"]
+    assert lines[5].strip() == expected.reading()
+    assert lines[6:] == layer_table(expected.layers).splitlines() and lines[7].split()[:4] == ["blocks.6.0", "320",
+                                                                                                 f"{expected.value:.4g}", "100.0%"]
+    rows = list(csv.DictReader((tmp_path / "n.csv").open()))
+    per_neuron = EMD(a.subset(), b.subset(), use_neurons_from_layer="blocks.6.0", return_neuron_wise=True)["blocks.6.0"]
+    assert len(rows) == 320 and float(rows[5]["emd"]) == float(per_neuron[5])
+
+
+def test_compare_by_layer_of_dataset_dnas_gives_shares_without_a_noise_floor(two_sets, tmp_path, capsys, dna_of):
+    a, b = dna_of(two_sets[0]), dna_of(two_sets[1])
+    a.save(tmp_path / "a")
+    b.save(tmp_path / "b")
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--by-layer"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:] == layer_table(layer_shares(a, b)).splitlines() and lines[1].split() == ["layer", "neurons", "value", "share"]
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--by-layer", "--json"]) == 0
+    layers = json.loads(capsys.readouterr().out)["layers"]
+    assert layers["stem"]["share"] == layer_shares(a, b)["stem"].share and layers["stem"]["noise_floor"] is None
+
+
+def test_compare_stats_of_gaussians_from_folders(two_sets, capsys, dna_of):
+    assert main(["compare", str(two_sets[0]), str(two_sets[1]), "--stats", "--metric", "fd", "--layer", "blocks.2.0",
+                 "--json", *STATS]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    means = [dna_of(folder, distribution_name="image-mean") for folder in two_sets]
+    expected = compare_sets(*means, "fd", resamples=20, permutations=30, seed=4, neurons={"blocks.2.0": None})
+    assert shown["a"]["distribution"] == "image-mean" and shown["value"] == expected.value
+    assert shown["stats"]["ci"] == list(expected.ci) and shown["stats"]["interval"] == "basic"
+    assert shown["stats"]["p_value"] == expected.p_value and "layers" not in shown

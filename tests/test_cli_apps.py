@@ -13,6 +13,7 @@ from vdna.apps.retrieval import average_precision, rank_images
 from vdna.apps.transfer import ranking_discrepancy
 from vdna.cli import main
 from vdna.distances import EMD
+from vdna.stats import noise_floor_curve
 
 QUIET = ["--quiet", "--workers", "0"]
 
@@ -134,10 +135,19 @@ def test_sample_size_prints_curves(folders, tmp_path, capsys, dna_of):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("dna-emd: settles within 5% of its last value from ")
     images = dna_of(folders["mixed"], distribution_name="image-histogram-1000")
-    reference = dna_of(folders["urban_ref"])
-    full = float(EMD(images.subset(), reference))
+    pooled = dna_of(folders["urban_ref"], distribution_name="image-histogram-1000")
+    full = float(EMD(images.subset(), pooled.subset()))
     assert out[3].split()[:2] == ["6", f"{full:.6f}"]
     assert out[4].startswith("fd: settles") and (tmp_path / "s.png").is_file()
+    # the noise floor: 2, 4 and 6 of the 9 images of IMAGES and REFERENCE pooled against 3 others, over 2 draws
+    floor = noise_floor_curve(images, [2, 4, 6], pooled, draws=2, seed=0)
+    for line, mean, std in zip(out[1:4], floor.mean(axis=0), floor.std(axis=0)):
+        assert line.split()[4:] == ["noise", "floor", f"{mean:.6f}", "+-", f"{std:.6f}"]
+    means = [dna_of(folders[name], distribution_name="image-mean") for name in ("mixed", "urban_ref")]
+    fd_floor = noise_floor_curve(*means[:1], [2, 4, 6], means[1], draws=2, seed=0, metric="fd", layers=["blocks.2.0"])
+    assert out[7].split()[4:7] == ["noise", "floor", f"{fd_floor[:, 2].mean():.6f}"]
+    assert out[8] == ("noise floor: the distance from n images to 3 images (REFERENCE's size), drawn at random from IMAGES "
+                      "and REFERENCE pooled: what the curve reads when both come from one source; mean +- std over 2 draws")
 
 
 def test_report_command(folders, tmp_path, capsys):

@@ -207,3 +207,59 @@ def test_settings_read_as_vdna_0_1_1_attributes_and_survive_save_and_load(folder
     loaded = load_vdna_from_files(tmp_path / "saved")
     assert loaded.extraction_settings_used == settings and loaded.data_settings_used == dna.data_settings_used
     assert json.loads((tmp_path / "saved.json").read_text())["extraction_settings"]["normalise_feats"] is True
+
+
+def test_compare_stats_makes_per_image_dnas_in_one_pass_and_says_what_it_needs(folders, tmp_path, capsys, counting_ranges):
+    counting = ["--extractor", "test_counting_net", "--ranges", str(counting_ranges), "--workers", "0", "--quiet"]
+    FORWARD_CALLS.clear()
+    assert main(["compare", str(folders["set14"]), str(folders["sunhays80"]), "--stats", "--resamples", "5", *counting]) == 0
+    assert sum(FORWARD_CALLS) == 8  # four images a set, each through the network once
+    assert "noise floor" in capsys.readouterr().out
+    processor = VDNAProcessor()
+    options = {"feat_extractor_name": "test_counting_net", "activation_ranges": counting_ranges, "verbose": False, "num_workers": 0}
+    processor.make_vdna(folders["set14"], **options).save(tmp_path / "whole")
+    processor.make_vdna(folders["set14"], distribution_name="image-histogram-1000", **options).save(tmp_path / "images")
+    FORWARD_CALLS.clear()
+    for argv, message in [
+        ([str(tmp_path / "whole"), str(folders["sunhays80"]), "--stats"],
+         (f"{tmp_path / 'whole'} is a histogram DNA; this command needs per-image DNAs (image-histogram), made with "
+          "`vdna make SOURCE --distribution image-histogram-1000`")),
+        ([str(tmp_path / "images"), str(tmp_path / "images"), "--stats", "--metric", "nfd"],
+         (f"{tmp_path / 'images'} is an image-histogram DNA; this command needs per-image DNAs (image-mean), made with "
+          "`vdna make SOURCE --distribution image-mean`")),
+        ([str(folders["set14"]), str(folders["sunhays80"]), "--resamples", "50"],
+         "--resamples and --permutations set the statistics of --stats; add --stats"),
+        ([str(folders["set14"]), str(folders["sunhays80"]), "--stats", "--resamples", "0"], "--resamples must be an integer >= 1, got 0"),
+        ([str(folders["set14"]), str(folders["sunhays80"]), "--stats", "--permutations", "-2"],
+         "--permutations must be an integer >= 1, got -2"),
+        ([str(folders["set14"]), str(folders["sunhays80"]), "--stats", "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+        ([str(folders["set14"]), str(folders["sunhays80"]), "--stats", "--distribution", "histogram-1000"],
+         "--stats resamples per-image DNAs: with --metric emd give --distribution image-histogram-B or none, not histogram-1000"),
+    ]:
+        assert main(["compare", *argv, *counting]) == 2
+        assert error_line(capsys) == f"vdna compare: error: {message}\n"
+    assert main(["compare", str(tmp_path / "images"), str(tmp_path / "images"), "--stats", "--permutations", "1000"]) == 0
+    assert "p-value 1  (permutation test, 1000 permutations, seed 0)" in capsys.readouterr().out  # identical sets
+    assert main(["report", str(folders["set14"]), str(folders["sunhays80"]), "-o", str(tmp_path / "r.html"),
+                 "--resamples", "0", *counting]) == 2
+    assert error_line(capsys) == "vdna report: error: --resamples must be an integer >= 1, got 0\n"
+    assert FORWARD_CALLS == []  # every mistake is said before any image goes through the network
+
+
+def test_sample_size_with_a_dataset_reference_draws_its_floor_from_the_images_alone(folders, tmp_path, capsys, counting_ranges):
+    processor = VDNAProcessor()
+    options = {"feat_extractor_name": "test_counting_net", "activation_ranges": counting_ranges, "verbose": False, "num_workers": 0}
+    processor.make_vdna(folders["set14"], distribution_name="image-histogram-1000", **options).save(tmp_path / "images")
+    processor.make_vdna(folders["sunhays80"], **options).save(tmp_path / "reference")  # 4 images, whole set
+    processor.make_vdna(folders["sunhays80"], distribution_name="gaussian", **options).save(tmp_path / "gauss")
+    assert main(["sample-size", str(tmp_path / "images"), str(tmp_path / "reference"), "--sizes", "2,3", "--seeds", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "noise floor" not in lines[1] + lines[2]  # 4 images cannot stand for a reference of 4 beside 2 others
+    assert lines[3].startswith("noise floor: the distance from n images to 4 images (REFERENCE's size), drawn at random "
+                               "from IMAGES alone (REFERENCE is a DNA of a whole set, not per-image DNAs)")
+    assert lines[4] == ("  no size has one: the 4 IMAGES cannot spare 4 beside the subset to stand for REFERENCE; give "
+                        "REFERENCE as images or per-image DNAs (`vdna make SOURCE --distribution image-histogram-1000`) "
+                        "to pool them")
+    assert main(["sample-size", str(tmp_path / "images"), str(tmp_path / "gauss"), "--sizes", "2,3"]) == 2
+    assert error_line(capsys) == ("vdna sample-size: error: metric 'emd' compares histogram DNAs (or per-image "
+                                  "image-histogram DNAs); the reference is a VDNAGauss\n")

@@ -11,6 +11,7 @@ from vdna import plots
 from vdna.apps.retrieval import precision_recall_curve, rank_images
 from vdna.apps.sample_size import SampleSizeCurve
 from vdna.distances import EMD
+from vdna.stats import LayerShare
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +86,25 @@ def test_plot_errors(dnas):
         plots.plot_ranked_images([])
     with pytest.raises(ValueError, match="rows must be among"):
         plots.plot_ranked_images([object()], rows=("top",))
+    with pytest.raises(ValueError, match="no layers to plot"):
+        plots.plot_layer_shares({})
+
+
+def test_layer_shares_beside_their_noise_floors_and_sample_size_floors(tmp_path):
+    layers = {"stem": LayerShare(32, 4.0, 0.25, (3.0, 5.0), 1.5, 0.5, 0.01), "head": LayerShare(1280, 2.0, 0.75, (1.0, 3.0), 1.0, 0.2, 0.02)}
+    figure = plots.plot_layer_shares(layers, tmp_path / "shares.png")
+    values, shares = figure.axes
+    assert [bar.get_height() for bar in values.patches] == [4.0, 2.0]
+    assert [bar.get_height() for bar in shares.patches] == [25.0, 75.0]
+    floors = values.containers[-1]  # the noise floors' error bars
+    assert list(floors.lines[0].get_ydata()) == [1.5, 1.0]
+    assert [label.get_text() for label in shares.get_xticklabels()] == ["stem", "head"]
+    unmeasured = plots.plot_layer_shares({name: LayerShare(part.neurons, part.value, part.share) for name, part in layers.items()})
+    assert len(unmeasured.axes[0].containers) == 1  # the bars only: no noise floor was measured
+    curve = SampleSizeCurve("emd", [10, 100], np.array([[2.0, 1.0], [4.0, 1.0]]))
+    floor = SampleSizeCurve("emd", [10, 100], np.array([[1.0, 0.5], [1.0, 0.5]]))
+    drawn = plots.plot_sample_size_curves({"dna-emd": curve}, tmp_path / "s.png", floors={"dna-emd": floor})
+    dashed = [line for line in drawn.axes[0].lines if line.get_linestyle() == "--"]
+    assert len(dashed) == 1 and list(dashed[0].get_ydata()) == [1.0, 0.5]  # on the curve's scale: its last mean is 1
+    assert [text.get_text() for text in drawn.axes[0].get_legend().get_texts()] == ["dna-emd noise floor", "dna-emd"]
+    assert _png_size(tmp_path / "shares.png")[0] > 300

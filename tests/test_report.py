@@ -12,6 +12,7 @@ from vdna.apps.retrieval import rank_images
 from vdna.distances import EMD, FD, NFD
 from vdna.neurons import rank_neurons
 from vdna.report import make_report
+from vdna.stats import compare_sets
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -68,10 +69,44 @@ def test_headline_distances_are_those_of_the_dnas(page, sets, dna_of):
 def test_every_figure_and_thumbnail_is_rendered(page):
     images = page.evaluate("Array.from(document.images).map(i => [i.className, i.alt, i.complete, i.naturalWidth])")
     kinds = {kind: [image for image in images if image[0] == kind] for kind in ("figure", "thumb", "crop")}
-    assert len(kinds["figure"]) == 1 + 4 and len(kinds["thumb"]) == 4 * 3 and len(kinds["crop"]) == 4 * 2 * 3
+    assert len(kinds["figure"]) == 2 + 4 and len(kinds["thumb"]) == 4 * 3 and len(kinds["crop"]) == 4 * 2 * 3
     assert len(images) == sum(len(found) for found in kinds.values())
     assert all(complete and width > 100 for kind, _, complete, width in images if kind != "crop")
     assert all(complete and width >= 3 for _, _, complete, width in kinds["crop"])  # a stem neuron sees 3 x 3 pixels
+
+
+@pytest.fixture(scope="module")
+def statistics(sets, dna_of):
+    """What the report's statistics should be: compare_sets of both sets' per-image DNAs, as the report runs it."""
+    return compare_sets(*(dna_of(s, distribution_name="image-histogram-1000") for s in sets), resamples=200, permutations=200)
+
+
+def test_the_page_opens_with_the_statistics_of_compare_sets(page, statistics):
+    assert page.locator("h2").first.inner_text() == "How sure is the difference?"
+    assert page.locator("p.reading").inner_text() == statistics.reading()
+    rows = dict(row.split("\t") for row in page.locator("table.statistics").inner_text().strip().splitlines())
+    assert float(rows["dna-emd"]) == pytest.approx(statistics.value, rel=1e-5)
+    table = page.locator("table.statistics")
+    shown = [float(table.locator(f".{name}").inner_text()) for name in ("low", "high", "floor", "spread")]
+    expected = [*statistics.ci, statistics.noise_floor, statistics.noise_floor_spread]
+    assert shown == pytest.approx(expected, rel=1e-3) and statistics.ci[0] < statistics.ci[1]
+    assert float(rows["excess (dna-emd - noise floor)"]) == pytest.approx(statistics.excess, rel=1e-5)
+    assert float(rows["p-value"]) == pytest.approx(statistics.p_value, rel=1e-3)
+    assert "6 vs 6 images" in page.locator("table.statistics + p.note").inner_text()
+
+
+def test_where_the_difference_lives_gives_each_layers_share_and_noise_floor(page, statistics):
+    table = page.locator("table.layers").inner_text().strip().splitlines()
+    assert table[0].split("\t") == ["layer", "neurons", "mean EMD", "max EMD", "share of the total", "noise floor", "excess",
+                                    "p-value"]
+    assert [row.split("\t")[0] for row in table[1:]] == list(statistics.layers)  # early to late
+    for row in table[1:]:
+        layer, _, _, _, share, floor, excess, p_value = row.split("\t")
+        part = statistics.layers[layer]
+        assert share == f"{100 * part.share:.4g}%" and floor == f"{part.noise_floor:.4g} ± {part.noise_floor_spread:.3g}"
+        assert excess == f"{part.excess:.4g}" and p_value == f"{part.p_value:.3g}"
+    alt = "each layer's EMD beside its noise floor, and its share of the total"
+    assert page.locator(f'img.figure[alt="{alt}"]').count() == 1
 
 
 def test_image_rows_show_the_ranking_of_each_set_against_the_other(page, sets, dna_of):
@@ -129,6 +164,8 @@ def test_report_from_saved_histogram_dnas_has_no_image_rows(processor, dna_of, s
     assert text.count('<section class="neuron"') == 2 and 'class="crop"' not in text
     assert "a: given as saved DNAs, so there are no images to show." in text
     assert "b: given as saved DNAs, so there are no images to show." in text
+    assert "a, b: given as DNAs of a whole set, which cannot be resampled" in text and 'class="statistics"' not in text
+    assert "<th>share of the total</th></tr>" in text and "noise floor</th>" not in text
 
 
 def test_report_errors(processor, dna_of, sets, tmp_path):
@@ -137,3 +174,7 @@ def test_report_errors(processor, dna_of, sets, tmp_path):
     dna_of(sets[0], distribution_name="gaussian").save(tmp_path / "g")
     with pytest.raises(ValueError, match="needs histogram or image-histogram DNAs, got a gaussian DNA"):
         make_report(tmp_path / "g", sets[1], tmp_path / "r.html", processor=processor)
+    for name, source in zip("ab", sets):
+        dna_of(source, distribution_name="image-histogram-1000").save(tmp_path / name)
+    with pytest.raises(ValueError, match="permutations must be an integer >= 1, got 0"):
+        make_report(tmp_path / "a", tmp_path / "b", tmp_path / "r.html", processor=processor, permutations=0)

@@ -17,6 +17,7 @@ from vdna.stats import (
     bootstrap_interval,
     compare_sets,
     layer_shares,
+    layer_table,
     noise_floor_curve,
     resampled_distances,
 )
@@ -164,7 +165,7 @@ def test_gaussian_metrics(urban, bsd):
     assert fd.layers["blocks.6.0"].neurons == 320 and fd.p_value < 0.1
 
 
-def test_results_print_and_serialise(urban_vs_bsd):
+def test_results_print_and_serialise(urban_vs_bsd, pair):
     result = urban_vs_bsd
     out = json.loads(json.dumps(result.to_dict()))
     assert out["value"] == result.value and out["ci"] == list(result.ci) and out["excess"] == result.excess
@@ -173,7 +174,25 @@ def test_results_print_and_serialise(urban_vs_bsd):
     line = result.summary()
     assert line.startswith(f"emd {result.value:.4g} (95% CI") and "p = 0.0099 (100 permutations" in line
     assert "20 vs 20 images" in line
-    assert str(result).splitlines()[0] == line and "head" in str(result)
+    lines = str(result).splitlines()
+    assert lines[0] == line and lines[1].split()[:4] == ["layer", "neurons", "value", "share"]
+    head = result.layers["head"]
+    assert lines[-1].split()[:4] == ["head", "1280", f"{head.value:.4g}", f"{100 * head.share:.1f}%"]
+    assert lines[-1].split()[7:] == [f"{head.noise_floor:.4g}", "+-", f"{head.noise_floor_spread:.2g}", f"{head.p_value:.3g}"]
+    assert len(lines) == 2 + 18
+    ratio = result.value / result.noise_floor
+    assert result.reading() == (f"The distance is {ratio:.3g} times the noise floor; p = 0.0099 (no random split of the pooled "
+                                "images was as far apart): the sets differ beyond sampling noise.")
+    shares_only = layer_table(layer_shares(*(side.subset() for side in pair))).splitlines()
+    assert shares_only[0].split() == ["layer", "neurons", "value", "share"] and shares_only[-1].split() == lines[-1].split()[:4]
+
+
+def test_a_difference_within_the_noise_reads_so(urban):
+    images = urban["image-histogram-1000"]
+    result = compare_sets(images.select_images(range(0, 40, 2)), images.select_images(range(1, 40, 2)), resamples=5,
+                          permutations=30, seed=2)
+    assert result.p_value > 0.05 and result.reading().endswith("no difference beyond sampling noise shows.")
+    assert "no random split" not in result.reading()
 
 
 def test_interval_methods_by_hand():

@@ -47,10 +47,12 @@ def _add_make_options(
     checkpoint: bool = False,
     ray: bool = False,
     ranges: bool = True,
+    seeds: str = "--shuffle and random crops",
 ) -> None:
     """The options of making DNAs from images that this command accepts.
 
     ``distribution``: a default (``None``: the metric's) to offer ``--distribution``, False not to.
+    ``seeds``: what ``--seed`` seeds.
     """
     group = parser.add_argument_group("making DNAs from images")
     group.add_argument("--extractor", default=DEFAULT_EXTRACTOR, help=f"feature extractor (default: {DEFAULT_EXTRACTOR})")
@@ -66,7 +68,7 @@ def _add_make_options(
                                 "each decoding its own images (default: 1)")
     group.add_argument("--num-images", type=int, default=-1, help="use at most this many images (default: all)")
     group.add_argument("--shuffle", action="store_true", help="with --num-images, draw a random subset")
-    group.add_argument("--seed", type=int, default=0, help="seed of --shuffle and random crops (default: 0)")
+    group.add_argument("--seed", type=int, default=0, help=f"seed of {seeds} (default: 0)")
     group.add_argument("--crop", choices=CROP_MODES, default="none", help="square crop before resizing (default: none)")
     if ranges:
         group.add_argument("--ranges", default=None, help="activation ranges file for histograms (default: the extractor's)")
@@ -166,16 +168,17 @@ def dna_or_images(argument: str, args: argparse.Namespace, distribution: str) ->
     return _load(argument) if is_saved_dna(argument) else _make(argument, args, [distribution])[0]
 
 
-def per_image(argument: str, args: argparse.Namespace, kind: str = "image-histogram") -> VDNA:
-    """Saved per-image DNAs of ``kind``, or per-image DNAs made from a source of images."""
+def per_image(argument: str, args: argparse.Namespace, kind: str = "image-histogram", distribution: str | None = None) -> VDNA:
+    """Saved per-image DNAs of ``kind``, or per-image DNAs of ``distribution`` (default: ``kind``, with ``--bins``) made from images."""
+    made_as = distribution or (f"image-histogram-{getattr(args, 'bins', 1000)}" if kind == "image-histogram" else kind)
     if is_saved_dna(argument):
         vdna = _load(argument)
         if vdna.type != kind:
-            made_as = f"image-histogram-{getattr(args, 'bins', 1000)}" if kind == "image-histogram" else kind
-            raise ValueError(f"{argument} is a {vdna.type} DNA; this command needs per-image DNAs ({kind}), "
+            article = "an" if vdna.type[0] in "aeiou" else "a"
+            raise ValueError(f"{argument} is {article} {vdna.type} DNA; this command needs per-image DNAs ({kind}), "
                              f"made with `vdna make SOURCE --distribution {made_as}`")
         return vdna
-    return dna_or_images(argument, args, f"image-histogram-{args.bins}" if kind == "image-histogram" else kind)
+    return dna_or_images(argument, args, made_as)
 
 
 def histogram_dna(argument: str, args: argparse.Namespace) -> VDNA:
@@ -240,13 +243,34 @@ def command_compare(args: argparse.Namespace) -> int:
                          "neurons (EMD_W) give --neuron-weights FILE, the file written by `vdna attributes -o`")
     if args.neuron_weights and args.metric == "fd":
         raise ValueError("--neuron-weights weight neurons (emd, nfd); fd compares whole layers")
+    if not args.stats and (args.resamples is not None or args.permutations is not None):
+        raise ValueError("--resamples and --permutations set the statistics of --stats; add --stats")
+    if args.stats:
+        _check_statistics_flags(args)
     weights = neuron_weights(args.neuron_weights, args.metric, args.attribute) if args.neuron_weights else None
-    distribution = args.distribution or METRICS[args.metric]
-    first = dna_or_images(args.a, args, distribution)
-    second = dna_or_images(args.b, args, distribution)
-    value = float(metric(first, second, use_neurons_from_layer=args.layer, **({"weights": weights} if weights else {})))
+    neurons = {args.layer: None} if args.layer else None
+    result = layers = None
+    if args.stats:
+        from .stats import compare_sets, set_dna
+
+        first, second = (per_image(argument, args, *_stats_input(args)) for argument in (args.a, args.b))
+        result = compare_sets(first, second, args.metric, resamples=200 if args.resamples is None else args.resamples,
+                              permutations=200 if args.permutations is None else args.permutations, seed=args.seed,
+                              neurons=neurons, weights=weights)
+        value, layers = result.value, result.layers
+        sets = (set_dna(first, args.metric), set_dna(second, args.metric)) if args.neuron_wise else ()
+    else:
+        distribution = args.distribution or METRICS[args.metric]
+        first = dna_or_images(args.a, args, distribution)
+        second = dna_or_images(args.b, args, distribution)
+        value = float(metric(first, second, use_neurons_from_layer=args.layer, **({"weights": weights} if weights else {})))
+        if args.by_layer:
+            from .stats import layer_shares
+
+            layers = layer_shares(first, second, args.metric, neurons=neurons, weights=weights)
+        sets = (first, second)
     if args.neuron_wise:
-        _write_neuron_wise(args.neuron_wise, metric(first, second, use_neurons_from_layer=args.layer, return_neuron_wise=True),
+        _write_neuron_wise(args.neuron_wise, metric(*sets, use_neurons_from_layer=args.layer, return_neuron_wise=True),
                            args.metric)
     scope = f"layer {args.layer}" if args.layer else f"all {len(first.neurons_list)} layers"
     if weights:
@@ -254,11 +278,44 @@ def command_compare(args: argparse.Namespace) -> int:
     if args.json:
         document = {"metric": args.metric, "value": value, "scope": args.layer or "all", "weighted": bool(weights),
                     "a": _summary(first, args.a), "b": _summary(second, args.b)}
+        if result is not None:
+            document["stats"] = {key: item for key, item in result.to_dict().items() if key not in ("metric", "value", "layers")}
+        if args.by_layer:
+            document["layers"] = {layer: part.to_dict() for layer, part in layers.items()}
         print(json.dumps(document, indent=2))
-    else:
-        print(f"{args.metric}: {value:.6f}  ({first.feature_extractor_name}, {first.name}, {scope}; "
-              f"A: {first.num_images} images, B: {second.num_images} images)")
+        return 0
+    print(f"{args.metric}: {value:.6f}  ({first.feature_extractor_name}, {first.name}, {scope}; "
+          f"A: {first.num_images} images, B: {second.num_images} images)")
+    if result is not None:
+        low, high = result.ci
+        print(f"  95% CI {low:.6g} to {high:.6g}  (bootstrap, {result.resamples} resamples of each set's images)")
+        print(f"  noise floor {result.noise_floor:.6g} +- {result.noise_floor_spread:.2g}  "
+              f"(mean and spread over {result.permutations} random splits of the pooled images)")
+        print(f"  excess {result.excess:.6g}  (value - noise floor)")
+        print(f"  p-value {result.p_value:.4g}  (permutation test, {result.permutations} permutations, seed {result.seed})")
+        print(f"  {result.reading()}")
+    if layers is not None:
+        from .stats import layer_table
+
+        print(layer_table(layers))
     return 0
+
+
+def _check_statistics_flags(args: argparse.Namespace) -> None:
+    """``--resamples``, ``--permutations`` and ``--seed`` checked before any image goes through the network."""
+    for flag, count, least in (("--resamples", args.resamples, 1), ("--permutations", args.permutations, 1), ("--seed", args.seed, 0)):
+        if count is not None and count < least:
+            raise ValueError(f"{flag} must be an integer >= {least}, got {count}")
+
+
+def _stats_input(args: argparse.Namespace) -> tuple[str, str]:
+    """The per-image DNA kind ``--stats`` resamples for ``--metric``, and the distribution to make from images."""
+    kind = "image-histogram" if args.metric == "emd" else "image-mean"
+    distribution = args.distribution or ("image-histogram-1000" if kind == "image-histogram" else kind)
+    if distribution != kind and not distribution.startswith(f"{kind}-"):
+        raise ValueError(f"--stats resamples per-image DNAs: with --metric {args.metric} give --distribution "
+                         f"{'image-histogram-B' if kind == 'image-histogram' else kind} or none, not {args.distribution}")
+    return kind, distribution
 
 
 def command_inspect(args: argparse.Namespace) -> int:
@@ -484,39 +541,80 @@ def command_transfer(args: argparse.Namespace) -> int:
 
 def command_sample_size(args: argparse.Namespace) -> int:
     from .apps.sample_size import sample_size_curve
+    from .stats import set_dna
 
     try:
         sizes = [int(size) for size in args.sizes.split(",")]
     except ValueError:
         raise ValueError(f"--sizes must be comma-separated whole numbers such as 10,20,50, got {args.sizes!r}") from None
-    curves = {}
-    images = per_image(args.images, args)
-    curves["dna-emd"] = sample_size_curve(images, histogram_dna(args.reference, args), sizes, args.seeds)
+    histograms = f"image-histogram-{args.bins}"
     if args.fd:
         if is_saved_dna(args.images) or is_saved_dna(args.reference):
             raise ValueError("--fd compares the Fréchet distance of each image's mean activations, which saved histogram "
-                             "DNAs do not hold: give IMAGES and REFERENCE as folders of images (per-image means and a "
-                             "layer-gaussian DNA are made from them)")
-        means = per_image(args.images, args, "image-mean")
-        reference = dna_or_images(args.reference, args, "layer-gaussian")
-        curves["fd"] = sample_size_curve(means, reference, sizes, args.seeds, metric="fd", layers=args.fd_layer)
+                             "DNAs do not hold: give IMAGES and REFERENCE as folders of images (per-image histograms "
+                             "and means are made from them in one pass each)")
+        images, means = _make(args.images, args, [histograms, "image-mean"])
+        reference, reference_means = _make(args.reference, args, [histograms, "image-mean"])
+    else:
+        images = per_image(args.images, args)
+        reference = _load(args.reference) if is_saved_dna(args.reference) else _make(args.reference, args, [histograms])[0]
+    inputs = {"dna-emd": (images, reference, "emd")}
+    if args.fd:
+        inputs["fd"] = (means, reference_means, "fd")
+    curves, floors, pooled = {}, {}, reference.type == "image-histogram"
+    for label, (subsets, whole, metric) in inputs.items():
+        layers = args.fd_layer if metric == "fd" else None
+        curves[label] = sample_size_curve(subsets, set_dna(whole, metric, "reference"), sizes, args.seeds, metric=metric,
+                                          layers=layers)
+        floors[label] = _noise_floor(subsets, whole if pooled else whole.num_images, curves[label], args.seed, metric, layers)
     for label, curve in curves.items():
         print(f"{label}: settles within {100 * args.tolerance:.0f}% of its last value from {curve.settled_size(args.tolerance)} images")
+        floor = floors[label]
         for size, mean, std in zip(curve.sizes, curve.mean, curve.std):
-            print(f"  {size:7d}  {mean:.6f} +- {std:.6f}")
+            line = f"  {size:7d}  {mean:.6f} +- {std:.6f}"
+            if floor is not None and size in floor.sizes:
+                column = floor.sizes.index(size)
+                line += f"   noise floor {floor.mean[column]:.6f} +- {floor.std[column]:.6f}"
+            print(line)
+    pool = "IMAGES and REFERENCE pooled" if pooled else "IMAGES alone (REFERENCE is a DNA of a whole set, not per-image DNAs)"
+    print(f"noise floor: the distance from n images to {reference.num_images} images (REFERENCE's size), drawn at random "
+          f"from {pool}: what the curve reads when both come from one source; mean +- std over {args.seeds} draws")
+    if not pooled and any(floor is None or len(floor.sizes) < len(sizes) for floor in floors.values()):
+        largest = images.num_images - reference.num_images
+        gap = f"sizes above {largest} have none" if largest >= 2 else "no size has one"
+        print(f"  {gap}: the {images.num_images} IMAGES cannot spare {reference.num_images} beside the subset to stand for "
+              f"REFERENCE; give REFERENCE as images or per-image DNAs (`vdna make SOURCE --distribution {histograms}`) "
+              "to pool them")
     if args.plot:
         from .plots import plot_sample_size_curves
 
-        plot_sample_size_curves(curves, args.plot)
+        plot_sample_size_curves(curves, args.plot, floors={label: floor for label, floor in floors.items() if floor is not None})
     return 0
+
+
+def _noise_floor(images: VDNA, reference: VDNA | int, curve: Any, seed: int, metric: str, layers: list[str] | None) -> Any:
+    """The noise floor beside a sample-size curve, at the sizes that leave the reference's images aside (None: none)."""
+    from .apps.sample_size import SampleSizeCurve
+    from .stats import noise_floor_curve
+
+    other = reference if isinstance(reference, int) else reference.num_images
+    pooled = images.num_images + (0 if isinstance(reference, int) else reference.num_images)
+    sizes = [size for size in curve.sizes if size + other <= pooled]
+    if not sizes or other < 2:
+        return None
+    distances = noise_floor_curve(images, sizes, reference, draws=curve.distances.shape[0], seed=seed, metric=metric,
+                                  layers=layers)
+    return SampleSizeCurve(metric, sizes, distances)
 
 
 def command_report(args: argparse.Namespace) -> int:
     from .report import make_report
 
+    _check_statistics_flags(args)
     config = run_config(args, f"image-histogram-{args.bins}")
     path = make_report(args.a, args.b, args.output, processor=_processor(args), config=config,
-                       top_neurons=args.top_neurons, images_shown=args.images_shown)
+                       top_neurons=args.top_neurons, images_shown=args.images_shown, resamples=args.resamples,
+                       permutations=args.permutations)
     print(f"report -> {path}")
     return 0
 
@@ -604,7 +702,11 @@ def _add_application_commands(commands: Any) -> None:
     sample_size = _command(commands, "sample-size", command_sample_size, "how many images a DNA needs", (
         "Distance from random subsets of IMAGES of growing sizes to REFERENCE, over several seeds\n"
         "(section 5.2, Fig. 5), for dna-emd and with --fd for the Fréchet distance; prints the size from\n"
-        "which the mean stays within --tolerance of its last value."))
+        "which the mean stays within --tolerance of its last value. Beside each size it prints (and --plot\n"
+        "draws) the noise floor: the distance from that many images to as many images as REFERENCE holds,\n"
+        "drawn at random from IMAGES and REFERENCE pooled (REFERENCE given as images or per-image DNAs),\n"
+        "i.e. what the curve would read if both came from one source. A curve that settles on its floor\n"
+        "has found no difference; one that settles above it measures the difference."))
     sample_size.add_argument("images")
     sample_size.add_argument("reference")
     sample_size.add_argument("--sizes", required=True, help="comma-separated subset sizes, e.g. 10,20,50,100")
@@ -627,9 +729,15 @@ def _add_application_commands(commands: Any) -> None:
     report.add_argument("--images-shown", type=int, default=6,
                         help="images per row, and crops per set for each neuron (default 6)")
 
-    for parser in (rank, realism, sample_size, report):
+    report.add_argument("--resamples", type=int, default=200, help="bootstrap resamples of the statistics (default 200)")
+    report.add_argument("--permutations", type=int, default=200,
+                        help="random splits of the pooled images for the noise floors and p-value (default 200)")
+
+    crops = "--shuffle and random crops"
+    for parser, seeds in ((rank, crops), (realism, crops), (sample_size, "--shuffle, random crops and the noise floor's draws"),
+                          (report, "--shuffle, random crops and the statistics' resamples")):
         _add_bins(parser)
-        _add_make_options(parser)
+        _add_make_options(parser, seeds=seeds)
     for parser in (neurons, transfer):
         _add_bins(parser)
         _add_make_options(parser, streams=True)
@@ -651,7 +759,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = _command(commands, "compare", command_compare, "distance between two DNAs or image sets", (
         "Distance between A and B, each a saved DNA (NAME, NAME.json, NAME.npz or NAME.vdnz) or a source of images\n"
-        "whose DNA is made on the fly."))
+        "whose DNA is made on the fly.\n\n"
+        "--stats also tells how sure the distance is, from per-image DNAs (image-histogram-B for emd, image-mean\n"
+        "for nfd and fd: made from images in one pass, or saved ones), resampled without running the network\n"
+        "again: a 95% bootstrap interval, the noise floor (the mean distance between random splits of the\n"
+        "pooled images into sets of the same sizes, +- its spread), the excess over it and the permutation\n"
+        "p-value. --by-layer gives each layer's value and share of the total, early to late: with --stats\n"
+        "also its interval, noise floor and p-value; without, from the DNAs of the whole sets (any saved DNAs)."))
     compare.add_argument("a")
     compare.add_argument("b")
     compare.add_argument("--metric", choices=sorted(METRICS), default="emd", help="emd (histograms), nfd (gaussian) or fd (layer-gaussian)")
@@ -661,7 +775,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="weight neurons (EMD_W) with the weights written by `vdna attributes -o`")
     compare.add_argument("--attribute", help="with --neuron-weights: the attribute whose weights to use, if the file holds several")
     compare.add_argument("--json", action="store_true", help="print the result as JSON")
-    _add_make_options(compare, distribution=None, streams=True, ray=True)
+    compare.add_argument("--stats", action="store_true",
+                         help="also the 95%% interval, noise floor, excess and p-value, from per-image DNAs")
+    compare.add_argument("--resamples", type=int, help="with --stats: bootstrap resamples (default 200)")
+    compare.add_argument("--permutations", type=int, help="with --stats: random splits of the pooled images (default 200)")
+    compare.add_argument("--by-layer", action="store_true",
+                         help="each layer's value and share of the total, early to late (with --stats, its noise floor too)")
+    _add_make_options(compare, distribution=None, streams=True, ray=True,
+                      seeds="--shuffle, random crops and the resamples of --stats")
 
     inspect = _command(commands, "inspect", command_inspect, "describe a saved DNA",
                        "Describe the saved DNA DNA (NAME, NAME.json, NAME.npz or NAME.vdnz), its arrays checked against their sha256.")

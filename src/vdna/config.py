@@ -45,8 +45,10 @@ COMMAND_LINE_FLAGS = {
     "checkpoint": "--checkpoint",
     "checkpoint_every": "--checkpoint-every",
     "streams": "--streams",
+    "resamples": "--resamples",
+    "permutations": "--permutations",
 }
-"""The ``vdna`` command's flag for each run setting that has one."""
+"""The ``vdna`` command's flag for each run setting (and setting of ``vdna.stats``) that has one."""
 
 _COMMAND_LINE = contextvars.ContextVar("vdna_command_line", default=False)
 

@@ -1,5 +1,6 @@
 """Figures of the paper for one's own DNAs: ranked image grids, histogram overlays, per-layer profiles,
-distance matrices, sample-size curves and precision-recall curves.
+distance matrices, sample-size curves (with their noise floors), precision-recall curves, and the
+layers' shares of a distance beside their noise floors.
 
 Every function draws one matplotlib figure, saves it where ``path`` says (PNG, SVG or PDF, by
 suffix) and returns it. matplotlib is imported on first use, with a non-interactive backend when
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from .apps.retrieval import RankedImage
     from .apps.sample_size import SampleSizeCurve
     from .explain import NeuronExamples
+    from .stats import LayerShare
 
 
 def _pyplot():
@@ -208,18 +210,58 @@ def plot_distance_matrix(
 
 
 def plot_sample_size_curves(
-    curves: Mapping[str, SampleSizeCurve], path: str | os.PathLike | None = None, relative: bool = True
+    curves: Mapping[str, SampleSizeCurve],
+    path: str | os.PathLike | None = None,
+    relative: bool = True,
+    floors: Mapping[str, SampleSizeCurve] | None = None,
 ) -> Figure:
-    """Fig. 5: mean distance (relative to its value at the largest size, with ``relative``) against subset size, with std bars."""
+    """Fig. 5: mean distance (relative to its value at the largest size, with ``relative``) against subset size, with std bars.
+
+    ``floors``: per curve label, its noise floor (e.g. from :func:`vdna.stats.noise_floor_curve`),
+    drawn dashed in the curve's colour with a band of one standard deviation, on the curve's scale.
+    """
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 4))
     for label, curve in curves.items():
         scale = curve.mean[-1] if relative and curve.mean[-1] != 0 else 1.0
-        axis.errorbar(curve.sizes, curve.mean / scale, yerr=curve.std / abs(scale), label=label, capsize=3, marker="o", markersize=3)
+        bars = axis.errorbar(curve.sizes, curve.mean / scale, yerr=curve.std / abs(scale), label=label, capsize=3, marker="o",
+                             markersize=3)
+        floor = (floors or {}).get(label)
+        if floor is not None:
+            colour = bars.lines[0].get_color()
+            axis.plot(floor.sizes, floor.mean / scale, linestyle="--", color=colour, label=f"{label} noise floor")
+            axis.fill_between(floor.sizes, (floor.mean - floor.std) / scale, (floor.mean + floor.std) / scale, color=colour,
+                              alpha=0.15, linewidth=0)
     axis.set_xscale("log")
     axis.set_xlabel("images in the subset")
     axis.set_ylabel("distance / distance with all images" if relative else "distance")
     axis.legend()
+    return _finish(figure, path)
+
+
+def plot_layer_shares(layers: Mapping[str, LayerShare], path: str | os.PathLike | None = None, metric: str = "EMD") -> Figure:
+    """Where a difference lives: each layer's distance beside its noise floor (+- spread), and its share of the total.
+
+    ``layers``: :class:`vdna.stats.LayerShare` per layer, early to late (``SetComparison.layers``
+    or :func:`vdna.stats.layer_shares`; noise floors are drawn where measured).
+    """
+    if not layers:
+        raise ValueError("no layers to plot")
+    plt = _pyplot()
+    names = list(layers)
+    positions = np.arange(len(names))
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(max(6.0, 0.45 * len(names) + 2), 5.5), sharex=True)
+    top.bar(positions, [part.value for part in layers.values()], color="C0", label=f"{metric} of the layer")
+    if all(part.noise_floor is not None for part in layers.values()):
+        top.errorbar(positions, [part.noise_floor for part in layers.values()],
+                     yerr=[part.noise_floor_spread for part in layers.values()], fmt="_", color="black", markersize=14,
+                     capsize=3, label="noise floor +- spread")
+    top.set_ylabel(metric)
+    top.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 1), ncol=2, frameon=False)
+    bottom.bar(positions, [100 * part.share for part in layers.values()], color="C1")
+    bottom.set_ylabel("share of the total (%)")
+    bottom.set_xticks(positions, names, rotation=60, fontsize=7, ha="right")
+    bottom.set_xlabel("layer (early to late)")
     return _finish(figure, path)
 
 

@@ -1,9 +1,12 @@
 """One self-contained HTML page comparing two image sets (``vdna report A B -o report.html``).
 
-The page shows the headline distances (dna-emd, dna-fd, fd), the per-layer profile of neuron-wise
-EMDs, the most different neurons by layer, each with its histograms overlaid and the parts of the
-images of each set where it fires most, and the images of each set closest to and furthest from
-the other set. Figures and thumbnails are embedded, so the file can be mailed or archived alone.
+The page opens with how sure the difference is (dna-emd with its 95% interval, noise floor, excess
+and permutation p-value, from the per-image DNAs), then shows the headline distances (dna-emd,
+dna-fd, fd), where the difference lives (each layer's EMD and share of the total beside its noise
+floor, and the profile of neuron-wise EMDs), the most different neurons by layer, each with its
+histograms overlaid and the parts of the images of each set where it fires most, and the images of
+each set closest to and furthest from the other set. Figures and thumbnails are embedded, so the
+file can be mailed or archived alone.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from .explain import NeuronExample, NeuronMaxima, can_read_twice, crop_examples
 from .io import dna_paths, load_vdna_from_files
 from .neurons import Neuron, rank_neurons
 from .processor import VDNAProcessor
+from .stats import LayerShare, SetComparison, compare_sets, layer_shares
 
 
 @dataclass
@@ -197,13 +201,55 @@ def _distances_table(first: ReportSide, second: ReportSide) -> tuple[str, dict[s
     return f'<table class="distances">{rows}</table>', values
 
 
-def _layer_table(per_layer: dict[str, torch.Tensor]) -> str:
-    rows = "".join(
-        f"<tr><td>{html.escape(layer)}</td><td>{len(values)}</td><td>{float(values.mean()):.4g}</td>"
-        f"<td>{float(values.max()):.4g}</td></tr>"
-        for layer, values in per_layer.items()
-    )
-    return f'<table class="layers"><tr><th>layer</th><th>neurons</th><th>mean EMD</th><th>max EMD</th></tr>{rows}</table>'
+def _statistics_section(first: ReportSide, second: ReportSide, result: SetComparison | None) -> str:
+    """How sure the difference is: dna-emd with its interval, noise floor, excess and p-value, and a sentence reading them."""
+    parts = ["<h2>How sure is the difference?</h2>"]
+    if result is None:
+        missing = ", ".join(html.escape(side.label) for side in (first, second) if side.images is None)
+        return parts[0] + (
+            f'<p class="note">{missing}: given as DNAs of a whole set, which cannot be resampled: the interval, noise '
+            "floor and p-value need per-image DNAs (give the images, or DNAs made with "
+            "<code>vdna make SOURCE --distribution image-histogram-1000</code>).</p>"
+        )
+    low, high = result.ci
+    rows = {
+        "dna-emd": f"{result.value:.6g}",
+        f"{100 * result.confidence:g}% interval": f'<span class="low">{low:.6g}</span> to <span class="high">{high:.6g}</span>',
+        "noise floor": f'<span class="floor">{result.noise_floor:.6g}</span> &plusmn; '
+                       f'<span class="spread">{result.noise_floor_spread:.3g}</span>',
+        "excess (dna-emd - noise floor)": f"{result.excess:.6g}",
+        "p-value": f"{result.p_value:.4g}",
+    }
+    table = "".join(f'<tr><th>{html.escape(name)}</th><td class="value">{value}</td></tr>' for name, value in rows.items())
+    return "".join([
+        *parts,
+        f'<p class="reading">{html.escape(result.reading())}</p>',
+        f'<table class="statistics">{table}</table>',
+        (
+            f'<p class="note">{result.size_a} vs {result.size_b} images. Interval: {result.resamples} bootstrap resamples '
+            "(each set's images drawn with replacement), for the distance between the sources once sampling noise is "
+            f"removed. Noise floor: mean &plusmn; standard deviation of dna-emd over {result.permutations} random splits "
+            "of the pooled images into sets of the same sizes, what dna-emd reads when both sets come from one source. "
+            f"p-value: the share of those splits at least as far apart (permutation test). Seed {result.seed}.</p>"
+        ),
+    ])
+
+
+def _layer_table(per_layer: dict[str, torch.Tensor], shares: dict[str, LayerShare]) -> str:
+    measured = all(part.noise_floor is not None for part in shares.values())
+    header = "<th>layer</th><th>neurons</th><th>mean EMD</th><th>max EMD</th><th>share of the total</th>"
+    if measured:
+        header += "<th>noise floor</th><th>excess</th><th>p-value</th>"
+    rows = []
+    for layer, values in per_layer.items():
+        part = shares[layer]
+        cells = (f"<td>{html.escape(layer)}</td><td>{len(values)}</td><td>{float(values.mean()):.4g}</td>"
+                 f"<td>{float(values.max()):.4g}</td><td>{100 * part.share:.4g}%</td>")
+        if measured:
+            cells += (f"<td>{part.noise_floor:.4g} &plusmn; {part.noise_floor_spread:.3g}</td><td>{part.excess:.4g}</td>"
+                      f"<td>{part.p_value:.3g}</td>")
+        rows.append(f"<tr>{cells}</tr>")
+    return f'<table class="layers"><tr>{header}</tr>{"".join(rows)}</table>'
 
 
 def _description(side: ReportSide) -> str:
@@ -241,6 +287,8 @@ def make_report(
     top_neurons: int = 8,
     images_shown: int = 6,
     *,
+    resamples: int = 200,
+    permutations: int = 200,
     config: RunConfig | None = None,
     **make_options: Any,
 ) -> Path:
@@ -251,7 +299,9 @@ def make_report(
     (:meth:`~vdna.VDNAProcessor.make_vdna`'s keyword arguments). The same pass keeps each neuron's
     ``images_shown`` best images, from which the ``top_neurons`` most different neurons show
     crops (the images are read again for them, without the network). Saved histogram DNAs give a
-    report without the Gaussian distances and images.
+    report without the Gaussian distances and images. When both sets have per-image DNAs, the
+    page opens with :func:`vdna.stats.compare_sets` of dna-emd (``resamples``, ``permutations``,
+    seeded by the run's seed) and gives each layer's noise floor beside its share of the EMD.
     """
     if top_neurons < 1 or images_shown < 1:
         raise ValueError(f"top_neurons and images_shown must be positive, got {top_neurons} and {images_shown}")
@@ -264,15 +314,27 @@ def make_report(
     labels = labels or (_label(a, "A"), _label(b, "B"))
     first = prepare_side(a, labels[0], processor, config, per_set=images_shown)
     second = prepare_side(b, labels[1], processor, config, per_set=images_shown)
+    result = None
+    if first.images is not None and second.images is not None:
+        result = compare_sets(first.images, second.images, resamples=resamples, permutations=permutations, seed=config.seed)
+    shares = result.layers if result is not None else layer_shares(first.histogram, second.histogram)
     distances_html, _ = _distances_table(first, second)
     per_layer = EMD(first.histogram, second.histogram, return_neuron_wise=True)
     ranked_neurons = rank_neurons(first.histogram, second.histogram)[:top_neurons]
     examples = _neuron_examples(first, second, ranked_neurons, processor, config)
     sections = [
+        _statistics_section(first, second, result),
         f"<h2>Distances</h2>{distances_html}",
-        "<h2>Where the sets differ: neuron-wise EMD by layer</h2>",
+        "<h2>Where the difference lives: EMD by layer, early to late</h2>",
+        (
+            '<p class="note">Each layer\'s mean EMD over its neurons and its share of the total dna-emd (its neurons\' part '
+            "of the mean over all neurons)" + (", beside its noise floor (the same random splits of the pooled images, "
+            "layer by layer) and p-value. A layer whose EMD stands far above its floor carries the difference; early layers "
+            "see colours and textures, late layers objects and scenes." if result is not None else ".") + "</p>"
+        ),
+        _figure_tag(plots.plot_layer_shares(shares), "each layer's EMD beside its noise floor, and its share of the total"),
         _figure_tag(plots.plot_layer_profile(per_layer), "per-layer profile of neuron-wise EMD"),
-        _layer_table(per_layer),
+        _layer_table(per_layer, shares),
         _neuron_section(first, second, ranked_neurons, examples, labels),
     ]
     for side, other in ((first, second), (second, first)):

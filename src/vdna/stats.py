@@ -51,6 +51,7 @@ import numba
 import numpy as np
 import torch
 
+from .config import option
 from .distances import (
     EMD,
     FD,
@@ -79,6 +80,7 @@ __all__ = [
     "layer_table",
     "noise_floor_curve",
     "resampled_distances",
+    "set_dna",
 ]
 
 CONFIDENCE = 0.95
@@ -593,12 +595,12 @@ def _check_metric(metric: str, sets: Sequence[tuple[str, Any]]) -> None:
 
 def _check_seed(seed: Any) -> None:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        raise ValueError(f"{option('seed')} must be an integer >= 0, got {seed!r}")
 
 
 def _check_count(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        raise ValueError(f"{option(name)} must be an integer >= 1, got {value!r}")
     return int(value)
 
 
@@ -623,8 +625,14 @@ def _unit_weights(metric: str, selection: Selection, vdna: VDNAImageHist | VDNAI
 _SET_TYPES = {"emd": VDNAHist, "nfd": VDNAGauss, "fd": VDNALayerGauss}
 
 
-def _set_dna(metric: str, vdna: VDNA, position: str) -> VDNA:
-    """The DNA of a whole set that ``metric`` compares: given, or the sum (fit) of per-image DNAs."""
+def set_dna(vdna: VDNA, metric: str = "emd", position: str = "DNA") -> VDNA:
+    """The DNA of a whole set that ``metric`` compares: ``vdna`` itself, or the sum (fit) of per-image DNAs.
+
+    ``histogram-B`` for emd (per-image histograms summed), ``gaussian`` for nfd and
+    ``layer-gaussian`` for fd (fitted to per-image means); ``position`` names ``vdna`` in errors.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     if isinstance(vdna, VDNAImageHist) and metric == "emd":
         return vdna.subset()
     if isinstance(vdna, VDNAImageMeans) and metric in ("nfd", "fd"):
@@ -781,7 +789,7 @@ def compare_sets(
             raise ValueError(f"the {name} set has {vdna.num_images} image(s); comparing sets needs at least 2 images each")
     selection = _selection(a, metric, neurons)
     unit_weights = _unit_weights(metric, selection, a, weights)
-    value, full = _full_values(metric, _set_dna(metric, a, "first set"), _set_dna(metric, b, "second set"), selection,
+    value, full = _full_values(metric, set_dna(a, metric, "first set"), set_dna(b, metric, "second set"), selection,
                                neurons, weights)
 
     rng = np.random.default_rng(seed)
@@ -821,9 +829,7 @@ def layer_shares(
     ``weights`` as :func:`compare_sets` takes them. The shares are those of :func:`compare_sets`'s
     ``layers``, without interval, noise floor or p-value (None): nothing is resampled.
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    first, second = _set_dna(metric, a, "first set"), _set_dna(metric, b, "second set")
+    first, second = set_dna(a, metric, "first set"), set_dna(b, metric, "second set")
     check_comparable(first, second)
     selection = _selection(first, metric, neurons)
     _, full = _full_values(metric, first, second, selection, neurons, weights)
