@@ -167,5 +167,5 @@ def test_compare_stats_of_gaussians_from_folders(two_sets, capsys, dna_of):
     means = [dna_of(folder, distribution_name="image-mean") for folder in two_sets]
     expected = compare_sets(*means, "fd", resamples=20, permutations=30, seed=4, neurons={"blocks.2.0": None})
     assert shown["a"]["distribution"] == "image-mean" and shown["value"] == expected.value
-    assert shown["stats"]["ci"] == list(expected.ci) and shown["stats"]["interval"] == "basic"
+    assert shown["stats"]["ci"] == list(expected.ci) and shown["stats"]["interval"] == "squared"
     assert shown["stats"]["p_value"] == expected.p_value and "layers" not in shown

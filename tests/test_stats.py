@@ -163,6 +163,7 @@ def test_gaussian_metrics(urban, bsd):
     expected = [float(FD(first, second, use_neurons_from_layer=layer)) for layer in layers]
     assert fd.value == float(np.mean(expected)) and list(fd.layers) == list(layers)
     assert fd.layers["blocks.6.0"].neurons == 320 and fd.p_value < 0.1
+    assert fd.interval == "squared" and fd.ci == bootstrap_interval(fd.value, fd.bootstrap, method="squared")
 
 
 def test_results_print_and_serialise(urban_vs_bsd, pair):

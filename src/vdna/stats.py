@@ -16,12 +16,20 @@ without running the network again, so :func:`compare_sets` reports, besides the 
   much noise again; so the plain percentile interval of the bootstrap distances lies above the
   value and misses. The basic (reverse-percentile) interval ``(2 v - q_97.5, 2 v - q_2.5)``
   reflects them about the value, which removes the bias where the noise adds up linearly: for
-  NFD and FD, squared distances (``E[(m1 - m2)**2]`` grows by the means' variances). To EMD, a
+  NFD, a sum of squared differences (``E[(m1 - m2)**2]`` grows by the means' variances). To EMD, a
   first-power (Wasserstein-1) distance, noise adds roughly in quadrature (``d**2 ~ true**2 +
   noise**2``), so its interval is the basic interval of the squared distance,
-  ``sqrt(2 v**2 - q(d*^2))``; both are clamped at 0 (:data:`INTERVALS`).
-  ``experiments/stats_checks.py`` measures their coverage on real images;
+  ``sqrt(2 v**2 - q(d*^2))``. FD's bias grows faster than the noise (the trace over hundreds of
+  dimensions estimated from few images; a resample with repeats holds fewer distinct images),
+  so neither removes it: FD takes the squared-scale interval too, which covers best of the
+  three, yet not well with few images of sets from one source. All are clamped at 0
+  (:data:`INTERVALS`); ``experiments/stats_checks.py`` measures their coverage on real images;
 - each layer's value, share of the total, noise floor, interval and p-value.
+
+:func:`layer_shares` gives the layers' values and shares from the sets' DNAs alone (nothing
+resampled), :func:`noise_floor_curve` the noise floor beside a sample-size curve,
+:func:`resampled_distances` the distances of any weighted resamples, :func:`set_dna` the DNA of a
+whole set that a metric compares.
 
 A resample is a vector of per-image weights: multinomial counts for the bootstrap, 0/1
 membership for a split (:func:`resampled_distances` takes any). For EMD, one compiled pass per
@@ -86,9 +94,8 @@ __all__ = [
 CONFIDENCE = 0.95
 METRICS = ("emd", "nfd", "fd")
 INTERVAL_METHODS = ("squared", "basic", "percentile")
-# The interval compare_sets gives: the basic interval on the scale where sampling noise adds up,
-# squared for EMD (a first-power distance), as they are for NFD and FD (squared distances).
-INTERVALS = {"emd": "squared", "nfd": "basic", "fd": "basic"}
+# The interval compare_sets gives per metric: the method that covers best in experiments/stats_checks.py.
+INTERVALS = {"emd": "squared", "nfd": "basic", "fd": "squared"}
 _RESAMPLES_PER_PASS = 256  # resamples of one neuron summed together: their weights stay in the L2 cache
 _INT32_LIMIT = 2**31 - 1
 _NEURONS_PER_TASK = 4  # neurons a thread takes at a time: threads share the work even when one is held up
