@@ -221,7 +221,7 @@ def test_compare_stats_makes_per_image_dnas_in_one_pass_and_says_what_it_needs(f
     processor.make_vdna(folders["set14"], distribution_name="image-histogram-1000", **options).save(tmp_path / "images")
     FORWARD_CALLS.clear()
     for argv, message in [
-        ([str(tmp_path / "whole"), str(folders["sunhays80"]), "--stats"],
+        ([str(folders["sunhays80"]), str(tmp_path / "whole"), "--stats"],
          (f"{tmp_path / 'whole'} is a histogram DNA; this command needs per-image DNAs (image-histogram), made with "
           "`vdna make SOURCE --distribution image-histogram-1000`")),
         ([str(tmp_path / "images"), str(tmp_path / "images"), "--stats", "--metric", "nfd"],

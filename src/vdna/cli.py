@@ -253,7 +253,10 @@ def command_compare(args: argparse.Namespace) -> int:
     if args.stats:
         from .stats import compare_sets, set_dna
 
-        first, second = (per_image(argument, args, *_stats_input(args)) for argument in (args.a, args.b))
+        kind, distribution = _stats_input(args)
+        saved_ones = {argument: per_image(argument, args, kind) for argument in (args.a, args.b) if is_saved_dna(argument)}
+        first, second = (saved_ones[argument] if argument in saved_ones else per_image(argument, args, kind, distribution)
+                         for argument in (args.a, args.b))  # saved DNAs checked before images go through the network
         result = compare_sets(first, second, args.metric, resamples=200 if args.resamples is None else args.resamples,
                               permutations=200 if args.permutations is None else args.permutations, seed=args.seed,
                               neurons=neurons, weights=weights)
