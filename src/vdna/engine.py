@@ -595,7 +595,7 @@ def make_dnas(
         raise ValueError(f"none of the {len(record.skipped)} images of {describe_source(source)} could be used")
     dnas = [
         accumulator.result(info.name, run_provenance(
-            config, source, extractor, ranges, dna_class, parameters, record,
+            config, source, extractor, ranges if dna_class.needs_ranges else None, dna_class, parameters, record,
             device=device, workers=workers if streams == 1 else 0, threads=threads,
         ))
         for accumulator, (dna_class, parameters) in zip(accumulators, kinds)
