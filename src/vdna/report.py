@@ -209,7 +209,7 @@ def _statistics_section(first: ReportSide, second: ReportSide, result: SetCompar
         return parts[0] + (
             f'<p class="note">{missing}: given as DNAs of a whole set, which cannot be resampled: the interval, noise '
             "floor and p-value need per-image DNAs (give the images, or DNAs made with "
-            "<code>vdna make SOURCE --distribution image-histogram-1000</code>).</p>"
+            f"<code>vdna make SOURCE --distribution image-histogram-{first.histogram.hist_nb_bins}</code>).</p>"
         )
     low, high = result.ci
     rows = {
