@@ -118,6 +118,7 @@ def test_a_checkpoint_of_another_run_is_refused(processor, folder, tmp_path):
         processor.make_vdna(iter([files[0]]), verbose=False, checkpoint=checkpoint)
 
 
+@pytest.mark.slow
 def test_a_killed_make_resumes_to_the_dna_of_an_uninterrupted_run(folder, reference, tmp_path):
     vdna_command = shutil.which("vdna")
     assert vdna_command

@@ -340,7 +340,7 @@ def test_references_that_do_not_match_are_refused(whole, tmp_path):
     other_ranges = _claiming(hist, provenance={"ranges_sha256": "0" * 64})
     with pytest.raises(ValueError, match=r"activation ranges differ"):
         DNADistance(other_ranges)
-    with pytest.raises(ValueError, match=r"metric='emd' compares histogram DNAs; the reference is a gaussian DNA"):
+    with pytest.raises(ValueError, match=r"metric='emd' compares histogram DNAs; the reference DNA is gaussian"):
         DNADistance(whole["gaussian"])
     with pytest.raises(ValueError, match=r"metric must be one of 'emd', 'nfd', 'fd', got 'fid'"):
         DNADistance(hist, metric="fid")

@@ -107,9 +107,12 @@ def test_histograms_are_bit_identical_for_batch_sizes_1_7_64_and_workers_0_2(pro
 def test_merging_two_halves_equals_the_whole(processor, mixed_images):
     images = mixed_images[4:12]  # four images of each set
     first, second = images[:5], images[5:]
-    for distribution in ("histogram-1000", "gaussian", "layer-gaussian", "activation-ranges"):
-        whole = processor.make_vdna(images, distribution_name=distribution, verbose=False)
-        parts = [processor.make_vdna(half, distribution_name=distribution, verbose=False) for half in (first, second)]
+    distributions = ("histogram-1000", "gaussian", "layer-gaussian", "activation-ranges")
+    wholes = processor.make_vdnas(images, distributions, verbose=False)
+    halves = [processor.make_vdnas(half, distributions, verbose=False) for half in (first, second)]
+    for distribution in distributions:
+        whole = wholes[distribution]
+        parts = [half[distribution] for half in halves]
         merged = parts[0] + parts[1]
         assert merged.num_images == whole.num_images == 8
         assert merged.provenance.images == whole.provenance.images

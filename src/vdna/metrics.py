@@ -473,7 +473,7 @@ class DNADistance(DNAMetric):
             raise ValueError(f"metric must be one of {', '.join(map(repr, _DISTANCES))}, got {metric!r}")
         distance, types = _DISTANCES[metric]
         if reference.type not in types:
-            raise ValueError(f"metric={metric!r} compares {' or '.join(types)} DNAs; the reference is a {reference.type} DNA")
+            raise ValueError(f"metric={metric!r} compares {' or '.join(types)} DNAs; the reference DNA is {reference.type}")
         if metric == "fd" and neurons is not None:
             raise ValueError("metric='fd' compares whole layers; neurons= selects neurons for 'emd' and 'nfd'")
         super().__init__(
