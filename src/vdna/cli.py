@@ -390,7 +390,13 @@ def relevance(ranking: list, path: str) -> list[bool]:
 
 
 def command_rank(args: argparse.Namespace) -> int:
-    from .apps.retrieval import DEFAULT_METHOD, PER_IMAGE_INPUTS, average_precision, precision_recall_curve, rank_images
+    from .apps.retrieval import (
+        DEFAULT_METHOD,
+        PER_IMAGE_INPUTS,
+        average_precision,
+        precision_recall_curve,
+        rank_images,
+    )
 
     method = args.method or DEFAULT_METHOD
     kinds = [f"image-histogram-{args.bins}" if kind == "image-histogram" else kind for kind in PER_IMAGE_INPUTS[method]]
