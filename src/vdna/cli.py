@@ -728,9 +728,10 @@ def _add_application_commands(commands: Any) -> None:
 
     report = _command(commands, "report", command_report, "an HTML page comparing two image sets", (
         "Write one self-contained HTML page comparing A and B (image sources, or saved histogram or\n"
-        "per-image DNAs): distances, the per-layer profile, the most different neurons by layer with their\n"
-        "histograms and the parts of each set's images where they fire most, and the images of each set\n"
-        "closest to and furthest from the other. Each set of images goes through the network once."))
+        "per-image DNAs): how sure the difference is (interval, noise floor, p-value; from images or\n"
+        "per-image DNAs), distances, each layer's share of the EMD, the most different neurons by layer\n"
+        "with their histograms and the parts of each set's images where they fire most, and the images of\n"
+        "each set closest to and furthest from the other. Each set of images goes through the network once."))
     report.add_argument("a")
     report.add_argument("b")
     report.add_argument("-o", "--output", required=True, help="HTML file to write")

@@ -168,7 +168,8 @@ def _neuron_section(
             '<p class="note">Neurons with the largest EMD between their histograms in the two sets, by layer from early '
             "to late. Beside each, the images of each set where it fires most: the part of the image its strongest "
             "position sees (its receptive field), captioned with the activation there; where that part is much larger "
-            "than the position's own cell, the cell is outlined in yellow.</p>"
+            "than the position's own cell, the cell is outlined in yellow. Images with equal maxima (a ReLU6 network "
+            "saturates at 6) are ranked by the neuron's mean activation over the image.</p>"
         ),
         *(f'<p class="note">{note}</p>' for note in notes),
     ]
