@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -169,3 +170,24 @@ def test_compare_stats_of_gaussians_from_folders(two_sets, capsys, dna_of):
     assert shown["a"]["distribution"] == "image-mean" and shown["value"] == expected.value
     assert shown["stats"]["ci"] == list(expected.ci) and shown["stats"]["interval"] == "squared"
     assert shown["stats"]["p_value"] == expected.p_value and "layers" not in shown
+
+
+@pytest.mark.slow
+def test_a_first_run_compiles_the_kernels_as_its_own_phase_and_progress_advances_per_image(two_sets, tmp_path):
+    first, _ = two_sets
+    environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "kernels"), "TQDM_MININTERVAL": "0"}
+
+    def progress_of_make(output: str) -> list[str]:
+        command = [shutil.which("vdna"), "make", str(first), "-o", str(tmp_path / output), "--batch-size", "2"]
+        shown = subprocess.run(command, capture_output=True, text=True, check=True, env=environment).stderr
+        return [line.strip() for line in shown.replace("\r", "\n").splitlines() if line.strip()]
+
+    first_run = progress_of_make("first")
+    compiling = [line for line in first_run if line.startswith("compiling kernels, once")]
+    assert compiling and "1/1" in compiling[-1]
+    images_done = [line.split("|")[2].split()[0] for line in first_run if line.startswith("DNA histogram-1000")]
+    assert ["1/3", "2/3", "3/3"] == sorted(set(images_done) - {"0/3"})  # one step per image in batches of 2
+    assert first_run.index(compiling[-1]) < first_run.index(next(line for line in first_run if "DNA" in line))
+    second_run = progress_of_make("second")
+    assert not any(line.startswith("compiling kernels") for line in second_run)  # cached by the first run
+    assert any(line.startswith("DNA histogram-1000") and "3/3" in line for line in second_run)

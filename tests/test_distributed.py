@@ -39,7 +39,8 @@ def _same(first, second, exact=True):
                 torch.testing.assert_close(first.data[layer][key], second.data[layer][key], rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("actors", [pytest.param(1, marks=pytest.mark.slow), 2])
+@pytest.mark.slow
+@pytest.mark.parametrize("actors", [1, 2])
 def test_ray_histograms_are_bit_identical_to_one_process_with_one_or_two_actors(local_ray, dna_of, files, actors):
     local = dna_of(files[:8])
     distributed = make_vdna_ray(files[:8], verbose=False, num_actors=actors)
