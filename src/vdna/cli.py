@@ -566,7 +566,7 @@ def command_sample_size(args: argparse.Namespace) -> int:
         reference, reference_means = _make(args.reference, args, [histograms, "image-mean"])
     else:
         images = per_image(args.images, args)
-        reference = _load(args.reference) if is_saved_dna(args.reference) else _make(args.reference, args, [histograms])[0]
+        reference = dna_or_images(args.reference, args, histograms)
     inputs = {"dna-emd": (images, reference, "emd")}
     if args.fd:
         inputs["fd"] = (means, reference_means, "fd")
