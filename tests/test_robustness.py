@@ -22,6 +22,7 @@ from PIL import Image
 from vdna import ImageError, load_vdna_from_files
 from vdna.cli import main
 from vdna.extractors import HookExtractor, register_extractor
+from vdna.fileformat import read_metadata
 from vdna.ranges import ActivationRanges
 
 
@@ -186,20 +187,23 @@ def test_malformed_metadata_is_refused(tmp_path):
     json_path.write_text("[1, 2]")
     with pytest.raises(ValueError, match="a DNA metadata file must hold a JSON object"):
         load_vdna_from_files(tmp_path / "dna")
-    cases = [
-        (lambda d: d.pop("type"), "metadata has no 'type' entry"),
-        (lambda d: d.update(type="histogramm"), "unknown DNA type 'histogramm'"),
-        (lambda d: d.update(name="histogram-4"), "hist_nb_bins 3 disagree"),
-        (lambda d: d.update(num_images=-1), "'num_images' is negative"),
-        (lambda d: d.update(num_images="ten"), "entry 'num_images' has the wrong type"),
-        (lambda d: d.update(neurons_list={"a": 0}), "layer 'a' has an invalid neuron count 0"),
-        (lambda d: d.update(arrays_encoding="pickle"), "unknown arrays encoding 'pickle'"),
+    cases = [  # (change, message, also refused by read_metadata, which vdna inspect reads)
+        (lambda d: d.pop("type"), "metadata has no 'type' entry", True),
+        (lambda d: d.update(type="histogramm"), "unknown DNA type 'histogramm'", False),
+        (lambda d: d.update(name="histogram-4"), "hist_nb_bins 3 disagree", False),
+        (lambda d: d.update(num_images=-1), "'num_images' is negative", True),
+        (lambda d: d.update(num_images="ten"), "entry 'num_images' has the wrong type", True),
+        (lambda d: d.update(neurons_list={"a": 0}), "layer 'a' has an invalid neuron count 0", True),
+        (lambda d: d.update(arrays_encoding="pickle"), "unknown arrays encoding 'pickle'", True),
     ]
-    for change, message in cases:
+    for change, message, metadata_alone in cases:
         json_path.write_text(original)
         rewrite_json(json_path, change)
         with pytest.raises(ValueError, match=message):
             load_vdna_from_files(tmp_path / "dna")
+        if metadata_alone:
+            with pytest.raises(ValueError, match=message):
+                read_metadata(tmp_path / "dna")
 
 
 @pytest.mark.parametrize(

@@ -322,11 +322,18 @@ def write_dna_files(vdna: Any, file_path: str | os.PathLike, compact: bool = Fal
     return json_path, arrays_path
 
 
+def checked_metadata(document: dict, origin: Path) -> dict[str, int]:
+    """Check the entries every saved DNA's metadata holds; returns its checked ``neurons_list``."""
+    for key, kind in (("type", str), ("name", str), ("num_images", int), ("feature_extractor_name", str)):
+        require_key(document, key, kind, origin)
+    if document["num_images"] < 0:
+        raise ValueError(f"{origin}: 'num_images' is negative")
+    return neurons_list(document, origin)
+
+
 def read_metadata(file_path: str | os.PathLike) -> dict[str, Any]:
     """The metadata of the DNA saved as ``file_path`` (with or without suffix), its arrays file checked against its sha256."""
     json_path = dna_paths(file_path)[0]
     document, _, _ = read_dna_files(json_path)
-    for key, kind in (("type", str), ("name", str), ("num_images", int), ("feature_extractor_name", str)):
-        require_key(document, key, kind, json_path)
-    neurons_list(document, json_path)
+    checked_metadata(document, json_path)
     return document

@@ -19,11 +19,10 @@ from .fileformat import (
     DATA_SETTINGS_011,
     NPZ,
     SafeNpz,
+    checked_metadata,
     dna_paths,
     histogram_from_compact_bytes,
-    neurons_list,
     read_dna_files,
-    require_key,
     write_dna_files,
 )
 
@@ -66,8 +65,9 @@ def load_vdna_from_files(file_path: str | os.PathLike, device: str = "cpu") -> V
     """Load a DNA saved by this library or by vdna 0.1.1 (``file_path`` with or without suffix)."""
     json_path, _ = dna_paths(file_path)
     document, arrays_path, payload = read_dna_files(json_path)
-    dna_class = dna_class_for_type(require_key(document, "type", str, json_path))
-    name = require_key(document, "name", str, json_path)
+    neurons = checked_metadata(document, json_path)
+    dna_class = dna_class_for_type(document["type"])
+    name, num_images, extractor = document["name"], document["num_images"], document["feature_extractor_name"]
     distribution = document.get("distribution") or {}
     if not isinstance(distribution, dict):
         raise ValueError(f"{json_path}: metadata entry 'distribution' must be an object")
@@ -75,11 +75,6 @@ def load_vdna_from_files(file_path: str | os.PathLike, device: str = "cpu") -> V
         parameters = dna_class.from_metadata(distribution, name)
     except ValueError as error:
         raise ValueError(f"{json_path}: {error}") from None
-    neurons = neurons_list(document, json_path)
-    num_images = require_key(document, "num_images", int, json_path)
-    if num_images < 0:
-        raise ValueError(f"{json_path}: 'num_images' is negative")
-    extractor = require_key(document, "feature_extractor_name", str, json_path)
     if document.get("arrays_encoding", NPZ) == COMPACT:
         if dna_class.type != "histogram":
             raise ValueError(f"{json_path}: compact arrays are for histogram DNAs, not {dna_class.type}")
