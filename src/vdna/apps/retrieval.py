@@ -44,6 +44,7 @@ import torch
 
 from ..distances import NeuronSelection, Weights, check_comparable, emd_to_reference, select_neurons
 from ..distributions import VDNAGauss, VDNAHist, VDNAImageHist, VDNAImageMeans, VDNALayerGauss
+from ..distributions.gaussian import sample_moments, spread_from_m2
 from ..dna import VDNA
 
 DNAs = VDNA | Sequence[VDNA]
@@ -110,11 +111,16 @@ def _unit_rows(values: torch.Tensor) -> torch.Tensor:
     return values / torch.where(norms > 0, norms, 1.0)
 
 
-def _reference_moments(reference: VDNA, layer: str, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _reference_gaussian(reference: _Inputs, method: str) -> VDNAGauss | VDNALayerGauss:
+    """The reference's mean activations as a Gaussian DNA (fitted to its per-image means if it has them)."""
+    ref = reference.get((VDNAImageMeans, VDNAGauss, VDNALayerGauss), method, _MEAN)
+    return ref.gaussian() if isinstance(ref, VDNAImageMeans) else ref
+
+
+def _reference_moments(
+    reference: VDNAGauss | VDNALayerGauss, layer: str, index: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and unbiased variance of the reference images' averaged activations."""
-    if isinstance(reference, VDNAImageMeans):
-        rows = _rows(reference, layer, index)
-        return rows.mean(dim=0), rows.var(dim=0) if rows.shape[0] > 1 else torch.zeros(rows.shape[1], dtype=rows.dtype)
     data = reference.data[layer]
     mean = data["mu"].cpu()
     var = torch.diagonal(data["sigma"]).cpu() if isinstance(reference, VDNALayerGauss) else data["var"].cpu()
@@ -136,7 +142,7 @@ def _mean_over_neurons(parts: list[torch.Tensor], method: str) -> torch.Tensor:
 
 def _embedding_cosine(images: _Inputs, reference: _Inputs, selection: Selection, method: str) -> torch.Tensor:
     means = images.get((VDNAImageMeans,), method, _MEAN)
-    ref = reference.get((VDNAImageMeans, VDNAGauss, VDNALayerGauss), method, _MEAN)
+    ref = _reference_gaussian(reference, method)
     cosines = []
     for layer, index in selection:
         rows, centre = _unit_rows(_rows(means, layer, index)), _unit_rows(_reference_moments(ref, layer, index)[0][None])
@@ -146,7 +152,7 @@ def _embedding_cosine(images: _Inputs, reference: _Inputs, selection: Selection,
 
 def _embedding_distance(images: _Inputs, reference: _Inputs, selection: Selection, method: str) -> torch.Tensor:
     means = images.get((VDNAImageMeans,), method, _MEAN)
-    ref = reference.get((VDNAImageMeans, VDNAGauss, VDNALayerGauss), method, _MEAN)
+    ref = _reference_gaussian(reference, method)
     parts = [_squared_z(_rows(means, layer, index), *_reference_moments(ref, layer, index)) for layer, index in selection]
     return _mean_over_neurons(parts, method)
 
@@ -157,8 +163,8 @@ def _normalised_embedding_distance(images: _Inputs, reference: _Inputs, selectio
     parts = []
     for layer, index in selection:
         ref_rows = _unit_rows(_rows(ref, layer, index))
-        var = ref_rows.var(dim=0) if ref_rows.shape[0] > 1 else torch.zeros(ref_rows.shape[1], dtype=ref_rows.dtype)
-        parts.append(_squared_z(_unit_rows(_rows(means, layer, index)), ref_rows.mean(dim=0), var))
+        mean, m2 = sample_moments(ref_rows, full=False)
+        parts.append(_squared_z(_unit_rows(_rows(means, layer, index)), mean, spread_from_m2(m2, ref_rows.shape[0])))
     return _mean_over_neurons(parts, method)
 
 
