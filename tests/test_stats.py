@@ -19,6 +19,7 @@ from vdna.stats import (
     layer_shares,
     layer_table,
     noise_floor_curve,
+    noise_floor_limits,
     resampled_distances,
 )
 
@@ -218,6 +219,7 @@ def test_noise_floor_curve_is_the_distance_between_disjoint_draws(urban, pair):
     assert distances[:, 0].mean() > distances[:, 1].mean()  # fewer images, more noise
     subsets, reference = pair  # a reference given as per-image DNAs is pooled with the images
     pooled = noise_floor_curve(subsets, [4, 20], reference, draws=2, seed=1)
+    assert noise_floor_limits(images, 15) == (15, 25) and noise_floor_limits(subsets, reference) == (20, 20)
     both, order = subsets.merge(reference), np.random.default_rng(1).permutation(40)
     assert pooled[0, 1] == pytest.approx(float(EMD(both.subset(order[:20]), both.subset(order[-20:]))), rel=1e-12)
     means = noise_floor_curve(urban["image-mean"], [10], 10, draws=2, layers=["blocks.6.0"])

@@ -550,7 +550,7 @@ def command_transfer(args: argparse.Namespace) -> int:
 
 def command_sample_size(args: argparse.Namespace) -> int:
     from .apps.sample_size import sample_size_curve
-    from .stats import set_dna
+    from .stats import noise_floor_limits, set_dna
 
     try:
         sizes = [int(size) for size in args.sizes.split(",")]
@@ -589,7 +589,7 @@ def command_sample_size(args: argparse.Namespace) -> int:
     print(f"noise floor: the distance from n images to {reference.num_images} images (REFERENCE's size), drawn at random "
           f"from {pool}: what the curve reads when both come from one source; mean +- std over {args.seeds} draws")
     if not pooled and any(floor is None or len(floor.sizes) < len(sizes) for floor in floors.values()):
-        largest = images.num_images - reference.num_images
+        largest = noise_floor_limits(images, reference.num_images)[1]
         gap = f"sizes above {largest} have none" if largest >= 2 else "no size has one"
         print(f"  {gap}: the {images.num_images} IMAGES cannot spare {reference.num_images} beside the subset to stand for "
               f"REFERENCE; give REFERENCE as images or per-image DNAs (`vdna make SOURCE --distribution {histograms}`) "
@@ -604,11 +604,10 @@ def command_sample_size(args: argparse.Namespace) -> int:
 def _noise_floor(images: VDNA, reference: VDNA | int, curve: Any, seed: int, metric: str, layers: list[str] | None) -> Any:
     """The noise floor beside a sample-size curve, at the sizes that leave the reference's images aside (None: none)."""
     from .apps.sample_size import SampleSizeCurve
-    from .stats import noise_floor_curve
+    from .stats import noise_floor_curve, noise_floor_limits
 
-    other = reference if isinstance(reference, int) else reference.num_images
-    pooled = images.num_images + (0 if isinstance(reference, int) else reference.num_images)
-    sizes = [size for size in curve.sizes if size + other <= pooled]
+    other, largest = noise_floor_limits(images, reference)
+    sizes = [size for size in curve.sizes if size <= largest]
     if not sizes or other < 2:
         return None
     distances = noise_floor_curve(images, sizes, reference, draws=curve.distances.shape[0], seed=seed, metric=metric,

@@ -87,6 +87,7 @@ __all__ = [
     "layer_shares",
     "layer_table",
     "noise_floor_curve",
+    "noise_floor_limits",
     "resampled_distances",
     "set_dna",
 ]
@@ -843,6 +844,20 @@ def layer_shares(
     return _layer_parts(full, _unit_weights(metric, selection, first, weights), dict(selection_sizes(selection, first)))
 
 
+def _pooled_reference(reference: VDNAImageHist | VDNAImageMeans | int) -> VDNAImageHist | VDNAImageMeans | None:
+    """The reference's per-image DNAs, pooled with the images; None when ``reference`` is only a size."""
+    return None if isinstance(reference, (int, np.integer)) and not isinstance(reference, bool) else reference
+
+
+def noise_floor_limits(images: VDNAImageHist | VDNAImageMeans, reference: VDNAImageHist | VDNAImageMeans | int) -> tuple[int, int]:
+    """``(m, largest)`` for :func:`noise_floor_curve`: the reference stand-in's size ``m``, and the
+    largest subset size that leaves ``m`` of the pooled images aside."""
+    pooled_reference = _pooled_reference(reference)
+    other_size = _check_count("reference", reference if pooled_reference is None else pooled_reference.num_images)
+    count = len(images) + (0 if pooled_reference is None else len(pooled_reference))
+    return other_size, count - other_size
+
+
 def noise_floor_curve(
     images: VDNAImageHist | VDNAImageMeans,
     sizes: Sequence[int],
@@ -869,17 +884,16 @@ def noise_floor_curve(
     """
     if metric is None:
         metric = "emd" if isinstance(images, VDNAImageHist) else "fd"
-    pooled_reference = None if isinstance(reference, (int, np.integer)) and not isinstance(reference, bool) else reference
+    pooled_reference = _pooled_reference(reference)
     sets = [("images", images)] + ([] if pooled_reference is None else [("reference", pooled_reference)])
     _check_metric(metric, sets)
     if pooled_reference is not None:
         check_comparable(images, pooled_reference)
     draws = _check_count("draws", draws)
     _check_seed(seed)
-    other_size = _check_count("reference", reference if pooled_reference is None else pooled_reference.num_images)
-    count = len(images) + (0 if pooled_reference is None else len(pooled_reference))
+    other_size, largest = noise_floor_limits(images, reference)
+    count = largest + other_size
     sizes = sorted({int(size) for size in sizes})
-    largest = count - other_size
     if not sizes or sizes[0] < 2 or sizes[-1] > largest or other_size < 2:
         raise ValueError(
             f"with {count} pooled images and a reference of {other_size} (at least 2), sizes must lie in "
