@@ -76,6 +76,9 @@ def test_the_crops_are_those_of_the_highest_activations(examples, sets, extracto
     assert [e.activation for e in examples[("stem", 20)].a] == [6.0] * PER_SET  # saturated: ranked by their mean
     assert examples[("stem", 20)].a[0].crop.shape == (3, 3, 3)  # the stem sees 3 x 3 pixels
     assert examples[("head", 1048)].a[0].box == (0, 0, height, width)  # the head sees all of the image
+    assert examples[("stem", 20)].a[0].outline is None  # its cell is most of what the stem sees: nothing to outline
+    head = examples[("head", 1048)].a[0]
+    assert head.outline == head.cell and head.cell != head.box  # a small cell in a box at the image's corner
     assert list(examples) == NEURONS
 
 

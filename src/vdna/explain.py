@@ -383,6 +383,15 @@ class NeuronExample:
     cell: tuple[int, int, int, int]
     crop: np.ndarray
 
+    @property
+    def outline(self) -> tuple[int, int, int, int] | None:
+        """``cell`` in the crop's pixels, to outline where the cell is at most a quarter of ``box``; else None."""
+        top, left, bottom, right = self.box
+        cell_top, cell_left, cell_bottom, cell_right = self.cell
+        if 4 * (cell_bottom - cell_top) * (cell_right - cell_left) > (bottom - top) * (right - left):
+            return None
+        return cell_top - top, cell_left - left, cell_bottom - top, cell_right - left
+
 
 @dataclass(frozen=True)
 class NeuronExamples:

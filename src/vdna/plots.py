@@ -150,10 +150,9 @@ def plot_neuron_examples(
         for axis, example in cells:
             axis.imshow(example.crop, interpolation="nearest")
             axis.set_title(f"{example.activation:.3g}", fontsize=7)
-            top, left, bottom, right = example.box
-            cell = example.cell
-            if 4 * (cell[2] - cell[0]) * (cell[3] - cell[1]) <= (bottom - top) * (right - left):
-                axis.add_patch(Rectangle((cell[1] - left - 0.5, cell[0] - top - 0.5), cell[3] - cell[1], cell[2] - cell[0],
+            if example.outline is not None:
+                top, left, bottom, right = example.outline
+                axis.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top,
                                          fill=False, edgecolor="yellow", linewidth=1))
         row_axes[0].text(-0.1, 0.5, f"{row.layer} #{row.index}", transform=row_axes[0].transAxes, rotation=90,
                          va="center", ha="right", fontsize=7)

@@ -132,11 +132,11 @@ def _crop_tag(example: NeuronExample, size: int = 120) -> str:
     image = Image.fromarray(example.crop)
     if max(image.size) > size:
         image.thumbnail((size, size))
-    top, left, bottom, right = example.box
-    cell = example.cell
-    if 4 * (cell[2] - cell[0]) * (cell[3] - cell[1]) <= (bottom - top) * (right - left):
-        scale = image.size[0] / (right - left), image.size[1] / (bottom - top)
-        outline = [(cell[1] - left) * scale[0], (cell[0] - top) * scale[1], (cell[3] - left) * scale[0] - 1, (cell[2] - top) * scale[1] - 1]
+    if example.outline is not None:
+        top, left, bottom, right = example.outline
+        box_top, box_left, box_bottom, box_right = example.box
+        scale = image.size[0] / (box_right - box_left), image.size[1] / (box_bottom - box_top)
+        outline = [left * scale[0], top * scale[1], right * scale[0] - 1, bottom * scale[1] - 1]
         ImageDraw.Draw(image).rectangle(outline, outline=(255, 230, 0), width=2)
     return _pixels_tag(np.asarray(image), f"{example.name} {example.box}", "crop")
 
