@@ -111,8 +111,9 @@ def test_ray_errors(files):  # refused before a Ray cluster is started
         make_vdna_ray(files, distribution_name="image-histogram-1000", verbose=False)
     with pytest.raises(ValueError, match="needs a source of known length"):
         make_vdna_ray(iter([str(files[0])]), verbose=False)
-    with pytest.raises(ValueError, match="num_actors must be a positive integer"):
-        make_vdna_ray(files, num_actors=0)
+    for num_actors in (0, True):
+        with pytest.raises(ValueError, match="num_actors must be a positive integer"):
+            make_vdna_ray(files, num_actors=num_actors)
     with pytest.raises(ValueError, match="num_gpus_per_actor must be non-negative"):
         make_vdna_ray(files, num_gpus_per_actor=-1)
 

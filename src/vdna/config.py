@@ -70,7 +70,8 @@ def option(name: str) -> str:
     return name
 
 
-def _check_integer(value: Any, name: str, minimum: int) -> None:
+def check_integer(value: Any, name: str, minimum: int) -> None:
+    """Refuse a run setting that is not an integer (bools excluded) of at least ``minimum``, naming it as :func:`option` does."""
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         bound = {0: "a non-negative", 1: "a positive"}.get(minimum, f"an integer >= {minimum}, i.e.")
         raise ValueError(f"{option(name)} must be {bound} integer, got {value!r}")
@@ -110,20 +111,20 @@ class RunConfig:
     streams: int = 1
 
     def __post_init__(self) -> None:
-        _check_integer(self.batch_size, "batch_size", 1)
-        _check_integer(self.n_sample_images, "n_sample_images", 0)
-        _check_integer(self.checkpoint_every, "checkpoint_every", 1)
-        _check_integer(self.streams, "streams", 1)
-        _check_integer(self.max_image_pixels, "max_image_pixels", 1)
-        _check_integer(self.seed, "seed", 0)
+        check_integer(self.batch_size, "batch_size", 1)
+        check_integer(self.n_sample_images, "n_sample_images", 0)
+        check_integer(self.checkpoint_every, "checkpoint_every", 1)
+        check_integer(self.streams, "streams", 1)
+        check_integer(self.max_image_pixels, "max_image_pixels", 1)
+        check_integer(self.seed, "seed", 0)
         if not isinstance(self.num_images, int) or isinstance(self.num_images, bool) or not (
             self.num_images == -1 or self.num_images > 0
         ):
             raise ValueError(f"{option('num_images')} must be -1 (all) or a positive integer, got {self.num_images!r}")
         if self.num_workers is not None:
-            _check_integer(self.num_workers, "num_workers", 0)
+            check_integer(self.num_workers, "num_workers", 0)
         if self.forward_batch_size is not None:
-            _check_integer(self.forward_batch_size, "forward_batch_size", 1)
+            check_integer(self.forward_batch_size, "forward_batch_size", 1)
         for name, value, valid in (
             ("on_error", self.on_error, ON_ERROR),
             ("precision", self.precision, PRECISIONS),

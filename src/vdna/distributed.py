@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .config import DEFAULT_EXTRACTOR, DEFAULT_MAX_IMAGE_PIXELS, RunConfig, option
+from .config import DEFAULT_EXTRACTOR, DEFAULT_MAX_IMAGE_PIXELS, RunConfig, check_integer, option
 from .distributions import parse_distribution
 from .dna import VDNA
 from .engine import (
@@ -185,8 +185,8 @@ def run_on_ray(
 ) -> VDNA:
     """The DNA of ``source`` with the settings of ``config``, made by Ray actors (see :func:`make_vdna_ray`)."""
     ray = _ray()
-    if num_actors is not None and (not isinstance(num_actors, int) or num_actors < 1):
-        raise ValueError(f"num_actors must be a positive integer, got {num_actors!r}")
+    if num_actors is not None:
+        check_integer(num_actors, "num_actors", 1)
     if num_gpus_per_actor < 0:
         raise ValueError(f"num_gpus_per_actor must be non-negative, got {num_gpus_per_actor}")
     if config.checkpoint is not None or config.compile or config.streams != 1:
@@ -205,6 +205,7 @@ def run_on_ray(
     extractor = create_extractor(config.feat_extractor_name, weights=config.weights, device="cpu")
     info = extractor.info
     ranges = resolve_ranges(config.activation_ranges, extractor) if dna_class.needs_ranges else None
+    del extractor  # the actors build their own; the driver keeps only its description
     preprocessor = run_preprocessor(info, config)
 
     if not ray.is_initialized():
@@ -251,7 +252,7 @@ def run_on_ray(
         skipped=[{"name": collection.names[p], "reason": reason} for p, reason in skipped],
     )
     provenance = run_provenance(
-        config, source, extractor, ranges, dna_class, parameters, record,
+        config, source, info, ranges, dna_class, parameters, record,
         device=actor_device, workers=num_actors, threads=threads, backend="ray",
     )
     return accumulator.result(info.name, provenance)

@@ -386,7 +386,7 @@ def describe_source(source: Any) -> str:
 def run_provenance(
     config: RunConfig,
     source: Any,
-    extractor: Extractor,
+    info: ExtractorInfo,
     ranges: ActivationRanges | None,
     dna_class: type[DNAType],
     parameters: dict[str, Any],
@@ -402,7 +402,6 @@ def run_provenance(
     ``threads``: torch's intra-op threads on the CPU, recorded because CPU convolutions round
     differently with different thread counts.
     """
-    info = extractor.info
     return Provenance(
         weights_sha256=info.weights_sha256,
         ranges_sha256=ranges.digest if ranges is not None else None,
@@ -595,7 +594,7 @@ def make_dnas(
         raise ValueError(f"none of the {len(record.skipped)} images of {describe_source(source)} could be used")
     dnas = [
         accumulator.result(info.name, run_provenance(
-            config, source, extractor, ranges if dna_class.needs_ranges else None, dna_class, parameters, record,
+            config, source, info, ranges if dna_class.needs_ranges else None, dna_class, parameters, record,
             device=device, workers=workers if streams == 1 else 0, threads=threads,
         ))
         for accumulator, (dna_class, parameters) in zip(accumulators, kinds)

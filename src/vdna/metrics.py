@@ -387,7 +387,7 @@ class DNAMetric(Metric):
     def _dna(self, num_images: int) -> DNAType:
         info = self.extractor.info
         provenance = run_provenance(
-            self._config, SOURCE, self.extractor, self._ranges, self._dna_class, self._distribution_parameters, RunRecord(),
+            self._config, SOURCE, info, self._ranges, self._dna_class, self._distribution_parameters, RunRecord(),
             device=self.device, workers=0, threads=torch.get_num_threads(), backend="metric",
         )
         data = self._layout.layer_data(self, num_images)
