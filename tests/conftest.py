@@ -1,25 +1,44 @@
-"""Shared fixtures: real images from ../shared/data (skipped where absent) and from scikit-image."""
+"""Shared fixtures: real images from ../shared/data (skipped where absent, failed if VDNA_REQUIRE_SHARED=1),
+images from scikit-image, and test extractors registered only while a test or module uses them.
+
+torch is imported only by the fixtures that use it, so that pytest runs of small generated test files start quickly.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 import pytest
-import torch
 
-from vdna import VDNAProcessor
+from vdna.extractors import registered_extractor
+
+if TYPE_CHECKING:
+    from vdna import VDNAProcessor
+    from vdna.extractors.registry import ExtractorFactory
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VDNA_SHARED", REPO.parent / "shared"))
 DATA = SHARED / "data"
 FIXTURES = SHARED / "fixtures" / "vdna-0.1.1"
+REQUIRE_SHARED = "VDNA_REQUIRE_SHARED"
+"""Set it to 1 (in CI) to fail, not skip, the tests whose shared data, browser or vdna 0.1.1 is absent."""
+
+
+def missing(message: str) -> NoReturn:
+    """Skip the test for want of what ``message`` names, or fail it where ``VDNA_REQUIRE_SHARED=1``."""
+    if os.environ.get(REQUIRE_SHARED, "") not in ("", "0"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
 
 
 def _require(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"{path} is absent: these tests need the shared real images beside the repository")
+        missing(f"{path} is absent: these tests need the shared real images beside the repository")
     return path
 
 
@@ -35,9 +54,32 @@ def fixtures_dir() -> Path:
     return _require(FIXTURES)
 
 
+@contextmanager
+def _registering() -> Iterator[Callable[[str, ExtractorFactory], ExtractorFactory]]:
+    """``register(name, factory)``, whose extractors are all unregistered when the ``with`` block ends."""
+    with ExitStack() as stack:
+        yield lambda name, factory: stack.enter_context(registered_extractor(name, factory))
+
+
+@pytest.fixture()
+def registered() -> Iterator[Callable[[str, ExtractorFactory], ExtractorFactory]]:
+    """``registered(name, factory)`` registers a test extractor until the test ends."""
+    with _registering() as register:
+        yield register
+
+
+@pytest.fixture(scope="module")
+def registered_in_module() -> Iterator[Callable[[str, ExtractorFactory], ExtractorFactory]]:
+    """``registered_in_module(name, factory)`` registers a test extractor until the test module ends."""
+    with _registering() as register:
+        yield register
+
+
 @pytest.fixture(scope="session")
 def processor() -> VDNAProcessor:
     """One processor for the session, so the default extractor is built once."""
+    from vdna import VDNAProcessor
+
     return VDNAProcessor()
 
 
@@ -58,6 +100,8 @@ def dna_of(processor):
 @pytest.fixture()
 def one_torch_thread():
     """torch on one thread for the test, then back to what it was."""
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -1,6 +1,14 @@
-"""Small DNAs built directly from arrays, for tests of distances, merging and files."""
+"""Small DNAs built directly from arrays, for tests of distances, merging and files; and pytest run on
+generated test files, for tests of the suite's own fixtures."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import torch
@@ -45,3 +53,36 @@ def random_spd(size: int, rng: np.random.Generator, rank: int | None = None) -> 
     """A random symmetric positive (semi-)definite matrix of the given rank."""
     factor = rng.normal(size=(size, rank or size + 3))
     return factor @ factor.T / factor.shape[1]
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def run_pytest(folder: Path, files: dict[str, str], **environment: str | None) -> dict[str, tuple[str, str]]:
+    """Run pytest in a new process on ``files`` (name -> source) written to ``folder``, where their
+    ``from conftest import`` imports this suite's conftest; ``environment`` sets variables (``None`` unsets).
+
+    Returns each test's outcome (``passed``, ``skipped``, ``failure`` or ``error``) and message.
+    """
+    (folder / "pytest.ini").write_text("[pytest]\n")  # not the repository's settings
+    for name, source in files.items():
+        (folder / name).write_text(textwrap.dedent(source))
+    variables = dict(os.environ)
+    variables["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+    variables["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # no plugins: quick to start, tests in file order
+    for name, value in environment.items():
+        if value is None:
+            variables.pop(name, None)
+        else:
+            variables[name] = value
+    report = folder / "report.xml"
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml", str(report)]
+    run = subprocess.run([*command, *files], check=False, cwd=folder, env=variables, capture_output=True,
+                         text=True, timeout=120)
+    if not report.exists():
+        raise AssertionError(f"pytest wrote no report:\n{run.stdout}\n{run.stderr}")
+    outcomes, ends = {}, ("skipped", "failure", "error")
+    for case in ElementTree.parse(report).iter("testcase"):
+        found = [(end.tag, end.get("message", "")) for end in case if end.tag in ends]
+        outcomes[case.get("name")] = found[0] if found else ("passed", "")
+    return outcomes

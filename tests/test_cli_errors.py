@@ -12,7 +12,7 @@ from conftest import image_files
 
 from vdna import EMD, RunConfig, VDNAProcessor, load_vdna_from_files
 from vdna.cli import main
-from vdna.extractors import HookExtractor, register_extractor
+from vdna.extractors import HookExtractor
 from vdna.ranges import ActivationRanges
 
 FORWARD_CALLS: list[int] = []
@@ -37,13 +37,18 @@ class _Counting(torch.nn.Module):
         return torch.relu(self.conv(x))
 
 
-@register_extractor("test_counting_net")
 def _counting_net(pretrained=True, weights=None):
     model = _Counting()
     extractor = HookExtractor(model, {"conv": "conv"}, name="test_counting_net", input_size=(32, 32),
                               mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     model.counting = True
     return extractor
+
+
+@pytest.fixture(scope="module")
+def counting_net(registered_in_module):
+    """``test_counting_net``, registered while this module's tests run."""
+    registered_in_module("test_counting_net", _counting_net)
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +84,7 @@ def test_a_device_that_is_not_here_is_one_line(folders, tmp_path, capsys):
     assert "--device 'gpu' is not a device; use e.g. cpu, cuda or cuda:1" in error_line(capsys)
 
 
+@pytest.mark.usefixtures("counting_net")
 def test_messages_name_flags_not_python_arguments(folders, tmp_path, capsys):
     out = str(tmp_path / "x")
     assert main(["make", str(folders["set14"]), "-o", out, "--extractor", "test_counting_net", "--quiet"]) == 2
@@ -163,6 +169,7 @@ def test_report_help_lists_only_the_options_it_takes(capsys):
         assert absent not in shown, absent
 
 
+@pytest.mark.usefixtures("counting_net")
 def test_a_report_runs_the_network_once_per_image(folders, tmp_path, capsys, counting_ranges):
     FORWARD_CALLS.clear()
     GRADIENT_CALLS.clear()
@@ -176,6 +183,7 @@ def test_a_report_runs_the_network_once_per_image(folders, tmp_path, capsys, cou
     assert text.count('class="crop"') == 6 * 2 * 2  # six neurons (all the network has), two crops per set
 
 
+@pytest.mark.usefixtures("counting_net")
 def test_several_dnas_of_one_pass_equal_the_dnas_made_one_at_a_time(folders, counting_ranges):
     processor = VDNAProcessor()
     options = {"feat_extractor_name": "test_counting_net", "activation_ranges": counting_ranges, "verbose": False,
@@ -194,7 +202,7 @@ def test_several_dnas_of_one_pass_equal_the_dnas_made_one_at_a_time(folders, cou
                 assert torch.equal(mine[key] if key else mine, theirs[key] if key else theirs), (name, key)
     with pytest.raises(ValueError, match="checkpoint saves the state of one DNA"):
         processor.make_vdnas(folders["set14"], ["histogram-10", "gaussian"], checkpoint="x.ckpt", **options)
-    with pytest.raises(TypeError, match=r"unknown run options \['bins'\]"):
+    with pytest.raises(TypeError, match=r"unknown settings of make_vdnas \['bins'\]"):
         processor.make_vdnas(folders["set14"], ["histogram-10"], bins=10)
 
 
@@ -210,6 +218,7 @@ def test_settings_read_as_vdna_0_1_1_attributes_and_survive_save_and_load(folder
     assert json.loads((tmp_path / "saved.json").read_text())["extraction_settings"]["normalise_feats"] is True
 
 
+@pytest.mark.usefixtures("counting_net")
 def test_compare_stats_makes_per_image_dnas_in_one_pass_and_says_what_it_needs(folders, tmp_path, capsys, counting_ranges):
     counting = ["--extractor", "test_counting_net", "--ranges", str(counting_ranges), "--workers", "0", "--quiet"]
     FORWARD_CALLS.clear()
@@ -223,17 +232,17 @@ def test_compare_stats_makes_per_image_dnas_in_one_pass_and_says_what_it_needs(f
     FORWARD_CALLS.clear()
     for argv, message in [
         ([str(folders["sunhays80"]), str(tmp_path / "whole"), "--stats"],
-         (f"{tmp_path / 'whole'} is a histogram DNA; this command needs per-image DNAs (image-histogram), made with "
+         (f"{tmp_path / 'whole'} is a histogram DNA; this needs per-image DNAs (image-histogram), made with "
           "`vdna make SOURCE --distribution image-histogram-1000`")),
         ([str(tmp_path / "images"), str(tmp_path / "images"), "--stats", "--metric", "nfd"],
-         (f"{tmp_path / 'images'} is an image-histogram DNA; this command needs per-image DNAs (image-mean), made with "
+         (f"{tmp_path / 'images'} is an image-histogram DNA; this needs per-image DNAs (image-mean), made with "
           "`vdna make SOURCE --distribution image-mean`")),
         ([str(folders["set14"]), str(folders["sunhays80"]), "--resamples", "50"],
          "--resamples and --permutations set the statistics of --stats; add --stats"),
-        ([str(folders["set14"]), str(folders["sunhays80"]), "--stats", "--resamples", "0"], "--resamples must be an integer >= 1, got 0"),
+        ([str(folders["set14"]), str(folders["sunhays80"]), "--stats", "--resamples", "0"], "--resamples must be a positive integer, got 0"),
         ([str(folders["set14"]), str(folders["sunhays80"]), "--stats", "--permutations", "-2"],
-         "--permutations must be an integer >= 1, got -2"),
-        ([str(folders["set14"]), str(folders["sunhays80"]), "--stats", "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+         "--permutations must be a positive integer, got -2"),
+        ([str(folders["set14"]), str(folders["sunhays80"]), "--stats", "--seed", "-1"], "--seed must be a non-negative integer, got -1"),
         ([str(folders["set14"]), str(folders["sunhays80"]), "--stats", "--distribution", "histogram-1000"],
          "--stats resamples per-image DNAs: with --metric emd give --distribution image-histogram-B or none, not histogram-1000"),
     ]:
@@ -243,10 +252,11 @@ def test_compare_stats_makes_per_image_dnas_in_one_pass_and_says_what_it_needs(f
     assert "p-value 1  (permutation test, 1000 permutations, seed 0)" in capsys.readouterr().out  # identical sets
     assert main(["report", str(folders["set14"]), str(folders["sunhays80"]), "-o", str(tmp_path / "r.html"),
                  "--resamples", "0", *counting]) == 2
-    assert error_line(capsys) == "vdna report: error: --resamples must be an integer >= 1, got 0\n"
+    assert error_line(capsys) == "vdna report: error: --resamples must be a positive integer, got 0\n"
     assert FORWARD_CALLS == []  # every mistake is said before any image goes through the network
 
 
+@pytest.mark.usefixtures("counting_net")
 def test_sample_size_with_a_dataset_reference_draws_its_floor_from_the_images_alone(folders, tmp_path, capsys, counting_ranges):
     processor = VDNAProcessor()
     options = {"feat_extractor_name": "test_counting_net", "activation_ranges": counting_ranges, "verbose": False, "num_workers": 0}

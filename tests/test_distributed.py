@@ -114,7 +114,7 @@ def test_ray_errors(files):  # refused before a Ray cluster is started
     for num_actors in (0, True):
         with pytest.raises(ValueError, match="num_actors must be a positive integer"):
             make_vdna_ray(files, num_actors=num_actors)
-    with pytest.raises(ValueError, match="num_gpus_per_actor must be non-negative"):
+    with pytest.raises(ValueError, match="num_gpus_per_actor must be a non-negative number"):
         make_vdna_ray(files, num_gpus_per_actor=-1)
 
 

@@ -10,7 +10,7 @@ from conftest import image_files
 from vdna import RunConfig, VDNAProcessor
 from vdna.engine import run_preprocessor
 from vdna.explain import NeuronMaxima, crop_examples, layer_geometry, neuron_examples
-from vdna.extractors import HookExtractor, register_extractor
+from vdna.extractors import HookExtractor
 from vdna.extractors.zoo import vit_layers
 from vdna.neurons import Neuron
 from vdna.plots import plot_neuron_examples
@@ -98,7 +98,6 @@ def test_a_map_position_sees_the_input_pixels_that_influence_it(extractor, sets)
     assert geometry["stem"].box(0) == (0, 0, 3, 3) and geometry["stem"].box(40 * 112 + 70) == (80, 140, 83, 143)
 
 
-@register_extractor("test_tiny_vit")
 def _tiny_vit(pretrained=True, weights=None):
     """A ViT of 8 x 8 patches on 32 x 32 images, with a class token and two register tokens."""
     from timm.models.vision_transformer import VisionTransformer
@@ -109,6 +108,13 @@ def _tiny_vit(pretrained=True, weights=None):
                          std=(0.5,) * 3, tokens=True)
 
 
+@pytest.fixture(scope="module")
+def tiny_vit(registered_in_module):
+    """``test_tiny_vit``, registered while this module's tests run."""
+    registered_in_module("test_tiny_vit", _tiny_vit)
+
+
+@pytest.mark.usefixtures("tiny_vit")
 def test_a_token_sees_its_patch_and_a_class_token_the_whole_image(sets):
     processor = VDNAProcessor()  # the session's keeps the default extractor
     extractor = processor.get_extractor("test_tiny_vit")
@@ -141,6 +147,7 @@ def test_tracking_in_parts_equals_tracking_at_once(extractor, activations):
             assert first.best(layer, index) == whole.best(layer, index)
 
 
+@pytest.mark.usefixtures("tiny_vit")
 def test_streams_track_what_one_thread_tracks(sets, one_torch_thread):
     processor = VDNAProcessor()
     extractor = processor.get_extractor("test_tiny_vit")
@@ -174,8 +181,8 @@ def test_errors_name_the_bad_value(sets, processor, extractor, activations, tmp_
     for per_set in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="per_set must be a positive integer"):
             neuron_examples(*sets, NEURONS, per_set=per_set, processor=processor)
-    with pytest.raises(TypeError, match="as config= or as keyword options, not both"):
-        neuron_examples(*sets, NEURONS, processor=processor, config=RunConfig(), verbose=False)
+    with pytest.raises(TypeError, match=r"unknown settings of neuron_examples \['bins'\]; valid: "):
+        neuron_examples(*sets, NEURONS, processor=processor, config=RunConfig(), bins=10)
     with pytest.raises(ValueError, match="give a source that can be read twice"):
         neuron_examples(iter(sets[0]), sets[1], NEURONS, processor=processor)
     (tmp_path / "empty").mkdir()

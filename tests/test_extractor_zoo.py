@@ -16,7 +16,7 @@ import torch
 from conftest import image_files
 
 from vdna import VDNAProcessor
-from vdna.extractors import create_extractor, list_extractors, register_extractor
+from vdna.extractors import create_extractor, list_extractors
 from vdna.extractors import weights as weights_module
 from vdna.extractors.zoo import RANDOM_RESNET50_SHA256
 
@@ -56,8 +56,7 @@ def networks_freed():
 
 
 def test_every_registered_extractor_is_in_the_table():
-    library = {name for name in list_extractors() if not name.startswith("test_")}  # other tests register test_*
-    assert library == set(TABLE_4)
+    assert set(list_extractors()) == set(TABLE_4)  # tests register test_* extractors only while they run
 
 
 @pytest.mark.parametrize("name", names(TABLE_4, slow=LARGE))
@@ -310,19 +309,16 @@ def three_images(data_dir):
     return image_files(data_dir / "set14", 3)
 
 
-def _random_weights(name: str) -> None:
-    """Register ``test_random_<name>``: extractor ``name`` with random weights (its published ones are not here)."""
-    register_extractor(f"test_random_{name}")(lambda pretrained=True, weights=None: create_extractor(name, pretrained=False))
-
-
-for _name in set(TABLE_4) - {"efficientnet_lite0"}:
-    _random_weights(_name)
+def _random_weights(name: str) -> Callable:
+    """The factory of extractor ``name`` with random weights (its published ones are not here)."""
+    return lambda pretrained=True, weights=None: create_extractor(name, pretrained=False)
 
 
 @pytest.mark.parametrize("name", names(set(TABLE_4) - {"efficientnet_lite0"}, slow=set(TABLE_4) - {"dinov2_vits14"}))
-def test_each_extractor_makes_dnas_of_real_images(name, three_images, tmp_path):
+def test_each_extractor_makes_dnas_of_real_images(name, three_images, tmp_path, registered):
     processor = VDNAProcessor()
     random_name = f"test_random_{name}"
+    registered(random_name, _random_weights(name))
     ranges = processor.calibrate(three_images, random_name, tmp_path / "ranges.json", verbose=False)
     random_extractor = processor.get_extractor(random_name, device="cpu")
     assert random_extractor.info.name == name and ranges.neurons_list == dict(random_extractor.info.layers)

@@ -21,9 +21,10 @@ from vdna import EMD, NFD, load_vdna_from_files
 from vdna.distributions import VDNAHist
 
 pytest.importorskip("torchmetrics")
-from vdna.metrics import DNADistance, DNAMetric, merge_packed_moments
+from vdna.distributions.state import Moments
+from vdna.metrics import DNADistance, DNAMetric
 
-DISTRIBUTIONS_MADE = ("histogram-1000", "gaussian", "layer-gaussian", "activation-ranges")
+DISTRIBUTIONS_MADE = ("histogram-1000", "gaussian", "layer-gaussian", "activation-ranges", "image-histogram-1000", "image-mean")
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +102,10 @@ def test_float_images_equal_make_vdna_of_the_same_float_arrays(processor, photos
 
 @pytest.mark.parametrize(
     ("distribution", "sizes", "exact"),
-    [("gaussian", (1, 5), False), ("layer-gaussian", (3, 3), False), ("activation-ranges", (2, 4), True)],
+    [("gaussian", (1, 5), False), ("layer-gaussian", (3, 3), False), ("activation-ranges", (2, 4), True),
+     ("image-histogram-1000", (1, 5), True), ("image-mean", (3, 3), True)],
 )
-def test_gaussians_and_ranges_equal_make_vdna(distribution, sizes, exact, photos, whole, one_torch_thread):
+def test_every_distribution_equals_make_vdna(distribution, sizes, exact, photos, whole, one_torch_thread):
     made = _fed(DNAMetric(distribution_name=distribution), as_batch(photos), sizes)
     assert_same_dna(made, whole[distribution], exact=exact)
 
@@ -167,7 +169,7 @@ def test_packed_moments_of_parts_merge_into_those_of_the_whole(full):
         return torch.from_numpy(np.concatenate([[len(part)], part.mean(axis=0), m2.ravel()]))
 
     stacked = torch.stack([packed(samples[:3]), packed(samples[3:3]), packed(samples[3:])])
-    merged = merge_packed_moments(stacked, neurons=4, full=full)
+    merged = Moments(4, full).across_processes(stacked)
     torch.testing.assert_close(merged, packed(samples), rtol=1e-14, atol=1e-13)
     assert merged[0] == 10
 
@@ -306,8 +308,8 @@ def test_an_empty_batch_adds_nothing():
 @pytest.mark.parametrize(
     ("options", "error", "match"),
     [
-        ({"distribution_name": "image-histogram-1000"}, ValueError, "not 'image-histogram-1000'; per-image DNAs keep every image"),
-        ({"distribution_name": "image-mean"}, ValueError, "makes histogram-B, gaussian, layer-gaussian and activation-ranges DNAs"),
+        ({"streams": 2}, ValueError, r"takes images from update\(\): streams describe reading a source of files"),
+        ({"num_images": 3, "checkpoint": "c"}, ValueError, r"num_images, checkpoint describe reading a source"),
         ({"distribution_name": "histogram"}, ValueError, "unknown distribution 'histogram'"),
         ({"precision": "float64"}, ValueError, "precision must be one of"),
         ({"forward_batch_size": 0}, ValueError, "forward_batch_size must be a positive integer"),
@@ -342,14 +344,16 @@ def test_references_that_do_not_match_are_refused(whole, tmp_path):
         DNADistance(other_ranges)
     with pytest.raises(ValueError, match=r"metric='emd' compares histogram DNAs; the reference DNA is gaussian"):
         DNADistance(whole["gaussian"])
-    with pytest.raises(ValueError, match=r"metric must be one of 'emd', 'nfd', 'fd', got 'fid'"):
+    with pytest.raises(ValueError, match=r"unknown distance 'fid'; valid: emd, nfd, fd"):
         DNADistance(hist, metric="fid")
-    with pytest.raises(ValueError, match=r"metric='fd' compares whole layers"):
+    with pytest.raises(ValueError, match=r"fd compares whole layers: neurons= may only name layers"):
         DNADistance(whole["layer-gaussian"], metric="fd", neurons={"head": [0]})
     with pytest.raises(ValueError, match=r"neuron indices for layer 'head' must lie in \[0, 1280\)"):
         DNADistance(hist, neurons={"head": [1280]})
     with pytest.raises(ValueError, match=r"weights must be one value per compared neuron, shape \(3120,\), got \(3,\)"):
-        DNADistance(hist, weights=torch.ones(3))
+        DNADistance(hist, neuron_weights=torch.ones(3))
+    with pytest.raises(TypeError, match=r"weights= is ambiguous here: give neuron_weights= .* or extractor_weights="):
+        DNADistance(hist, weights=torch.ones(3120))
     with pytest.raises(TypeError, match="reference must be a VDNA or the path of a saved DNA, got int"):
         DNADistance(3)
     with pytest.raises(FileNotFoundError, match="missing"):

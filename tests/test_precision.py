@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vdna import NFD
-from vdna.extractors import HookExtractor, register_extractor
+from vdna.extractors import HookExtractor
 
 
 class _Tiny(torch.nn.Module):
@@ -20,10 +20,15 @@ class _Tiny(torch.nn.Module):
         return self.second(torch.relu(self.first(x)))
 
 
-@register_extractor("test_tiny_net")
 def _tiny(pretrained=True, weights=None):
     return HookExtractor(_Tiny(), {"first": "first", "second": "second"}, name="test_tiny_net",
                          input_size=(48, 48), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
+@pytest.fixture(scope="module")
+def tiny_net(registered_in_module):
+    """``test_tiny_net``, registered while this module's tests run."""
+    registered_in_module("test_tiny_net", _tiny)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +41,7 @@ def make(processor, photos, **options):
                                verbose=False, num_workers=0, **options)
 
 
+@pytest.mark.usefixtures("tiny_net")
 def test_bfloat16_autocast_is_close_and_recorded(processor, photos):
     reference = make(processor, photos)
     half = make(processor, photos, precision="bfloat16")
@@ -46,6 +52,7 @@ def test_bfloat16_autocast_is_close_and_recorded(processor, photos):
     assert NFD(half, reference).item() < 1e-3
 
 
+@pytest.mark.usefixtures("tiny_net")
 def test_compiled_network_gives_the_same_dna_to_rounding(processor, photos):
     reference = make(processor, photos)
     compiled = make(processor, photos, compile=True)
@@ -54,6 +61,7 @@ def test_compiled_network_gives_the_same_dna_to_rounding(processor, photos):
         torch.testing.assert_close(compiled.data[layer]["mu"], reference.data[layer]["mu"], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.usefixtures("tiny_net")
 def test_unknown_precision(processor, photos):
     with pytest.raises(ValueError, match=r"precision must be one of \('float32', 'bfloat16', 'float16'\), got 'int8'"):
         make(processor, photos, precision="int8")

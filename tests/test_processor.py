@@ -6,6 +6,7 @@ import gc
 import threading
 import weakref
 import zipfile
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from conftest import image_files
 from PIL import Image
 
 from vdna import EMD, FD, NFD, VDNAHist, VDNAProcessor, create_extractor, load_vdna_from_files, merge_vdnas
-from vdna.extractors import HookExtractor, register_extractor
+from vdna.extractors import HookExtractor
 from vdna.extractors.efficientnet import PACKAGE_WEIGHTS_SHA256
 from vdna.kernels import Gathering, accumulate_histograms, bins_in_place, layer_binnings, prefers_neuron_major
 from vdna.preprocess import ImageError, Preprocessor
@@ -70,12 +71,12 @@ def test_default_extractor_runs_its_stem_channels_first_and_gives_the_activation
     assert bins_in_place(ours["blocks.1.0"], 1000) and bins_in_place(ours["head"], 1000)
 
 
-@register_extractor("test_random_efficientnet_lite0")
 def _random_default_network(pretrained=True, weights=None):
     return create_extractor("efficientnet_lite0", pretrained=False)
 
 
-def test_random_weights_have_no_ranges_and_histograms_say_so(processor, skimage_photos):
+def test_random_weights_have_no_ranges_and_histograms_say_so(processor, skimage_photos, registered):
+    registered("test_random_efficientnet_lite0", _random_default_network)
     extractor = create_extractor("efficientnet_lite0", pretrained=False, device="cpu")
     assert extractor.info.ranges is None and extractor.info.weights_sha256 is None
     photos = list(skimage_photos.values())[:1]
@@ -320,7 +321,8 @@ def test_gathered_activations_merge_resume_and_report_nans(processor, mixed_imag
     first.update(images[3])
     merged = first.result("efficientnet_lite0")
     resumed = accumulator(images[3])  # its state, gathered images included, is replaced
-    resumed.resume(accumulator(images[0], images[1]).result("efficientnet_lite0"))
+    stopped = accumulator(images[0], images[1])
+    resumed.load_state_tensors(stopped.state_tensors(), stopped.num_images)
     for image in images[2:]:
         resumed.update(image)
     for other in (merged, resumed.result("efficientnet_lite0")):
@@ -399,20 +401,21 @@ class _OneCallAtATime(HookExtractor):
 BUILT: list[tuple[str, str | None]] = []  # (extractor, weights) of each extractor the factories below build
 
 
-def _counted(name: str, extractor_class: type[HookExtractor]) -> None:
-    """Register ``name``: a tiny network whose every build is recorded in ``BUILT``."""
+def _counted(name: str, extractor_class: type[HookExtractor]) -> Callable[..., HookExtractor]:
+    """The factory of ``name``: a tiny network whose every build is recorded in ``BUILT``."""
 
-    @register_extractor(name)
     def factory(pretrained=True, weights=None):
         BUILT.append((name, None if weights is None else str(weights)))
         return extractor_class(_TinyNet(), {"conv": "conv"}, name=name, input_size=(32, 32), mean=(0.5,) * 3, std=(0.5,) * 3)
 
-
-_counted("test_counted_shared", HookExtractor)
-_counted("test_counted_copied", _OneCallAtATime)
+    return factory
 
 
-def test_streams_share_one_extractor_or_reuse_their_copies_until_the_extractor_changes(mixed_images, one_torch_thread, tmp_path):
+def test_streams_share_one_extractor_or_reuse_their_copies_until_the_extractor_changes(
+    mixed_images, one_torch_thread, tmp_path, registered
+):
+    registered("test_counted_shared", _counted("test_counted_shared", HookExtractor))
+    registered("test_counted_copied", _counted("test_counted_copied", _OneCallAtATime))
     fresh, images = VDNAProcessor(), mixed_images[:5]
     options = {"distribution_name": "activation-ranges", "verbose": False, "num_workers": 0}
     BUILT.clear()

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import image_files
+from conftest import image_files, missing
 
 from vdna.apps.retrieval import rank_images
 from vdna.distances import EMD, FD, NFD
@@ -37,9 +37,12 @@ def report(sets, processor, tmp_path_factory):
 @pytest.fixture(scope="module")
 def page(report):
     if CHROMIUM is None:
-        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium)")
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as driver:
+        missing("Chromium is not installed (.ci/run installs Debian's chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright is not installed (it is among the test dependencies)")
+    with sync_playwright() as driver:
         browser = driver.chromium.launch(
             executable_path=CHROMIUM,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -176,5 +179,5 @@ def test_report_errors(processor, dna_of, sets, tmp_path):
         make_report(tmp_path / "g", sets[1], tmp_path / "r.html", processor=processor)
     for name, source in zip("ab", sets):
         dna_of(source, distribution_name="image-histogram-1000").save(tmp_path / name)
-    with pytest.raises(ValueError, match="permutations must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="permutations must be a positive integer, got 0"):
         make_report(tmp_path / "a", tmp_path / "b", tmp_path / "r.html", processor=processor, permutations=0)

@@ -164,7 +164,7 @@ def test_rank_command_ranks_saved_dnas_by_the_method_asked(dnas, tmp_path, capsy
     expected = rank_images(candidates[1], reference[1], method="embedding-distance")[0]
     assert first[1:] == [f"{expected.distance:.6f}", expected.name]
     assert main(["rank", str(tmp_path / "means"), str(tmp_path / "reference-means"), "--method", "emd"]) == 2
-    assert "is an image-mean DNA; this command needs per-image DNAs (image-histogram)" in capsys.readouterr().err
+    assert "is an image-mean DNA; this needs per-image DNAs (image-histogram)" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from PIL import Image
 
 from vdna import ImageError, load_vdna_from_files
 from vdna.cli import main
-from vdna.extractors import HookExtractor, register_extractor
+from vdna.extractors import HookExtractor
 from vdna.fileformat import read_metadata
 from vdna.ranges import ActivationRanges
 
@@ -140,7 +140,6 @@ class _NaNAfterConv(torch.nn.Module):
         return self.poison(out)
 
 
-@register_extractor("test_nan_net")
 def _nan_net(pretrained=True, weights=None):
     return HookExtractor(
         _NaNAfterConv(), {"conv": "conv", "poisoned": "poison"}, name="test_nan_net",
@@ -149,7 +148,8 @@ def _nan_net(pretrained=True, weights=None):
 
 
 @pytest.mark.parametrize("distribution", ["histogram-10", "gaussian", "layer-gaussian", "activation-ranges"])
-def test_nan_activations_raise_naming_the_layer(processor, distribution):
+def test_nan_activations_raise_naming_the_layer(processor, distribution, registered):
+    registered("test_nan_net", _nan_net)
     ranges = ActivationRanges("test_nan_net", {n: np.full(4, -1.0, np.float32) for n in ("conv", "poisoned")},
                               {n: np.full(4, 1.0, np.float32) for n in ("conv", "poisoned")})
     with pytest.raises(ValueError, match="layer 'poisoned': the extractor produced .*NaN"):

@@ -180,7 +180,9 @@ def test_results_print_and_serialise(urban_vs_bsd, pair):
     assert lines[0] == line and lines[1].split()[:4] == ["layer", "neurons", "value", "share"]
     head = result.layers["head"]
     assert lines[-1].split()[:4] == ["head", "1280", f"{head.value:.4g}", f"{100 * head.share:.1f}%"]
-    assert lines[-1].split()[7:] == [f"{head.noise_floor:.4g}", "+-", f"{head.noise_floor_spread:.2g}", f"{head.p_value:.3g}"]
+    assert lines[-1].split()[4:7] == [f"{head.ci[0]:.4g}", "to", f"{head.ci[1]:.4g}"]
+    assert lines[-1].split()[7:] == [f"{head.noise_floor:.4g}", "+-", f"{head.noise_floor_spread:.3g}", f"{head.excess:.4g}",
+                                     f"{head.p_value:.3g}"]
     assert len(lines) == 2 + 18
     ratio = result.value / result.noise_floor
     assert result.reading() == (f"The distance is {ratio:.3g} times the noise floor; p = 0.0099 (no random split of the pooled "
@@ -247,7 +249,7 @@ def test_layer_shares_of_dataset_dnas_are_those_of_compare_sets(pair, urban_vs_b
 def test_errors(pair, urban, bsd):
     a, b = pair
     means = bsd["image-mean"]
-    with pytest.raises(ValueError, match="metric must be one of"):
+    with pytest.raises(ValueError, match="unknown distance 'l2'; valid: emd, nfd, fd"):
         compare_sets(a, b, metric="l2")
     with pytest.raises(TypeError, match="metric 'nfd' needs per-image DNAs of type image-mean"):
         compare_sets(a, b, metric="nfd")
@@ -259,11 +261,11 @@ def test_errors(pair, urban, bsd):
     with pytest.raises(ValueError, match="feature extractors differ"):
         compare_sets(a, other)
     for bad in (0, -3, 2.5, True, "200"):
-        with pytest.raises(ValueError, match="resamples must be an integer >= 1"):
+        with pytest.raises(ValueError, match="resamples must be a positive integer"):
             compare_sets(a, b, resamples=bad)
-        with pytest.raises(ValueError, match="permutations must be an integer >= 1"):
+        with pytest.raises(ValueError, match="permutations must be a positive integer"):
             compare_sets(a, b, permutations=bad)
-    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
         compare_sets(a, b, seed=-1)
     with pytest.raises(ValueError, match="the second set has 1 image"):
         compare_sets(a, b.select_images([0]))
@@ -279,15 +281,15 @@ def test_errors(pair, urban, bsd):
         compare_sets(means, means, "fd", neurons={"head": [1, 2]})
     with pytest.raises(ValueError, match=r"with 40 pooled images and a reference of 15 .* sizes must lie in \[2, 25\]"):
         noise_floor_curve(urban["image-histogram-1000"], [5, 30], 15)
-    with pytest.raises(ValueError, match="draws must be an integer >= 1"):
+    with pytest.raises(ValueError, match="draws must be a positive integer"):
         noise_floor_curve(urban["image-histogram-1000"], [5], 15, draws=0)
-    with pytest.raises(ValueError, match="reference must be an integer >= 1"):
+    with pytest.raises(ValueError, match="reference must be a positive integer"):
         noise_floor_curve(urban["image-histogram-1000"], [5], 0)
     with pytest.raises(TypeError, match="the reference is a VDNAImageMeans"):
         noise_floor_curve(urban["image-histogram-1000"], [5], means)
     with pytest.raises(TypeError, match="metric 'emd' compares histogram DNAs .* the second set is a VDNAGauss"):
         layer_shares(a, means.gaussian())
-    with pytest.raises(ValueError, match="metric must be one of"):
+    with pytest.raises(ValueError, match="unknown distance 'l1'; valid: emd, nfd, fd"):
         layer_shares(a, b, "l1")
     with pytest.raises(ValueError, match="pass either neurons= or layers="):
         noise_floor_curve(urban["image-mean"], [5], 15, neurons={"head": None}, layers=["head"])

@@ -7,6 +7,14 @@
     vdna2 = vdna_proc.make_vdna(source="/path/to/dataset2")
     emd = EMD(vdna1, vdna2)
 
+The task-level API lives here: making DNAs (:class:`VDNAProcessor`, :func:`make_vdna_ray` on Ray,
+:class:`DNAMetric` in training loops), saving and loading them, comparing them (:func:`EMD`,
+:func:`NFD`, :func:`FD`, any registered distance by name, :func:`compare` for two image sets given
+as images or saved DNAs, :func:`compare_sets` with interval, noise floor and p-value), the HTML
+report (:func:`make_report`), and the registries and settings that say what each can be. The
+paper's applications are in :mod:`vdna.apps`, neuron rankings in :mod:`vdna.neurons`, statistics in
+:mod:`vdna.stats`, pictures in :mod:`vdna.plots`.
+
 Names are loaded on first use, so ``import vdna`` (and the ``vdna`` command's help) does not load torch.
 """
 
@@ -16,34 +24,52 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .config import DEFAULT_EXTRACTOR, RunConfig
+from .config import DEFAULT_EXTRACTOR, RayConfig, RunConfig, StatsConfig
 
 _WHERE = {
-    "EMD": "distances",
-    "FD": "distances",
-    "NFD": "distances",
-    "check_comparable": "dna",
+    # making DNAs
+    "VDNAProcessor": "processor",
+    "make_vdna_ray": "distributed",
+    "DNAMetric": "metrics",
+    "DNADistance": "metrics",
+    "ImageError": "preprocess",
+    # DNAs, their files and their distributions
     "VDNA": "dna",
+    "check_comparable": "dna",
     "merge_vdnas": "dna",
+    "load_vdna_from_files": "io",
+    "save_vdna": "io",
     "VDNAActivationRanges": "distributions",
     "VDNAGauss": "distributions",
     "VDNAHist": "distributions",
     "VDNAImageHist": "distributions",
     "VDNAImageMeans": "distributions",
     "VDNALayerGauss": "distributions",
+    "list_distributions": "distributions",
+    "register_distribution": "distributions",
+    "ActivationRanges": "ranges",
+    "load_activation_ranges": "ranges",
+    # comparing
+    "EMD": "distances",
+    "FD": "distances",
+    "NFD": "distances",
+    "NeuronSelection": "distances",
+    "get_distance": "distances",
+    "list_distances": "distances",
+    "register_distance": "distances",
+    "compare": "comparison",
+    "compare_sets": "stats",
+    "make_report": "report",
+    # extractors
     "create_extractor": "extractors",
     "list_extractors": "extractors",
     "register_extractor": "extractors",
-    "load_vdna_from_files": "io",
-    "save_vdna": "io",
-    "ImageError": "preprocess",
-    "VDNAProcessor": "processor",
-    "ActivationRanges": "ranges",
-    "load_activation_ranges": "ranges",
 }
 
 if TYPE_CHECKING:
-    from .distances import EMD, FD, NFD
+    from .comparison import compare
+    from .distances import EMD, FD, NFD, NeuronSelection, get_distance, list_distances, register_distance
+    from .distributed import make_vdna_ray
     from .distributions import (
         VDNAActivationRanges,
         VDNAGauss,
@@ -51,13 +77,18 @@ if TYPE_CHECKING:
         VDNAImageHist,
         VDNAImageMeans,
         VDNALayerGauss,
+        list_distributions,
+        register_distribution,
     )
     from .dna import VDNA, check_comparable, merge_vdnas
     from .extractors import create_extractor, list_extractors, register_extractor
     from .io import load_vdna_from_files, save_vdna
+    from .metrics import DNADistance, DNAMetric
     from .preprocess import ImageError
     from .processor import VDNAProcessor
     from .ranges import ActivationRanges, load_activation_ranges
+    from .report import make_report
+    from .stats import compare_sets
 
 
 def __getattr__(name: str) -> Any:
@@ -79,8 +110,13 @@ __all__ = [
     "NFD",
     "VDNA",
     "ActivationRanges",
+    "DNADistance",
+    "DNAMetric",
     "ImageError",
+    "NeuronSelection",
+    "RayConfig",
     "RunConfig",
+    "StatsConfig",
     "VDNAActivationRanges",
     "VDNAGauss",
     "VDNAHist",
@@ -90,11 +126,20 @@ __all__ = [
     "VDNAProcessor",
     "__version__",
     "check_comparable",
+    "compare",
+    "compare_sets",
     "create_extractor",
+    "get_distance",
+    "list_distances",
+    "list_distributions",
     "list_extractors",
     "load_activation_ranges",
     "load_vdna_from_files",
+    "make_report",
+    "make_vdna_ray",
     "merge_vdnas",
+    "register_distance",
+    "register_distribution",
     "register_extractor",
     "save_vdna",
 ]

@@ -1,23 +1,41 @@
 """Resumable runs: the state of a run, saved atomically every N images.
 
 A checkpoint is a small JSON file naming the run it belongs to, the positions of the images done
-(used or skipped) and a DNA of the images used so far, saved beside it under a new name each
-time; the JSON is replaced last, so a run killed at any moment leaves a consistent checkpoint.
+(used or skipped) and the accumulator's state (:meth:`vdna.distributions.Accumulator.state_tensors`,
+as its states are declared), saved beside it in an ``.npz`` file under a new name each time; the
+JSON is replaced last, so a run killed at any moment leaves a consistent checkpoint, and a resumed
+run continues from exactly the state it stopped in.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from ._files import atomic_write_bytes, json_object
-from .dna import VDNA
-from .io import dna_paths, load_vdna_from_files, save_vdna
+from .distributions import Accumulator
 
 FORMAT = "vdna-checkpoint"
+VERSION = 2
+
+
+@dataclass(frozen=True)
+class CheckpointState:
+    """What a checkpoint holds: the accumulator's state of ``num_images`` images, and the run's record so far."""
+
+    tensors: dict[str, torch.Tensor]
+    num_images: int
+    used: list[str]
+    skipped: list[dict[str, str]]
+    done: list[int]
 
 
 class Checkpoint:
@@ -33,10 +51,17 @@ class Checkpoint:
         document = json_object(self.path.read_bytes(), self.path, "checkpoint file")
         if document.get("format") != FORMAT:
             raise ValueError(f"{self.path}: not a checkpoint file")
+        if document.get("version") != VERSION:
+            raise ValueError(f"{self.path} was written by another version of vdna; delete it to start again")
         return document
 
-    def load(self) -> tuple[VDNA, list[str], list[dict[str, str]], list[int]] | None:
-        """``(DNA so far, images used, images skipped, positions done)``, or None without a checkpoint."""
+    def progress(self) -> dict[str, int] | None:
+        """``{"images": images in the saved state, "done": images done (used or skipped)}``, or None without a checkpoint."""
+        document = self._document()
+        return None if document is None else {"images": document["images"], "done": len(document["done"])}
+
+    def load(self) -> CheckpointState | None:
+        """The saved state, or None without a checkpoint; ``ValueError`` if it is another run's."""
         document = self._document()
         if document is None:
             return None
@@ -47,36 +72,44 @@ class Checkpoint:
                 f"{self.path} is the checkpoint of a different run ({', '.join(differing)} differ); "
                 "delete it to start again, or choose another checkpoint path"
             )
-        vdna = load_vdna_from_files(self.path.parent / document["dna"])
-        return vdna, list(document["used"]), list(document["skipped"]), list(document["done"])
+        with np.load(self.path.parent / document["state"], allow_pickle=False) as arrays:
+            tensors = {key: torch.from_numpy(arrays[key].copy()) for key in arrays.files}
+        return CheckpointState(tensors, document["images"], list(document["used"]), list(document["skipped"]),
+                               list(document["done"]))
 
-    def save(self, vdna: VDNA, used: list[str], skipped: list[dict[str, str]], done: list[int]) -> None:
-        """Write the state of the run; the previous state's DNA files are removed afterwards."""
+    def save(self, accumulator: Accumulator, used: list[str], skipped: list[dict[str, str]], done: list[int]) -> None:
+        """Write the state of the run; the previous state's file is removed afterwards."""
         previous = self._document()
         generation = previous["generation"] + 1 if previous else 1
-        name = f"{self.path.name}.state{generation}.dna"  # its .json and .npz are unique to this state
-        save_vdna(vdna, self.path.parent / name)
+        name = f"{self.path.name}.state{generation}.npz"  # unique to this state
+        buffer = io.BytesIO()
+        np.savez(buffer, **{key: tensor.numpy() for key, tensor in accumulator.state_tensors().items()})
+        atomic_write_bytes(self.path.parent / name, buffer.getvalue())
         document = {
             "format": FORMAT,
+            "version": VERSION,
             "identity": self.identity,
             "generation": generation,
-            "dna": name,
+            "state": name,
+            "images": accumulator.num_images,
             "used": used,
             "skipped": skipped,
             "done": done,
         }
         atomic_write_bytes(self.path, json.dumps(document).encode())
         if previous:
-            self._remove_dna(previous["dna"])
+            self._remove_state(previous["state"])
 
-    def _remove_dna(self, name: str) -> None:
-        for path in dna_paths(self.path.parent / name):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+    def _remove_state(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.path.parent / name).unlink()
 
     def remove(self) -> None:
-        """Delete the checkpoint and its DNA (once the run has finished)."""
+        """Delete the checkpoint and its state (once the run has finished)."""
         document = self._document()
         if document is not None:
-            self._remove_dna(document["dna"])
+            self._remove_state(document["state"])
             self.path.unlink()
+
+
+__all__ = ["Checkpoint", "CheckpointState"]

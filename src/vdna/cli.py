@@ -1,120 +1,81 @@
 """The ``vdna`` command: make, compare and inspect Visual DNAs, and the paper's applications.
 
-Every command builds its :class:`~vdna.RunConfig` once from its flags. Nothing that runs a network
-is imported until a command needs it, so ``vdna --help``, every ``--help``, ``vdna inspect`` and
-``vdna extractors`` start at once. Errors print one line naming the flag or file at fault and
-exit with status 2.
+The flags of settings come from their declarations (:mod:`vdna.config`): each command offers the
+settings it uses, and builds its configurations from them once. Each command parses its
+arguments, calls the library once and prints. Nothing that runs a network is imported until a
+command needs it, so ``vdna --help``, every ``--help``, ``vdna inspect`` and ``vdna extractors``
+start at once. Errors print one line naming the flag or file at fault and exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .config import (
-    CROP_MODES,
-    DEFAULT_DISTRIBUTION,
-    DEFAULT_EXTRACTOR,
-    PRECISIONS,
-    RunConfig,
-    command_line_names,
-)
+from .config import RayConfig, RunConfig, StatsConfig, command_line_names, declared
 
 if TYPE_CHECKING:
     from .dna import VDNA
     from .processor import VDNAProcessor
 
-METRICS = {"emd": "histogram-1000", "nfd": "gaussian", "fd": "layer-gaussian"}
-"""Each metric and the distribution it compares."""
 
-DISTRIBUTIONS_HELP = (
-    "histogram-B (e.g. histogram-1000), gaussian, layer-gaussian, activation-ranges, or per image: image-histogram-B, image-mean"
-)
-
-
-# -- options ----------------------------------------------------------------------------------------------
-def _add_make_options(
+# -- flags from the settings' declarations ----------------------------------------------------------------
+def _add_settings(
     parser: argparse.ArgumentParser,
-    *,
-    distribution: str | None | bool = False,
-    streams: bool = False,
-    checkpoint: bool = False,
-    ray: bool = False,
-    ranges: bool = True,
-    seeds: str = "--shuffle and random crops",
+    config_class: type,
+    title: str,
+    groups: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    defaults: dict[str, str] | None = None,
 ) -> None:
-    """The options of making DNAs from images that this command accepts.
+    """The flags of ``config_class``'s settings: those of every command, those of ``groups``, none of ``exclude``.
 
-    ``distribution``: a default (``None``: the metric's) to offer ``--distribution``, False not to.
-    ``seeds``: what ``--seed`` seeds.
+    Each flag stores into the setting's own name and defaults to None (the setting's default, or
+    what ``defaults`` says this command does without it), so what a user did not give is told
+    apart from what they gave.
     """
-    group = parser.add_argument_group("making DNAs from images")
-    group.add_argument("--extractor", default=DEFAULT_EXTRACTOR, help=f"feature extractor (default: {DEFAULT_EXTRACTOR})")
-    if distribution is not False:
-        shown = f" (default: {distribution})" if distribution else " (default: the metric's)"
-        group.add_argument("--distribution", default=distribution, help=DISTRIBUTIONS_HELP + shown)
-    group.add_argument("--batch-size", type=int, default=64, help="images per loader batch (default: 64)")
-    group.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: CUDA when available)")
-    group.add_argument("--workers", type=int, default=None, help="decoding processes (default: available cores)")
-    if streams:
-        group.add_argument("--streams", type=int, default=1,
-                           help="CPU, histograms: streams running the network side by side on one thread each, "
-                                "each decoding its own images (default: 1)")
-    group.add_argument("--num-images", type=int, default=-1, help="use at most this many images (default: all)")
-    group.add_argument("--shuffle", action="store_true", help="with --num-images, draw a random subset")
-    group.add_argument("--seed", type=int, default=0, help=f"seed of {seeds} (default: 0)")
-    group.add_argument("--crop", choices=CROP_MODES, default="none", help="square crop before resizing (default: none)")
-    if ranges:
-        group.add_argument("--ranges", default=None, help="activation ranges file for histograms (default: the extractor's)")
-    group.add_argument("--weights", default=None, help="weights file for the extractor (default: its own)")
-    group.add_argument("--precision", choices=PRECISIONS, default="float32",
-                       help="run the network under autocast (faster on GPUs, changes results slightly)")
-    group.add_argument("--compile", action="store_true", help="run the network through torch.compile")
-    if checkpoint:
-        group.add_argument("--checkpoint", default=None, help="save the run's state to this file, and resume from it")
-        group.add_argument("--checkpoint-every", type=int, default=1000, help="images between checkpoints (default: 1000)")
-    group.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed) instead of stopping")
-    if ray:
-        group.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                           help="make the DNA on Ray: a local Ray, or the cluster at ADDRESS (auto, ray://head:10001)")
-        group.add_argument("--ray-actors", type=int, default=None, help="with --ray: actors running the network")
-        group.add_argument("--ray-gpus-per-actor", type=float, default=0, help="with --ray: GPUs per actor (default 0)")
-        group.add_argument("--ray-threads", type=int, default=None,
-                           help="with --ray: torch threads per actor (default: as a local run)")
-    group.add_argument("--quiet", action="store_true", help="no progress bar")
+    group = parser.add_argument_group(title)
+    groups, exclude = set(groups), set(exclude)
+    for item, declaration in declared(config_class):
+        if declaration.flag is None or item.name in exclude or (declaration.group and declaration.group not in groups):
+            continue
+        shown = (defaults or {}).get(item.name) or declaration.default_text or item.default
+        metavar = declaration.metavar or declaration.flag.lstrip("-").replace("-", "_").upper()
+        if declaration.kind is bool:
+            action = "store_true" if item.default is False else "store_false"
+            group.add_argument(declaration.flag, dest=item.name, action=action, default=None, help=declaration.help)
+        elif declaration.flag_value is not None:
+            group.add_argument(declaration.flag, dest=item.name, action="store_const", const=declaration.flag_value,
+                               default=None, help=declaration.help)
+        elif declaration.metavar == "ADDRESS":  # --ray alone: a local Ray; --ray ADDRESS: a cluster
+            group.add_argument(declaration.flag, dest=item.name, nargs="?", const="", default=None,
+                               metavar=declaration.metavar, help=declaration.help)
+        else:
+            kind = declaration.kind if declaration.kind in (int, float) else str
+            group.add_argument(declaration.flag, dest=item.name, type=kind, choices=declaration.choices, default=None,
+                               metavar=None if declaration.choices else metavar, help=f"{declaration.help} (default: {shown})")
 
 
-def run_config(args: argparse.Namespace, distribution: str) -> RunConfig:
-    """The run settings of a command's flags, for DNAs of ``distribution``."""
-    return RunConfig(
-        num_images=args.num_images,
-        shuffle_files=args.shuffle,
-        feat_extractor_name=args.extractor,
-        distribution_name=distribution,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        device=args.device,
-        verbose=not args.quiet,
-        num_workers=args.workers,
-        crop_to_square_pre_resize=args.crop,
-        activation_ranges=getattr(args, "ranges", None),
-        weights=args.weights,
-        on_error="skip" if args.skip_bad else "raise",
-        precision=args.precision,
-        compile=args.compile,
-        checkpoint=getattr(args, "checkpoint", None),
-        checkpoint_every=getattr(args, "checkpoint_every", 1000),
-        streams=getattr(args, "streams", 1),
-    )
+def _settings(args: argparse.Namespace, config_class: type, **fixed: Any) -> Any:
+    """The configuration of the flags given (the others keep their defaults), with ``fixed`` settings."""
+    given = {name: getattr(args, name) for name in config_class.field_names() if getattr(args, name, None) is not None}
+    return config_class(**{**given, **fixed})
 
 
-# -- DNAs from arguments ------------------------------------------------------------------------------------
+def run_config(args: argparse.Namespace, distribution: str | None = None) -> RunConfig:
+    """The run settings of a command's flags (making DNAs of ``distribution`` when given)."""
+    return _settings(args, RunConfig, **({"distribution_name": distribution} if distribution else {}))
+
+
+def _ray(args: argparse.Namespace) -> RayConfig | None:
+    return _settings(args, RayConfig) if getattr(args, "address", None) is not None else None
+
+
 def _processor(args: argparse.Namespace) -> VDNAProcessor:
     """One processor per command, so every DNA a command makes shares one extractor."""
     if getattr(args, "processor", None) is None:
@@ -124,16 +85,18 @@ def _processor(args: argparse.Namespace) -> VDNAProcessor:
     return args.processor
 
 
-def _make(source: str, args: argparse.Namespace, distributions: list[str]) -> list[VDNA]:
-    config = run_config(args, distributions[0])
-    if getattr(args, "ray", None) is not None:
-        from .distributed import run_on_ray
+def _dnas(argument: str, args: argparse.Namespace, distributions: Sequence[str]) -> list[VDNA]:
+    """The DNAs of ``distributions`` of a saved DNA or of images (made in one pass), listing the images skipped."""
+    from .inputs import dnas_of, is_saved_dna
 
-        made = [run_on_ray(source, config, args.ray_actors, args.ray_gpus_per_actor, args.ray_threads, args.ray or None)]
-    else:
-        made = _processor(args).run(source, config, distributions)
-    _report_skipped(made[0])
+    made = dnas_of(argument, distributions, run_config(args), _processor(args), ray=_ray(args))
+    if not is_saved_dna(argument):
+        _report_skipped(made[0])
     return made
+
+
+def _dna(argument: str, args: argparse.Namespace, distribution: str) -> VDNA:
+    return _dnas(argument, args, [distribution])[0]
 
 
 def _report_skipped(vdna: VDNA) -> None:
@@ -144,60 +107,15 @@ def _report_skipped(vdna: VDNA) -> None:
             print(f"  {entry['name']}: {entry['reason']}", file=sys.stderr)
 
 
-DNA_SUFFIXES = (".json", ".npz", ".vdnz")
+def _histograms(args: argparse.Namespace) -> str:
+    return f"histogram-{args.bins}"
 
 
-def is_saved_dna(argument: str) -> bool:
-    """Whether ``argument`` names a saved DNA (``NAME``, ``NAME.json``, ``NAME.npz`` or ``NAME.vdnz``) rather than images."""
-    path = Path(argument)
-    if path.is_dir():
-        return False
-    if path.suffix in DNA_SUFFIXES:
-        return True
-    return path.suffix == "" and path.with_suffix(".json").is_file()
+def _image_histograms(args: argparse.Namespace) -> str:
+    return f"image-histogram-{args.bins}"
 
 
-def _load(argument: str) -> VDNA:
-    from .io import load_vdna_from_files
-
-    return load_vdna_from_files(argument)
-
-
-def dna_or_images(argument: str, args: argparse.Namespace, distribution: str) -> VDNA:
-    """A saved DNA, or the DNA of ``distribution`` made from the images ``argument`` names."""
-    return _load(argument) if is_saved_dna(argument) else _make(argument, args, [distribution])[0]
-
-
-def per_image(argument: str, args: argparse.Namespace, kind: str = "image-histogram", distribution: str | None = None) -> VDNA:
-    """Saved per-image DNAs of ``kind``, or per-image DNAs of ``distribution`` (default: ``kind``, with ``--bins``) made from images."""
-    made_as = distribution or (f"image-histogram-{getattr(args, 'bins', 1000)}" if kind == "image-histogram" else kind)
-    if is_saved_dna(argument):
-        vdna = _load(argument)
-        if vdna.type != kind:
-            article = "an" if vdna.type[0] in "aeiou" else "a"
-            raise ValueError(f"{argument} is {article} {vdna.type} DNA; this command needs per-image DNAs ({kind}), "
-                             f"made with `vdna make SOURCE --distribution {made_as}`")
-        return vdna
-    return dna_or_images(argument, args, made_as)
-
-
-def histogram_dna(argument: str, args: argparse.Namespace) -> VDNA:
-    """A histogram DNA: saved (a per-image set counts as the sum of its images), or made from images."""
-    vdna = dna_or_images(argument, args, f"histogram-{args.bins}")
-    return vdna.subset() if vdna.type == "image-histogram" else vdna
-
-
-# -- make, compare, inspect, calibrate, extractors -------------------------------------------------------------
-def command_make(args: argparse.Namespace) -> int:
-    vdna = _make(args.source, args, [args.distribution])[0]
-    vdna.save(args.output, compact=args.compact)
-    arrays = ".vdnz" if args.compact else ".npz"
-    print(f"{vdna.name} DNA of {vdna.num_images} images ({vdna.feature_extractor_name}, {vdna.num_neurons} neurons) -> "
-          f"{Path(args.output).with_suffix('.json')} + {arrays}")
-    return 0
-
-
-def _write_neuron_wise(path: str, per_layer: dict[str, Any], metric: str) -> None:
+def _write_unit_values(path: str, per_layer: dict[str, Any], metric: str) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["layer", "neuron", metric])
@@ -206,119 +124,53 @@ def _write_neuron_wise(path: str, per_layer: dict[str, Any], metric: str) -> Non
                 writer.writerow([layer, index, repr(value)])
 
 
-def _summary(vdna: VDNA, argument: str) -> dict[str, Any]:
-    return {"source": argument, "distribution": vdna.name, "num_images": vdna.num_images,
-            "feature_extractor": vdna.feature_extractor_name}
-
-
-def neuron_weights(path: str, metric: str, attribute: str | None) -> dict[str, list[float]]:
-    """Per-neuron weights ``{layer: weights}`` from a file written by ``vdna attributes -o`` (EMD_W, NFD_W)."""
-    from ._files import json_object
-
-    try:
-        document = json_object(Path(path).read_bytes(), path, "weights file")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"--neuron-weights: {path} does not exist") from None
-    attributes = document.get("attributes")
-    if not isinstance(attributes, dict) or not attributes:
-        raise ValueError(f"--neuron-weights: {path} is not a weights file written by `vdna attributes -o`")
-    if document.get("metric") != metric:
-        raise ValueError(f"--neuron-weights: {path} holds weights learned for {document.get('metric')}, not for {metric}")
-    if attribute is None:
-        if len(attributes) > 1:
-            raise ValueError(f"--neuron-weights: {path} holds weights for {', '.join(attributes)}; choose one with --attribute")
-        attribute = next(iter(attributes))
-    if attribute not in attributes:
-        raise ValueError(f"--attribute {attribute!r} is not in {path}; it holds {', '.join(attributes)}")
-    return attributes[attribute]["weights"]
+# -- make, compare, inspect, calibrate, extractors -------------------------------------------------------------
+def command_make(args: argparse.Namespace) -> int:
+    vdna = _dna(args.source, args, args.distribution_name or RunConfig.distribution_name)
+    vdna.save(args.output, compact=args.compact)
+    arrays = ".vdnz" if args.compact else ".npz"
+    print(f"{vdna.name} DNA of {vdna.num_images} images ({vdna.feature_extractor_name}, {vdna.num_neurons} neurons) -> "
+          f"{Path(args.output).with_suffix('.json')} + {arrays}")
+    return 0
 
 
 def command_compare(args: argparse.Namespace) -> int:
-    from .distances import EMD, FD, NFD
+    from .comparison import compare
+    from .inputs import is_saved_dna
 
-    metric = {"emd": EMD, "nfd": NFD, "fd": FD}[args.metric]
     saved = [is_saved_dna(argument) for argument in (args.a, args.b)]
-    if args.weights is not None and (all(saved) or Path(args.weights).suffix == ".json"):
+    if args.extractor_weights is not None and (all(saved) or Path(args.extractor_weights).suffix == ".json"):
         raise ValueError("--weights is the extractor's weights file, used only to make DNAs from images; to weight "
                          "neurons (EMD_W) give --neuron-weights FILE, the file written by `vdna attributes -o`")
     if args.neuron_weights and args.metric == "fd":
         raise ValueError("--neuron-weights weight neurons (emd, nfd); fd compares whole layers")
     if not args.stats and (args.resamples is not None or args.permutations is not None):
         raise ValueError("--resamples and --permutations set the statistics of --stats; add --stats")
-    if args.stats:
-        _check_statistics_flags(args)
-    weights = neuron_weights(args.neuron_weights, args.metric, args.attribute) if args.neuron_weights else None
-    neurons = {args.layer: None} if args.layer else None
-    result = layers = None
-    if args.stats:
-        from .stats import compare_sets, set_dna
+    weights = None
+    if args.neuron_weights:
+        from .apps.attributes import load_neuron_weights
 
-        kind, distribution = _stats_input(args)
-        saved_ones = {argument: per_image(argument, args, kind) for argument in (args.a, args.b) if is_saved_dna(argument)}
-        first, second = (saved_ones[argument] if argument in saved_ones else per_image(argument, args, kind, distribution)
-                         for argument in (args.a, args.b))  # saved DNAs checked before images go through the network
-        result = compare_sets(first, second, args.metric, resamples=200 if args.resamples is None else args.resamples,
-                              permutations=200 if args.permutations is None else args.permutations, seed=args.seed,
-                              neurons=neurons, weights=weights)
-        value, layers = result.value, result.layers
-        sets = (set_dna(first, args.metric), set_dna(second, args.metric)) if args.neuron_wise else ()
-    else:
-        distribution = args.distribution or METRICS[args.metric]
-        first = dna_or_images(args.a, args, distribution)
-        second = dna_or_images(args.b, args, distribution)
-        value = float(metric(first, second, use_neurons_from_layer=args.layer, **({"weights": weights} if weights else {})))
-        if args.by_layer:
-            from .stats import layer_shares
-
-            layers = layer_shares(first, second, args.metric, neurons=neurons, weights=weights)
-        sets = (first, second)
+        try:
+            weights = load_neuron_weights(args.neuron_weights, args.metric, args.attribute)
+        except (ValueError, FileNotFoundError) as error:
+            raise type(error)(f"--neuron-weights: {error}") from None
+    result = compare(
+        args.a, args.b, args.metric, layer=args.layer, neuron_weights=weights, stats=args.stats, by_layer=args.by_layer,
+        distribution=args.distribution_name, config=run_config(args), stats_config=_settings(args, StatsConfig),
+        processor=_processor(args), ray=_ray(args),
+    )
+    for dna, was_saved in zip((result.a, result.b), saved):
+        if not was_saved:
+            _report_skipped(dna)
     if args.neuron_wise:
-        _write_neuron_wise(args.neuron_wise, metric(*sets, use_neurons_from_layer=args.layer, return_neuron_wise=True),
-                           args.metric)
-    scope = f"layer {args.layer}" if args.layer else f"all {len(first.neurons_list)} layers"
-    if weights:
-        scope += ", weighted"
+        _write_unit_values(args.neuron_wise, result.unit_values(), args.metric)
     if args.json:
-        document = {"metric": args.metric, "value": value, "scope": args.layer or "all", "weighted": bool(weights),
-                    "a": _summary(first, args.a), "b": _summary(second, args.b)}
-        if result is not None:
-            document["stats"] = {key: item for key, item in result.to_dict().items() if key not in ("metric", "value", "layers")}
-        if args.by_layer:
-            document["layers"] = {layer: part.to_dict() for layer, part in layers.items()}
-        print(json.dumps(document, indent=2))
-        return 0
-    print(f"{args.metric}: {value:.6f}  ({first.feature_extractor_name}, {first.name}, {scope}; "
-          f"A: {first.num_images} images, B: {second.num_images} images)")
-    if result is not None:
-        low, high = result.ci
-        print(f"  95% CI {low:.6g} to {high:.6g}  (bootstrap, {result.resamples} resamples of each set's images)")
-        print(f"  noise floor {result.noise_floor:.6g} +- {result.noise_floor_spread:.2g}  "
-              f"(mean and spread over {result.permutations} random splits of the pooled images)")
-        print(f"  excess {result.excess:.6g}  (value - noise floor)")
-        print(f"  p-value {result.p_value:.4g}  (permutation test, {result.permutations} permutations, seed {result.seed})")
-        print(f"  {result.reading()}")
-    if layers is not None:
-        from .stats import layer_table
+        import json
 
-        print(layer_table(layers))
+        print(json.dumps(result.to_dict((args.a, args.b)), indent=2))
+    else:
+        print("\n".join(result.lines()))
     return 0
-
-
-def _check_statistics_flags(args: argparse.Namespace) -> None:
-    """``--resamples``, ``--permutations`` and ``--seed`` checked before any image goes through the network."""
-    for flag, count, least in (("--resamples", args.resamples, 1), ("--permutations", args.permutations, 1), ("--seed", args.seed, 0)):
-        if count is not None and count < least:
-            raise ValueError(f"{flag} must be an integer >= {least}, got {count}")
-
-
-def _stats_input(args: argparse.Namespace) -> tuple[str, str]:
-    """The per-image DNA kind ``--stats`` resamples for ``--metric``, and the distribution to make from images."""
-    kind = "image-histogram" if args.metric == "emd" else "image-mean"
-    distribution = args.distribution or ("image-histogram-1000" if kind == "image-histogram" else kind)
-    if distribution != kind and not distribution.startswith(f"{kind}-"):
-        raise ValueError(f"--stats resamples per-image DNAs: with --metric {args.metric} give --distribution "
-                         f"{'image-histogram-B' if kind == 'image-histogram' else kind} or none, not {args.distribution}")
-    return kind, distribution
 
 
 def command_inspect(args: argparse.Namespace) -> int:
@@ -340,10 +192,10 @@ def command_inspect(args: argparse.Namespace) -> int:
 
 
 def command_calibrate(args: argparse.Namespace) -> int:
-    config = run_config(args, "activation-ranges")
-    ranges = _processor(args).calibrate(args.source, args.extractor, args.output, margin=args.margin, config=config)
+    config = run_config(args)
+    ranges = _processor(args).calibrate(args.source, config.feat_extractor_name, args.output, margin=args.margin, config=config)
     print(f"activation ranges of {ranges.num_images} images, {sum(ranges.neurons_list.values())} neurons "
-          f"({args.extractor}) -> {args.output} (sha256 {ranges.digest})")
+          f"({config.feat_extractor_name}) -> {args.output} (sha256 {ranges.digest})")
     return 0
 
 
@@ -397,18 +249,20 @@ def command_rank(args: argparse.Namespace) -> int:
         precision_recall_curve,
         rank_images,
     )
+    from .inputs import is_saved_dna, saved_dna
 
     method = args.method or DEFAULT_METHOD
-    kinds = [f"image-histogram-{args.bins}" if kind == "image-histogram" else kind for kind in PER_IMAGE_INPUTS[method]]
+    kinds = [_image_histograms(args) if kind == "image-histogram" else kind for kind in PER_IMAGE_INPUTS[method]]
 
     def dnas(argument: str, reference: bool) -> list[VDNA]:
         if is_saved_dna(argument):  # one saved DNA of one kind: the paper's emd unless a method is asked
             if reference:
-                return [_load(argument)]
-            return [per_image(argument, args, PER_IMAGE_INPUTS[args.method or "emd"][0])]
+                return [saved_dna(argument)]
+            kind = PER_IMAGE_INPUTS[args.method or "emd"][0]
+            return [_dna(argument, args, _image_histograms(args) if kind == "image-histogram" else kind)]
         if reference and method == "emd":
-            return [histogram_dna(argument, args)]
-        return _make(argument, args, kinds)
+            return [_dna(argument, args, _histograms(args))]
+        return _dnas(argument, args, kinds)
 
     images, reference = dnas(args.images, False), dnas(args.reference, True)
     ranking = rank_images(images, reference, neurons={args.layer: None} if args.layer else None, method=args.method)
@@ -436,13 +290,12 @@ def command_neurons(args: argparse.Namespace) -> int:
     from .distances import EMD
     from .neurons import rank_neurons
 
-    first = histogram_dna(args.a, args)
-    second = histogram_dna(args.b, args)
+    first, second = (_dna(argument, args, _histograms(args)) for argument in (args.a, args.b))
     ranked = rank_neurons(first, second)
     for position, neuron in enumerate(ranked[: args.top], 1):
         print(f"{position:5d}  {neuron.layer}[{neuron.index}]  emd {neuron.distance:.6f}")
     if args.csv:
-        _write_neuron_wise(args.csv, EMD(first, second, return_neuron_wise=True), "emd")
+        _write_unit_values(args.csv, EMD(first, second, return_neuron_wise=True), "emd")
     if args.histograms:
         from .plots import plot_neuron_histograms
 
@@ -458,14 +311,14 @@ def command_neurons(args: argparse.Namespace) -> int:
 def command_realism(args: argparse.Namespace) -> int:
     from .apps.realism import rank_by_realism, realism_neurons
 
-    generated = per_image(args.generated, args)
-    real = histogram_dna(args.real, args)
+    if bool(args.other_real) != bool(args.other_generated):
+        raise ValueError("--other-real and --other-generated go together: real and generated images of other classes")
+    generated = _dna(args.generated, args, _image_histograms(args))
+    real = _dna(args.real, args, _histograms(args))
     neurons = None
-    if args.other_real or args.other_generated:
-        if not (args.other_real and args.other_generated):
-            raise ValueError("--other-real and --other-generated go together: real and generated images of other classes")
-        other_real = [histogram_dna(item, args) for item in args.other_real]
-        other_generated = [histogram_dna(item, args) for item in args.other_generated]
+    if args.other_real:
+        other_real = [_dna(item, args, _histograms(args)) for item in args.other_real]
+        other_generated = [_dna(item, args, _histograms(args)) for item in args.other_generated]
         neurons = realism_neurons(other_real, other_generated, args.neurons)
         print(f"ranking on the {neurons.num_neurons} neurons most sensitive to real vs generated "
               f"({', '.join(f'{layer}: {len(indices)}' for layer, indices in neurons.items())})")
@@ -473,46 +326,28 @@ def command_realism(args: argparse.Namespace) -> int:
     return 0
 
 
-def _attribute_pairs(folder: str) -> dict[str, tuple[VDNA, VDNA]]:
-    root = Path(folder)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{folder}: not a folder of attribute DNAs")
-    pairs = {}
-    for attribute in sorted(path for path in root.iterdir() if path.is_dir()):
-        files = {side: attribute / side for side in ("with", "without")}
-        missing = [str(path) + ".json" for path in files.values() if not path.with_suffix(".json").is_file()]
-        if missing:
-            raise FileNotFoundError(f"attribute {attribute.name!r}: missing {', '.join(missing)}")
-        pairs[attribute.name] = (_load(str(files["with"])), _load(str(files["without"])))
-    if not pairs:
-        raise ValueError(f"{folder} holds no attribute folders (ATTRIBUTE/with.json + ATTRIBUTE/without.json)")
-    return pairs
-
-
 def command_attributes(args: argparse.Namespace) -> int:
-    from .apps.attributes import evaluate_removal, learn_attribute_removal
+    from .apps.attributes import learn_removals, load_attribute_pairs, save_removals
 
-    train, validation = _attribute_pairs(args.train), _attribute_pairs(args.validation)
-    targets = args.target or sorted(train)
-    results = {}
-    for target in targets:
-        removal = learn_attribute_removal(train, validation, target, args.metric, args.learning_rate, patience=args.patience,
-                                          max_iterations=args.max_iterations)
-        line = f"{target}: removal {100 * removal.target_removal:.1f}%  others |deviation| {100 * removal.other_deviation:.1f}% (validation)"
-        entry = {"validation": [removal.target_removal, removal.other_deviation], "iterations": removal.iterations}
-        if args.test:
-            removed, deviated = evaluate_removal(removal, _attribute_pairs(args.test))
-            line += f"; test {100 * removed:.1f}% / {100 * deviated:.1f}%"
-            entry["test"] = [removed, deviated]
+    train, validation = load_attribute_pairs(args.train), load_attribute_pairs(args.validation)
+    test = load_attribute_pairs(args.test) if args.test else None
+    learned = learn_removals(train, validation, args.target, args.metric, args.learning_rate, args.patience,
+                             args.max_iterations, test)
+    for target, item in learned.items():
+        removal = item.removal
+        line = (f"{target}: removal {100 * removal.target_removal:.1f}%  others |deviation| "
+                f"{100 * removal.other_deviation:.1f}% (validation)")
+        if item.test is not None:
+            line += f"; test {100 * item.test[0]:.1f}% / {100 * item.test[1]:.1f}%"
         print(line)
-        entry["weights"] = {layer: values.tolist() for layer, values in removal.weights.items()}
-        results[target] = entry
     if args.output:
-        Path(args.output).write_text(json.dumps({"metric": args.metric, "attributes": results}, indent=1))
+        save_removals(learned, args.output, args.metric)
     return 0
 
 
 def _read_table(path: str) -> dict[str, dict[str, float]]:
+    import json
+
     with open(path, encoding="utf-8") as handle:
         table = json.load(handle)
     if not isinstance(table, dict) or not all(isinstance(row, dict) for row in table.values()):
@@ -523,6 +358,7 @@ def _read_table(path: str) -> dict[str, dict[str, float]]:
 def command_transfer(args: argparse.Namespace) -> int:
     from .apps.transfer import distance_matrix, rank_sources, ranking_discrepancy
     from .distances import EMD
+    from .inputs import is_saved_dna
 
     dnas = {Path(path).with_suffix("").name if is_saved_dna(path) else Path(path).name: path for path in args.dnas}
     if len(dnas) != len(args.dnas):
@@ -533,7 +369,7 @@ def command_transfer(args: argparse.Namespace) -> int:
         if unknown:
             raise ValueError(f"--performance names sets that are not among the DNAs: {', '.join(unknown)} "
                              f"(the DNAs are {', '.join(dnas)})")
-    loaded = {name: histogram_dna(path, args) for name, path in dnas.items()}
+    loaded = {name: _dna(path, args, _histograms(args)) for name, path in dnas.items()}
     matrix = distance_matrix(loaded, EMD)
     for target, row in matrix.items():
         others = {source: value for source, value in row.items() if source != target}
@@ -549,24 +385,25 @@ def command_transfer(args: argparse.Namespace) -> int:
 
 
 def command_sample_size(args: argparse.Namespace) -> int:
-    from .apps.sample_size import sample_size_curve
+    from .apps.sample_size import noise_floor_beside, sample_size_curve
+    from .inputs import is_saved_dna
     from .stats import noise_floor_limits, set_dna
 
     try:
         sizes = [int(size) for size in args.sizes.split(",")]
     except ValueError:
         raise ValueError(f"--sizes must be comma-separated whole numbers such as 10,20,50, got {args.sizes!r}") from None
-    histograms = f"image-histogram-{args.bins}"
+    histograms = _image_histograms(args)
     if args.fd:
         if is_saved_dna(args.images) or is_saved_dna(args.reference):
             raise ValueError("--fd compares the Fréchet distance of each image's mean activations, which saved histogram "
                              "DNAs do not hold: give IMAGES and REFERENCE as folders of images (per-image histograms "
                              "and means are made from them in one pass each)")
-        images, means = _make(args.images, args, [histograms, "image-mean"])
-        reference, reference_means = _make(args.reference, args, [histograms, "image-mean"])
+        images, means = _dnas(args.images, args, [histograms, "image-mean"])
+        reference, reference_means = _dnas(args.reference, args, [histograms, "image-mean"])
     else:
-        images = per_image(args.images, args)
-        reference = dna_or_images(args.reference, args, histograms)
+        images = _dna(args.images, args, histograms)
+        reference = _dna(args.reference, args, histograms) if not is_saved_dna(args.reference) else _saved(args.reference)
     inputs = {"dna-emd": (images, reference, "emd")}
     if args.fd:
         inputs["fd"] = (means, reference_means, "fd")
@@ -575,7 +412,8 @@ def command_sample_size(args: argparse.Namespace) -> int:
         layers = args.fd_layer if metric == "fd" else None
         curves[label] = sample_size_curve(subsets, set_dna(whole, metric, "reference"), sizes, args.seeds, metric=metric,
                                           layers=layers)
-        floors[label] = _noise_floor(subsets, whole if pooled else whole.num_images, curves[label], args.seed, metric, layers)
+        floors[label] = noise_floor_beside(curves[label], subsets, whole if pooled else whole.num_images,
+                                           run_config(args).seed, layers)
     for label, curve in curves.items():
         print(f"{label}: settles within {100 * args.tolerance:.0f}% of its last value from {curve.settled_size(args.tolerance)} images")
         floor = floors[label]
@@ -601,28 +439,18 @@ def command_sample_size(args: argparse.Namespace) -> int:
     return 0
 
 
-def _noise_floor(images: VDNA, reference: VDNA | int, curve: Any, seed: int, metric: str, layers: list[str] | None) -> Any:
-    """The noise floor beside a sample-size curve, at the sizes that leave the reference's images aside (None: none)."""
-    from .apps.sample_size import SampleSizeCurve
-    from .stats import noise_floor_curve, noise_floor_limits
+def _saved(argument: str) -> VDNA:
+    from .inputs import saved_dna
 
-    other, largest = noise_floor_limits(images, reference)
-    sizes = [size for size in curve.sizes if size <= largest]
-    if not sizes or other < 2:
-        return None
-    distances = noise_floor_curve(images, sizes, reference, draws=curve.distances.shape[0], seed=seed, metric=metric,
-                                  layers=layers)
-    return SampleSizeCurve(metric, sizes, distances)
+    return saved_dna(argument)
 
 
 def command_report(args: argparse.Namespace) -> int:
     from .report import make_report
 
-    _check_statistics_flags(args)
-    config = run_config(args, f"image-histogram-{args.bins}")
-    path = make_report(args.a, args.b, args.output, processor=_processor(args), config=config,
-                       top_neurons=args.top_neurons, images_shown=args.images_shown, resamples=args.resamples,
-                       permutations=args.permutations)
+    path = make_report(args.a, args.b, args.output, processor=_processor(args), bins=args.bins,
+                       top_neurons=args.top_neurons, images_shown=args.images_shown,
+                       config=run_config(args), stats_config=_settings(args, StatsConfig))
     print(f"report -> {path}")
     return 0
 
@@ -630,9 +458,15 @@ def command_report(args: argparse.Namespace) -> int:
 # -- the parser --------------------------------------------------------------------------------------------------
 def _command(commands: Any, name: str, handler: Callable[[argparse.Namespace], int], summary: str, description: str) -> argparse.ArgumentParser:
     parser = commands.add_parser(name, help=summary, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.set_defaults(handler=handler)
+    parser.set_defaults(handler=handler, command_parser=parser)
     return parser
 
+
+def _add_making(
+    parser: argparse.ArgumentParser, groups: Iterable[str] = (), exclude: Iterable[str] = (), defaults: dict[str, str] | None = None
+) -> None:
+    """The flags of making DNAs from images (``groups``: the optional ones this command offers)."""
+    _add_settings(parser, RunConfig, "making DNAs from images", groups, exclude, defaults)
 
 
 def _add_bins(parser: argparse.ArgumentParser) -> None:
@@ -693,7 +527,7 @@ def _add_application_commands(commands: Any) -> None:
     attributes.add_argument("validation")
     attributes.add_argument("--test", help="a third folder of pairs to evaluate the learned weights on")
     attributes.add_argument("--target", nargs="+", help="attributes to remove, one at a time (default: each)")
-    attributes.add_argument("--metric", choices=("emd", "nfd", "fd"), default="emd")
+    attributes.add_argument("--metric", choices=_distances(), default="emd", help="the distance whose units are weighted")
     attributes.add_argument("--learning-rate", type=float, default=1e-5, help="Adam's learning rate (default 1e-5)")
     attributes.add_argument("--patience", type=int, default=50, help="iterations without progress before stopping")
     attributes.add_argument("--max-iterations", type=int, default=100_000)
@@ -737,19 +571,20 @@ def _add_application_commands(commands: Any) -> None:
     report.add_argument("--top-neurons", type=int, default=8, help="neurons to show (default 8)")
     report.add_argument("--images-shown", type=int, default=6,
                         help="images per row, and crops per set for each neuron (default 6)")
+    _add_settings(report, StatsConfig, "statistics")
 
-    report.add_argument("--resamples", type=int, default=200, help="bootstrap resamples of the statistics (default 200)")
-    report.add_argument("--permutations", type=int, default=200,
-                        help="random splits of the pooled images for the noise floors and p-value (default 200)")
-
-    crops = "--shuffle and random crops"
-    for parser, seeds in ((rank, crops), (realism, crops), (sample_size, "--shuffle, random crops and the noise floor's draws"),
-                          (report, "--shuffle, random crops and the statistics' resamples")):
+    for parser in (rank, realism, sample_size, report):
         _add_bins(parser)
-        _add_make_options(parser, seeds=seeds)
+        _add_making(parser)
     for parser in (neurons, transfer):
         _add_bins(parser)
-        _add_make_options(parser, streams=True)
+        _add_making(parser, groups=("streams",))
+
+
+def _distances() -> list[str]:
+    from .distances import list_distances
+
+    return list_distances()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -764,7 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("source")
     make.add_argument("-o", "--output", required=True, help="path of the DNA to write (without suffix)")
     make.add_argument("--compact", action="store_true", help="write histograms in the compact .vdnz encoding")
-    _add_make_options(make, distribution=DEFAULT_DISTRIBUTION, streams=True, checkpoint=True, ray=True)
+    _add_making(make, groups=("distribution", "streams", "checkpoint"))
+    _add_settings(make, RayConfig, "making the DNA on Ray", groups=("ray",))
 
     compare = _command(commands, "compare", command_compare, "distance between two DNAs or image sets", (
         "Distance between A and B, each a saved DNA (NAME, NAME.json, NAME.npz or NAME.vdnz) or a source of images\n"
@@ -777,7 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
         "also its interval, noise floor and p-value; without, from the DNAs of the whole sets (any saved DNAs)."))
     compare.add_argument("a")
     compare.add_argument("b")
-    compare.add_argument("--metric", choices=sorted(METRICS), default="emd", help="emd (histograms), nfd (gaussian) or fd (layer-gaussian)")
+    compare.add_argument("--metric", choices=_distances(), default="emd",
+                         help="the distance (default: emd, between histograms; nfd between gaussian DNAs, fd between "
+                              "layer-gaussian DNAs)")
     compare.add_argument("--layer", default=None, help="compare the neurons of this layer only")
     compare.add_argument("--neuron-wise", metavar="FILE.csv", help="also write per-neuron distances to this CSV file")
     compare.add_argument("--neuron-weights", metavar="FILE.json",
@@ -786,12 +624,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", action="store_true", help="print the result as JSON")
     compare.add_argument("--stats", action="store_true",
                          help="also the 95%% interval, noise floor, excess and p-value, from per-image DNAs")
-    compare.add_argument("--resamples", type=int, help="with --stats: bootstrap resamples (default 200)")
-    compare.add_argument("--permutations", type=int, help="with --stats: random splits of the pooled images (default 200)")
     compare.add_argument("--by-layer", action="store_true",
                          help="each layer's value and share of the total, early to late (with --stats, its noise floor too)")
-    _add_make_options(compare, distribution=None, streams=True, ray=True,
-                      seeds="--shuffle, random crops and the resamples of --stats")
+    _add_settings(compare, StatsConfig, "statistics (with --stats)")
+    _add_making(compare, groups=("distribution", "streams"), defaults={"distribution_name": "the metric's"})
+    _add_settings(compare, RayConfig, "making the DNAs on Ray", groups=("ray",))
 
     inspect = _command(commands, "inspect", command_inspect, "describe a saved DNA",
                        "Describe the saved DNA DNA (NAME, NAME.json, NAME.npz or NAME.vdnz), its arrays checked against their sha256.")
@@ -805,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("source")
     calibrate.add_argument("-o", "--output", required=True, help="ranges file to write (JSON)")
     calibrate.add_argument("--margin", type=float, default=0.2, help="widening of each range (default 0.2)")
-    _add_make_options(calibrate, streams=True, ranges=False)
+    _add_making(calibrate, groups=("streams",), exclude=("activation_ranges",))
 
     extractors = _command(commands, "extractors", command_extractors, "list the registered feature extractors",
                           "List the feature extractors by name; --details builds each with random weights to show its layers.")
@@ -815,11 +652,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """``{argument's name: its flag}`` of a command, so messages name its arguments as typed."""
+    return {action.dest: max(action.option_strings, key=len) for action in parser._actions if action.option_strings}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vdna`` command."""
     args = build_parser().parse_args(argv)
     try:
-        with command_line_names():
+        with command_line_names(_flags(args.command_parser)):
             return args.handler(args)
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"vdna {args.command}: error: {error}", file=sys.stderr)

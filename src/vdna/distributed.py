@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .config import DEFAULT_EXTRACTOR, DEFAULT_MAX_IMAGE_PIXELS, RunConfig, check_integer, option
+from .config import RayConfig, RunConfig, option, run_settings, split_settings
 from .distributions import parse_distribution
 from .dna import VDNA
 from .engine import (
@@ -91,7 +91,7 @@ def _worker_class(ray: Any) -> type:
             torch.set_num_threads(threads)
             dna_class, parameters = parse_distribution(config.distribution_name)
             device = resolve_device(device)
-            extractor = create_extractor(config.feat_extractor_name, weights=config.weights, device=device)
+            extractor = create_extractor(config.feat_extractor_name, weights=config.extractor_weights, device=device)
             accumulator = dna_class.accumulator(parameters, extractor.info.layers, ranges, device)
             step = config.forward_batch_size or (1 if device.type == "cpu" else config.batch_size)
             self.run = Run(forward_function(extractor, device, config.precision), [accumulator], device, step, config.on_error)
@@ -134,65 +134,55 @@ def _progress_class(ray: Any) -> type:
 
 def make_vdna_ray(
     source: Any,
-    num_images: int = -1,
-    shuffle_files: bool = False,
-    feat_extractor_name: str = DEFAULT_EXTRACTOR,
-    distribution_name: str = "histogram-1000",
-    seed: int = 0,
-    batch_size: int = 64,
-    device: str | None = None,
-    verbose: bool = True,
-    crop_to_square_pre_resize: str = "none",
+    num_images: int = RunConfig.num_images,
+    shuffle_files: bool = RunConfig.shuffle_files,
+    feat_extractor_name: str = RunConfig.feat_extractor_name,
+    distribution_name: str = RunConfig.distribution_name,
+    seed: int = RunConfig.seed,
+    batch_size: int = RunConfig.batch_size,
+    device: str | None = RunConfig.device,
+    verbose: bool = RunConfig.verbose,
+    crop_to_square_pre_resize: str = RunConfig.crop_to_square_pre_resize,
     *,
-    activation_ranges: Any = None,
-    weights: str | None = None,
-    on_error: str = "raise",
-    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-    forward_batch_size: int | None = None,
-    precision: str = "float32",
-    num_actors: int | None = None,
-    num_gpus_per_actor: float = 0,
-    threads_per_actor: int | None = None,
-    address: str | None = None,
+    config: RunConfig | None = None,
+    ray_config: RayConfig | None = None,
+    **options: Any,
 ) -> VDNA:
     """Make the DNA of ``source`` on Ray; the same arguments and result as :meth:`VDNAProcessor.make_vdna`.
 
-    Attaches to the Ray cluster at ``address`` (``"auto"``, ``"ray://head:10001"``), to the one
-    already initialised in this process, or starts a local one. ``num_actors`` actors (default: one
-    per GPU with ``num_gpus_per_actor``, else one) each hold the extractor; with
-    ``num_gpus_per_actor`` they run on GPUs. ``threads_per_actor`` sets their torch threads
-    (default: this process's, as a local run would use): CPU convolutions round differently with
-    different thread counts, so a DNA is bit-identical to a local one made with as many threads.
-    Sources must have a known length (folders, lists, indexes, zip files, tar shards).
+    ``options`` are the other settings of :class:`~vdna.RunConfig` and those of :class:`~vdna.RayConfig`:
+    ``address`` (``"auto"``, ``"ray://head:10001"``; default: the Ray already initialised in this
+    process, or a local one), ``num_actors`` (default: one per GPU with ``num_gpus_per_actor``,
+    else one), each holding the extractor (on GPUs with ``num_gpus_per_actor``), and
+    ``threads_per_actor``, their torch threads (default: this process's, as a local run would
+    use): CPU convolutions round differently with different thread counts, so a DNA is
+    bit-identical to a local one made with as many threads. Sources must have a known length
+    (folders, lists, indexes, zip files, tar shards).
     """
-    config = RunConfig(
-        num_images=num_images, shuffle_files=shuffle_files, feat_extractor_name=feat_extractor_name,
-        distribution_name=distribution_name, seed=seed, batch_size=batch_size, device=device, verbose=verbose,
-        n_sample_images=0, crop_to_square_pre_resize=crop_to_square_pre_resize, activation_ranges=activation_ranges,
-        weights=weights, on_error=on_error, max_image_pixels=max_image_pixels, forward_batch_size=forward_batch_size,
-        precision=precision,
+    (ray_options,), run_options = split_settings(options, RayConfig)
+    config, ranges = run_settings(
+        config, "make_vdna_ray", num_images=num_images, shuffle_files=shuffle_files,
+        feat_extractor_name=feat_extractor_name, distribution_name=distribution_name, seed=seed, batch_size=batch_size,
+        device=device, verbose=verbose, crop_to_square_pre_resize=crop_to_square_pre_resize, **run_options,
     )
-    return run_on_ray(source, config, num_actors, num_gpus_per_actor, threads_per_actor, address)
+    ray_config = replace(ray_config, **ray_options) if ray_config is not None else RayConfig(**ray_options)
+    return run_on_ray(source, config, ray_config, ranges)
 
 
-def run_on_ray(
-    source: Any,
-    config: RunConfig,
-    num_actors: int | None = None,
-    num_gpus_per_actor: float = 0,
-    threads_per_actor: int | None = None,
-    address: str | None = None,
-) -> VDNA:
-    """The DNA of ``source`` with the settings of ``config``, made by Ray actors (see :func:`make_vdna_ray`)."""
+def run_on_ray(source: Any, config: RunConfig, ray_config: RayConfig | None = None, ranges: Any = None) -> VDNA:
+    """The DNA of ``source`` with the settings of ``config``, made by Ray actors as ``ray_config`` says (see :func:`make_vdna_ray`).
+
+    ``ranges``: activation ranges held in memory, instead of ``config.activation_ranges``.
+    """
+    ray_config = ray_config or RayConfig()
+    num_actors, num_gpus_per_actor = ray_config.num_actors, ray_config.num_gpus_per_actor
     ray = _ray()
-    if num_actors is not None:
-        check_integer(num_actors, "num_actors", 1)
-    if num_gpus_per_actor < 0:
-        raise ValueError(f"num_gpus_per_actor must be non-negative, got {num_gpus_per_actor}")
-    if config.checkpoint is not None or config.compile or config.streams != 1:
-        raise ValueError(
-            f"{option('checkpoint')}, {option('compile')} and {option('streams')} are options of local runs, not of Ray runs"
-        )
+    local_only = [name for name in ("checkpoint", "save_sample_images") if getattr(config, name) is not None]
+    local_only += [name for name in ("compile",) if config.compile] + [name for name in ("streams",) if config.streams != 1]
+    if local_only:
+        flags = [option(name) for name in local_only]
+        named = f"{', '.join(flags[:-1])} and {flags[-1]} are options" if len(flags) > 1 else f"{flags[0]} is an option"
+        raise ValueError(f"{named} of local runs, not of Ray runs")
     dna_class, parameters = parse_distribution(config.distribution_name)
     if dna_class.type in ("image-histogram", "image-mean"):
         raise ValueError(
@@ -202,14 +192,17 @@ def run_on_ray(
     if not isinstance(collection, ImageCollection):
         raise ValueError("the Ray backend needs a source of known length (a folder, list, index, zip or tar shards)")
     actor_device = resolve_device(config.device or ("cuda" if num_gpus_per_actor > 0 else "cpu"))
-    extractor = create_extractor(config.feat_extractor_name, weights=config.weights, device="cpu")
+    extractor = create_extractor(config.feat_extractor_name, weights=config.extractor_weights, device="cpu")
     info = extractor.info
-    ranges = resolve_ranges(config.activation_ranges, extractor) if dna_class.needs_ranges else None
+    if dna_class.needs_ranges:
+        ranges = resolve_ranges(config.activation_ranges if ranges is None else ranges, extractor)
+    else:
+        ranges = None
     del extractor  # the actors build their own; the driver keeps only its description
     preprocessor = run_preprocessor(info, config)
 
     if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(address=ray_config.address or None, ignore_reinit_error=True, log_to_driver=False, logging_level=logging.WARNING)
     if num_actors is None:
         gpus = ray.cluster_resources().get("GPU", 0)
         num_actors = max(1, int(gpus // num_gpus_per_actor)) if num_gpus_per_actor > 0 else 1
@@ -219,10 +212,9 @@ def run_on_ray(
         batch_size=8,
     )
     shards = dataset.streaming_split(num_actors, equal=False)
-    threads = threads_per_actor or torch.get_num_threads()
+    threads = ray_config.threads_per_actor or torch.get_num_threads()
     worker_class = _worker_class(ray).options(num_cpus=0, num_gpus=num_gpus_per_actor)
-    actor_config = replace(config, activation_ranges=None)
-    workers = [worker_class.remote(actor_config, ranges, str(actor_device), threads) for _ in range(num_actors)]
+    workers = [worker_class.remote(config, ranges, str(actor_device), threads) for _ in range(num_actors)]
     progress = _progress_class(ray).remote()
     pending = [worker.consume.remote(shard, config.batch_size, progress) for worker, shard in zip(workers, shards)]
     started = time.perf_counter()

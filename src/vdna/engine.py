@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from .checkpoint import Checkpoint
 from .config import RunConfig, option
 from .distributions import Accumulator, DNAType, VDNAActivationRanges, parse_distribution
-from .dna import VDNA, Provenance, merge_vdnas
+from .dna import VDNA, Provenance
 from .extractors import Extractor, ExtractorInfo, check_ranges_match, resolve_device
 from .kernels import compile_kernels, uncached_kernels
 from .preprocess import ImageError, Preprocessor, decode_image
@@ -464,15 +464,20 @@ def _checkpoint(config: RunConfig, source: Any, collection: Any, extractor: Extr
 class _PeriodicCheckpoint:
     """Saves a run's state (the images of all its accumulators) each time ``every`` more images are done."""
 
-    def __init__(self, store: Checkpoint, streams: list[Run], extractor_name: str, every: int):
-        self.store, self.streams, self.extractor_name = store, streams, extractor_name
+    def __init__(self, store: Checkpoint, streams: list[Run], every: int):
+        self.store, self.streams = store, streams
         self.every, self.saved_at = every, len(streams[0].record.done)
 
     def __call__(self) -> None:
         record = self.streams[0].record
         if len(record.done) - self.saved_at >= self.every:
-            partial = merge_vdnas([stream.accumulators[0].result(self.extractor_name) for stream in self.streams])
-            self.store.save(partial, record.used, record.skipped, record.done)
+            parts = [stream.accumulators[0] for stream in self.streams]
+            state = parts[0]
+            if len(parts) > 1:
+                state = parts[0].fresh()
+                for part in parts:
+                    state.merge(part)
+            self.store.save(state, record.used, record.skipped, record.done)
             self.saved_at = len(record.done)
 
 
@@ -519,11 +524,13 @@ def make_dnas(
     extractors: ExtractorSource,
     distributions: Sequence[str] | None = None,
     trackers: Sequence[Tracker] = (),
+    ranges: ActivationRanges | VDNAActivationRanges | None = None,
 ) -> list[VDNA]:
     """The DNAs of the images of ``source`` made in one pass, one per distribution name (``config``'s by default).
 
     ``trackers`` are fed the same pass (they are filled in place); with trackers, ``distributions``
-    may be empty, and the pass makes no DNA.
+    may be empty, and the pass makes no DNA. ``ranges``: activation ranges held in memory, used
+    instead of ``config.activation_ranges``.
     """
     names = list(distributions) if distributions is not None else [config.distribution_name]
     if not names and not trackers:
@@ -544,7 +551,8 @@ def make_dnas(
         raise ValueError(f"{option('checkpoint')} saves the state of one DNA; make one distribution at a time to checkpoint")
     extractor = extractors(1)[0]
     forward = forward_function(extractor, device, config.precision, config.compile)
-    ranges = resolve_ranges(config.activation_ranges, extractor) if any(c.needs_ranges for c, _ in kinds) else None
+    needed = any(c.needs_ranges for c, _ in kinds)
+    ranges = resolve_ranges(config.activation_ranges if ranges is None else ranges, extractor) if needed else None
     layers = extractor.info.layers
     accumulators = [dna_class.accumulator(parameters, layers, ranges, device) for dna_class, parameters in kinds]
     collection = open_source(source, config.num_images, config.shuffle_files, config.seed)
@@ -560,10 +568,9 @@ def make_dnas(
     if store is not None:
         state = store.load()
         if state is not None:
-            partial, used, skipped, done = state
-            accumulators[0].resume(partial)
-            record = RunRecord(used, skipped, done)
-            finished = set(done)
+            accumulators[0].load_state_tensors(state.tensors, state.num_images)
+            record = RunRecord(state.used, state.skipped, state.done)
+            finished = set(state.done)
             positions = [i for i in range(len(collection)) if i not in finished]
             todo = collection.subset(positions)
     _compile_phase(config.verbose)
@@ -582,7 +589,7 @@ def make_dnas(
             parts = [run] + [run.fork(forward_function(copy, device, config.precision, config.compile)) for copy in copies]
         else:
             parts = [run]
-        saver = _PeriodicCheckpoint(store, parts, info.name, config.checkpoint_every) if store is not None else lambda: None
+        saver = _PeriodicCheckpoint(store, parts, config.checkpoint_every) if store is not None else lambda: None
         if streams > 1:
             run_streams(parts, raw_batches(todo, config.batch_size, positions), preprocessor, config.max_image_pixels, saver)
         else:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import RunConfig
+from .config import RunConfig, run_settings
 from .engine import run_preprocessor
 from .extractors import Extractor, ExtractorInfo
 from .preprocess import decode_image
@@ -479,22 +479,20 @@ def neuron_examples(
     processor: VDNAProcessor | None = None,
     *,
     config: RunConfig | None = None,
-    **make_options: Any,
+    **options: Any,
 ) -> dict[NeuronKey, NeuronExamples]:
     """For each neuron, the ``per_set`` images of each set where it fires most, with what it saw of them.
 
     ``neurons``: ``(layer, index)`` pairs, ranked :class:`~vdna.neurons.Neuron` s (e.g. the first of
     :func:`~vdna.neurons.rank_neurons`) or ``{layer: indices}``. Each set goes through the network
-    once, with the run settings ``config`` or ``make_options``
-    (:meth:`~vdna.VDNAProcessor.make_vdna`'s keyword arguments; no DNA is made); its best images are
+    once, with the run settings ``config`` and ``options`` (:class:`~vdna.RunConfig`'s fields, which
+    replace its; no DNA is made); its best images are
     then read again to crop them. Returns ``{(layer, index): NeuronExamples}`` in the order of ``neurons``.
     """
     _check_per_set(per_set)
-    if config is not None and make_options:
-        raise TypeError("pass the run's settings as config= or as keyword options, not both")
-    config = config or RunConfig.from_options(**make_options)
+    config, ranges = run_settings(config, "neuron_examples", **options)
     processor = processor or VDNAProcessor()
-    extractor = processor.get_extractor(config.feat_extractor_name, config.device, config.weights)
+    extractor = processor.get_extractor(config.feat_extractor_name, config.device, config.extractor_weights)
     chosen = neuron_list(neurons, extractor.info)
     layer_geometry(extractor, [layer for layer, _ in chosen])  # a layer that cannot be mapped fails before any run
     for source in (source_a, source_b):
@@ -506,7 +504,7 @@ def neuron_examples(
     found = []
     for source in (source_a, source_b):
         maxima = NeuronMaxima(per_set, selection)
-        processor.run(source, config, [], trackers=[maxima])
+        processor.run(source, config, [], trackers=[maxima], ranges=ranges)
         found.append(crop_examples(maxima, chosen, source, config, extractor))
     return {key: NeuronExamples(key[0], key[1], tuple(found[0][key]), tuple(found[1][key])) for key in chosen}
 

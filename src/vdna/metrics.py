@@ -33,15 +33,16 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from .config import DEFAULT_DISTRIBUTION, DEFAULT_EXTRACTOR, RunConfig
-from .distances import EMD, FD, NFD
+from .config import RunConfig, run_settings, split_settings
+from .distances import get_distance
 from .distributions import Accumulator, DNAType, parse_distribution
-from .distributions.gaussian import combine_moments, spread_from_m2
+from .distributions.state import state_key
 from .dna import VDNA, check_comparable
 from .engine import Run, RunRecord, collate, forward_function, prepare_image, resolve_ranges, run_provenance
 from .extractors import Extractor, create_extractor
@@ -139,153 +140,14 @@ def batch_pixels(images: Any) -> np.ndarray:
     return pixels.detach().permute(0, 2, 3, 1).cpu().numpy()
 
 
-# -- how each distribution's state lives in torchmetrics states ---------------------------------------
-class _StateLayout:
-    """One distribution's running state as torchmetrics states, one per layer (``<prefix>_<layer index>``).
-
-    ``batch_accumulator`` gives the accumulator a batch goes into, ``absorb`` adds it to the states
-    afterwards, ``layer_data`` reads the states as the DNA's per-layer data.
-    """
-
-    prefix = ""
-
-    def __init__(self, metric: Metric, layers: Mapping[str, int], parameters: dict[str, Any], dna_class: type[DNAType]):
-        self.names = {layer: f"{self.prefix}_{index}" for index, layer in enumerate(layers)}
-        for layer, neurons in layers.items():
-            default, reduction = self.initial(neurons, parameters)
-            metric.add_state(self.names[layer], default, dist_reduce_fx=reduction)
-
-    def initial(self, neurons: int, parameters: dict[str, Any]) -> tuple[torch.Tensor, Any]:
-        """A layer's empty state and its reduction across processes."""
-        raise NotImplementedError
-
-    def state(self, metric: Metric, layer: str) -> torch.Tensor:
-        return getattr(metric, self.names[layer])
-
-    def batch_accumulator(self, metric: Metric, template: Accumulator) -> Accumulator:
-        raise NotImplementedError
-
-    def absorb(self, metric: Metric, accumulator: Accumulator) -> None:
-        """Add a batch's accumulator to the states (nothing to do where the accumulator wrote into them)."""
-
-    def layer_data(self, metric: Metric, num_images: int) -> dict[str, Any]:
-        raise NotImplementedError
-
-
-class _Counts(_StateLayout):
-    """Histograms: int64 ``(neurons, bins)`` counts, summed across processes. The accumulator bins into them."""
-
-    prefix = "counts"
-
-    def initial(self, neurons, parameters):
-        return torch.zeros((neurons, parameters["bins"]), dtype=torch.int64), "sum"
-
-    def batch_accumulator(self, metric, template):
-        template.counts = {layer: self.state(metric, layer) for layer in self.names}
-        return template
-
-    def absorb(self, metric, accumulator):
-        accumulator.flush()
-
-    def layer_data(self, metric, num_images):
-        return {layer: self.state(metric, layer).to("cpu", copy=True) for layer in self.names}
-
-
-class _Extremes(_StateLayout):
-    """Activation ranges: float32 minima (``min_<i>``) and maxima (``max_<i>``). The accumulator updates them in place."""
-
-    prefix = "min"
-
-    def __init__(self, metric, layers, parameters, dna_class):
-        super().__init__(metric, layers, parameters, dna_class)
-        self.maxima = {layer: f"max_{index}" for index, layer in enumerate(layers)}
-        for layer, neurons in layers.items():
-            metric.add_state(self.maxima[layer], torch.full((neurons,), -torch.inf), dist_reduce_fx="max")
-
-    def initial(self, neurons, parameters):
-        return torch.full((neurons,), torch.inf), "min"
-
-    def batch_accumulator(self, metric, template):
-        template.minimum = {layer: self.state(metric, layer) for layer in self.names}
-        template.maximum = {layer: getattr(metric, self.maxima[layer]) for layer in self.names}
-        return template
-
-    def layer_data(self, metric, num_images):
-        return {
-            layer: {
-                "min": self.state(metric, layer).to("cpu", torch.float32, copy=True),
-                "max": getattr(metric, self.maxima[layer]).to("cpu", torch.float32, copy=True),
-            }
-            for layer in self.names
-        }
-
-
-def _pack(count: float, mean: torch.Tensor, m2: torch.Tensor) -> torch.Tensor:
-    return torch.cat([mean.new_tensor([count]), mean, m2.flatten()])
-
-
-def _unpack(packed: torch.Tensor, neurons: int, full: bool) -> tuple[int, torch.Tensor, torch.Tensor]:
-    m2 = packed[1 + neurons :]
-    return int(packed[0]), packed[1 : 1 + neurons], m2.reshape(neurons, neurons) if full else m2
-
-
-def merge_packed_moments(stacked: torch.Tensor, neurons: int, full: bool) -> torch.Tensor:
-    """Rows ``[count, mean (neurons), m2 (neurons, or neurons² if full)]`` of several parts merged into one (Chan et al.)."""
-    rows = stacked.reshape(-1, stacked.shape[-1])
-    count, mean, m2 = _unpack(rows[0], neurons, full)
-    for row in rows[1:]:
-        other_count, other_mean, other_m2 = _unpack(row, neurons, full)
-        mean, m2 = combine_moments(count, mean, m2, other_count, other_mean, other_m2)
-        count += other_count
-    return _pack(count, mean, m2)
-
-
-class _Moments(_StateLayout):
-    """Gaussians: per layer one float64 vector ``[count, mean, m2]``; the processes' vectors merge with Chan's formula.
-
-    Counts are exact in float64 up to 2**53 images.
-    """
-
-    prefix = "moments"
-
-    def __init__(self, metric, layers, parameters, dna_class):
-        self.full = dna_class.full_covariance
-        self.spread_key = dna_class.spread_key
-        self.neurons = dict(layers)
-        super().__init__(metric, layers, parameters, dna_class)
-
-    def initial(self, neurons, parameters):
-        size = 1 + neurons + (neurons * neurons if self.full else neurons)
-        return torch.zeros(size, dtype=torch.float64), functools.partial(merge_packed_moments, neurons=neurons, full=self.full)
-
-    def batch_accumulator(self, metric, template):
-        return template.fresh()
-
-    def absorb(self, metric, accumulator):
-        for layer, neurons in self.neurons.items():
-            count, mean, m2 = _unpack(self.state(metric, layer), neurons, self.full)
-            mean, m2 = combine_moments(
-                count, mean, m2, accumulator.num_images, accumulator.mean[layer], accumulator.m2[layer]
-            )
-            setattr(metric, self.names[layer], _pack(count + accumulator.num_images, mean, m2))
-
-    def layer_data(self, metric, num_images):
-        data = {}
-        for layer, neurons in self.neurons.items():
-            count, mean, m2 = _unpack(self.state(metric, layer), neurons, self.full)
-            data[layer] = {"mu": mean.to("cpu", copy=True), self.spread_key: spread_from_m2(m2, count).to("cpu", copy=True)}
-        return data
-
-
-_LAYOUTS: dict[str, type[_StateLayout]] = {
-    "histogram": _Counts,
-    "activation-ranges": _Extremes,
-    "gaussian": _Moments,
-    "layer-gaussian": _Moments,
-}
-
-
 # -- the metrics ----------------------------------------------------------------------------------------
+_METRIC_SETTINGS = {
+    "feat_extractor_name", "distribution_name", "activation_ranges", "extractor_weights", "precision",
+    "forward_batch_size", "max_image_pixels", "verbose", "num_workers", "n_sample_images",
+}
+"""The settings a metric uses; the others describe reading a source of files and must keep their defaults."""
+
+
 class DNAMetric(Metric):
     """The DNA of every image given to :meth:`update`, merged exactly across processes (a torchmetrics ``Metric``).
 
@@ -296,13 +158,15 @@ class DNAMetric(Metric):
     with as many torch threads, bit for bit for histograms and ranges, to float64 round-off for
     Gaussians). ``compute()`` returns that DNA; ``reset()`` empties it and keeps the extractor.
 
-    ``distribution_name``: ``histogram-B``, ``gaussian``, ``layer-gaussian`` or
-    ``activation-ranges``. ``activation_ranges`` and ``weights`` (a weights file for the extractor)
-    are :meth:`~vdna.VDNAProcessor.make_vdna`'s; so are ``precision`` (autocast; ``"float32"``
-    runs in float32 even inside an autocast region of the training loop) and
-    ``forward_batch_size`` (images per forward pass; default one at a time on the CPU, the whole
-    batch elsewhere). Other keyword arguments go to ``torchmetrics.Metric`` (``sync_on_compute``,
-    ``process_group``, ...).
+    Any distribution (``distribution_name``): its accumulator's declared states become the
+    metric's states (:mod:`vdna.distributions.state`), reduced across processes as the
+    accumulators merge. The settings are :class:`~vdna.RunConfig`'s, as ``config=`` or keywords
+    (``activation_ranges`` a file or ranges in memory, ``extractor_weights`` a weights file,
+    ``precision`` (autocast; ``"float32"`` runs in float32 even inside an autocast region of the
+    training loop), ``forward_batch_size`` (images per forward pass; default one at a time on the
+    CPU, the whole batch elsewhere)); settings of reading files (``num_images``, ``checkpoint``,
+    ``streams``, ...) are refused. Other keyword arguments go to ``torchmetrics.Metric``
+    (``sync_on_compute``, ``process_group``, ...).
 
     The extractor is frozen and outside the module tree: it is no parameter, stays in eval mode,
     is not in ``state_dict`` and is shared by the metrics of a process that use the same one. The
@@ -318,35 +182,46 @@ class DNAMetric(Metric):
 
     def __init__(
         self,
-        feat_extractor_name: str = DEFAULT_EXTRACTOR,
-        distribution_name: str = DEFAULT_DISTRIBUTION,
-        activation_ranges: Any = None,
-        weights: str | os.PathLike | None = None,
+        feat_extractor_name: str = RunConfig.feat_extractor_name,
+        distribution_name: str = RunConfig.distribution_name,
+        activation_ranges: Any = RunConfig.activation_ranges,
+        extractor_weights: str | os.PathLike | None = RunConfig.extractor_weights,
         *,
-        precision: str = "float32",
-        forward_batch_size: int | None = None,
-        **kwargs: Any,
+        config: RunConfig | None = None,
+        **options: Any,
     ):
-        super().__init__(**kwargs)
-        dna_class, parameters = parse_distribution(distribution_name)
-        if dna_class.type not in _LAYOUTS:
-            raise ValueError(
-                f"{type(self).__name__} makes histogram-B, gaussian, layer-gaussian and activation-ranges DNAs, "
-                f"not {distribution_name!r}; per-image DNAs keep every image: make them with VDNAProcessor.make_vdna"
-            )
-        self._config = RunConfig(
-            feat_extractor_name=feat_extractor_name, distribution_name=distribution_name,
-            activation_ranges=activation_ranges, weights=weights, precision=precision,
-            forward_batch_size=forward_batch_size, num_workers=0, verbose=False, n_sample_images=0,
-        )
-        self._frozen = _FrozenExtractor(feat_extractor_name, weights, self.device)
+        (run_options,), metric_options = split_settings(options, RunConfig)
+        super().__init__(**metric_options)
+        given = {
+            name: value for name, value, default in (
+                ("feat_extractor_name", feat_extractor_name, RunConfig.feat_extractor_name),
+                ("distribution_name", distribution_name, RunConfig.distribution_name),
+                ("activation_ranges", activation_ranges, None),
+                ("extractor_weights", extractor_weights, None),
+            ) if config is None or value != default
+        }
+        config, ranges = run_settings(config, type(self).__name__, **given, **run_options)
+        unused = [name for name in RunConfig.field_names() if name not in _METRIC_SETTINGS
+                  and getattr(config, name) != getattr(RunConfig, name)]
+        if unused:
+            raise ValueError(f"{type(self).__name__} takes images from update(): {', '.join(unused)} "
+                             "describe reading a source of files and do not apply")
+        dna_class, parameters = parse_distribution(config.distribution_name)
+        self._config = replace(config, num_workers=0, verbose=False, n_sample_images=0)
+        self._frozen = _FrozenExtractor(config.feat_extractor_name, config.extractor_weights, self.device)
         info = self.extractor.info
         self._dna_class, self._distribution_parameters = dna_class, parameters
-        self._ranges = resolve_ranges(activation_ranges, self.extractor) if dna_class.needs_ranges else None
+        given_ranges = config.activation_ranges if ranges is None else ranges
+        self._ranges = resolve_ranges(given_ranges, self.extractor) if dna_class.needs_ranges else None
         self._preprocessor = Preprocessor(info.input_size, info.mean, info.std)
-        self._templates: dict[str, Accumulator] = {}
+        self._accumulators: dict[str, Accumulator] = {}
         self._interrupted = False
-        self._layout = _LAYOUTS[dna_class.type](self, info.layers, parameters, dna_class)
+        self._state_names: dict[tuple[str, str], str] = {}
+        accumulator = self._accumulator()
+        for state, reductions in accumulator.reductions().items():
+            for index, (layer, reduction) in enumerate(reductions.items()):
+                name = self._state_names[state, layer] = state_key(state, index)
+                self.add_state(name, accumulator.values[state][layer], dist_reduce_fx=reduction.across_processes)
         self.add_state("num_images", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
 
     @property
@@ -354,14 +229,22 @@ class DNAMetric(Metric):
         """The frozen extractor, on the metric's device."""
         return self._frozen.extractor
 
-    def _template(self) -> Accumulator:
-        """The accumulator of this distribution on the metric's device (the state layouts feed or copy it)."""
+    def _accumulator(self) -> Accumulator:
+        """The accumulator of this distribution on the metric's device, made once per device."""
         key = str(self.device)
-        if key not in self._templates:
-            self._templates[key] = self._dna_class.accumulator(
+        if key not in self._accumulators:
+            self._accumulators[key] = self._dna_class.accumulator(
                 self._distribution_parameters, self.extractor.info.layers, self._ranges, self.device
             )
-        return self._templates[key]
+        return self._accumulators[key]
+
+    def _bound(self) -> Accumulator:
+        """The accumulator holding the metric's states (the same tensors and lists, not copies)."""
+        accumulator = self._accumulator()
+        for (state, layer), name in self._state_names.items():
+            accumulator.values[state][layer] = getattr(self, name)
+        accumulator.num_images = int(self.num_images)
+        return accumulator
 
     def update(self, images: torch.Tensor) -> None:
         """Add a batch of images ``(N, 3, H, W)``: uint8 in 0..255 or float in [0, 1], any size, any device."""
@@ -376,13 +259,54 @@ class DNAMetric(Metric):
         device = self.device
         step = self._config.forward_batch_size or (1 if device.type == "cpu" else len(pixels))
         forward = forward_function(self.extractor, device, self._config.precision)
-        accumulator = self._layout.batch_accumulator(self, self._template())
+        accumulator = self._bound()
         self._interrupted = True  # until the batch is in every state
         with _float32_region(device):  # precision= may still ask for autocast, inside
             Run(forward, [accumulator], device, step).add(batch)
-        self._layout.absorb(self, accumulator)
+        accumulator.flush()
+        for (state, layer), name in self._state_names.items():
+            setattr(self, name, accumulator.values[state][layer])
         self.num_images = self.num_images + len(pixels)  # not in place: the state may be an inference tensor
         self._interrupted = False
+
+    def merge_state(self, incoming_state: dict[str, Any] | Metric) -> None:
+        """Add the images of another metric (or its states, as a dict) to this one's, after this one's.
+
+        Each state merges as its accumulator declares (:mod:`vdna.distributions.state`); a metric
+        of other settings (extractor, weights, distribution, ranges or precision) is refused, and
+        the next ``compute()`` reflects the merge.
+        """
+        if isinstance(incoming_state, DNAMetric):
+            self._check_same_settings(incoming_state)
+            states = incoming_state.metric_state
+        elif isinstance(incoming_state, dict):
+            states = incoming_state
+        else:
+            raise ValueError(f"merge_state takes a {type(self).__name__} or a dict of its states, "
+                             f"got {type(incoming_state).__name__}")
+        missing = sorted(set(self._defaults) - set(states))
+        if missing:
+            raise ValueError(f"the incoming state lacks {', '.join(missing)}")
+        reductions = self._accumulator().reductions()
+        for (state, layer), name in self._state_names.items():
+            setattr(self, name, reductions[state][layer].merge(getattr(self, name), states[name]))
+        self.num_images = self.num_images + states["num_images"]
+        self._computed = None
+
+    def _settings(self) -> dict[str, Any]:
+        """What two metrics must share for their states to merge."""
+        config = self._config
+        return {
+            "feat_extractor_name": config.feat_extractor_name, "distribution_name": config.distribution_name,
+            "weights_sha256": self.extractor.info.weights_sha256, "precision": config.precision,
+            "ranges_sha256": None if self._ranges is None else self._ranges.digest,
+        }
+
+    def _check_same_settings(self, other: DNAMetric) -> None:
+        mine, theirs = self._settings(), other._settings()
+        differing = [f"{name} ({mine[name]!r} vs {theirs[name]!r})" for name in mine if mine[name] != theirs[name]]
+        if differing:
+            raise ValueError(f"cannot merge the states of metrics made with other settings: {'; '.join(differing)}")
 
     def _dna(self, num_images: int) -> DNAType:
         info = self.extractor.info
@@ -390,8 +314,9 @@ class DNAMetric(Metric):
             self._config, SOURCE, info, self._ranges, self._dna_class, self._distribution_parameters, RunRecord(),
             device=self.device, workers=0, threads=torch.get_num_threads(), backend="metric",
         )
-        data = self._layout.layer_data(self, num_images)
-        return self._dna_class.create(self._distribution_parameters, info.name, info.layers, data, num_images, provenance)
+        accumulator = self._bound()
+        accumulator.num_images = num_images
+        return accumulator.result(info.name, provenance)
 
     def compute(self) -> VDNA:
         """The DNA of every image given to :meth:`update` (on every process, once synchronised) since the last reset."""
@@ -409,7 +334,7 @@ class DNAMetric(Metric):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        state["_templates"] = {}  # rebuilt where needed; copies and pickles need not carry them
+        state["_accumulators"] = {}  # rebuilt where needed; copies and pickles need not carry them
         return state
 
     def _apply(self, fn: Callable, exclude_state: Any = "") -> DNAMetric:
@@ -417,10 +342,15 @@ class DNAMetric(Metric):
         this = super()._apply(fn, exclude_state=states)  # dtypes stay: the states are exact sums
         device = this.device
         for name in states:
-            this._defaults[name] = this._defaults[name].to(device)
-            setattr(this, name, getattr(this, name).to(device))
+            this._defaults[name] = _on(this._defaults[name], device)
+            setattr(this, name, _on(getattr(this, name), device))
         this._frozen = this._frozen.on(device)
         return this
+
+
+def _on(state: torch.Tensor | list[torch.Tensor], device: torch.device) -> torch.Tensor | list[torch.Tensor]:
+    """A state (a tensor, or a list of them) on ``device``, its dtype kept."""
+    return [part.to(device) for part in state] if isinstance(state, list) else state.to(device)
 
 
 def _load_reference(reference: Any) -> VDNA:
@@ -431,25 +361,18 @@ def _load_reference(reference: Any) -> VDNA:
     raise TypeError(f"reference must be a VDNA or the path of a saved DNA, got {type(reference).__name__}")
 
 
-_DISTANCES: dict[str, tuple[Callable, tuple[str, ...]]] = {
-    "emd": (EMD, ("histogram",)),
-    "nfd": (NFD, ("gaussian", "layer-gaussian")),
-    "fd": (FD, ("layer-gaussian",)),
-}
-
-
 class DNADistance(DNAMetric):
     """The distance of the images given to :meth:`update` to a reference DNA (a torchmetrics ``Metric``).
 
     ``reference``: a :class:`~vdna.VDNA` or the path of a saved DNA, e.g. the training set's;
-    ``metric``: ``"emd"`` (histogram DNAs), ``"nfd"`` (Gaussian DNAs) or ``"fd"`` (layer-Gaussian
-    DNAs), computed as :func:`vdna.EMD`, :func:`vdna.NFD` and :func:`vdna.FD` do, with ``neurons``
-    (``{layer: indices or None}``, not for ``"fd"``) and ``weights`` (one per compared neuron, or
-    layer for ``"fd"``) as they take them. The extractor and distribution default to the
-    reference's; ``extractor_weights`` is :class:`DNAMetric`'s ``weights`` (a weights file), and
-    the other options are :class:`DNAMetric`'s. The reference's extractor, weights, layers,
-    distribution and activation ranges must match the metric's. ``compute()`` returns a float64
-    scalar tensor; ``reset()`` forgets the images and keeps the reference.
+    ``metric``: a registered distance (:func:`vdna.distances.list_distances`: ``"emd"`` between
+    histogram DNAs, ``"nfd"`` between Gaussian DNAs, ``"fd"`` between layer-Gaussian DNAs),
+    computed as its record's ``compare`` does, with ``neurons`` (``{layer: indices or None}``; whole
+    layers for ``"fd"``) and ``neuron_weights`` (one per compared neuron, or layer for ``"fd"``).
+    The extractor and distribution default to the reference's; the other settings are
+    :class:`DNAMetric`'s (``extractor_weights`` is the extractor's weights file). The reference's
+    extractor, weights, layers, distribution and activation ranges must match the metric's.
+    ``compute()`` returns a float64 scalar tensor; ``reset()`` forgets the images and keeps the reference.
     """
 
     higher_is_better = False
@@ -460,32 +383,28 @@ class DNADistance(DNAMetric):
         reference: VDNA | str | os.PathLike,
         metric: str = "emd",
         neurons: Mapping[str, Any] | None = None,
-        weights: Any = None,
+        neuron_weights: Any = None,
         *,
         feat_extractor_name: str | None = None,
         distribution_name: str | None = None,
-        activation_ranges: Any = None,
-        extractor_weights: str | os.PathLike | None = None,
         **options: Any,
     ):
+        if "weights" in options:
+            raise TypeError("weights= is ambiguous here: give neuron_weights= (one weight per compared neuron) or "
+                            "extractor_weights= (the extractor's weights file)")
         reference = _load_reference(reference)
-        if metric not in _DISTANCES:
-            raise ValueError(f"metric must be one of {', '.join(map(repr, _DISTANCES))}, got {metric!r}")
-        distance, types = _DISTANCES[metric]
-        if reference.type not in types:
-            raise ValueError(f"metric={metric!r} compares {' or '.join(types)} DNAs; the reference DNA is {reference.type}")
-        if metric == "fd" and neurons is not None:
-            raise ValueError("metric='fd' compares whole layers; neurons= selects neurons for 'emd' and 'nfd'")
+        distance = get_distance(metric)
+        if not distance.compares(reference):
+            raise ValueError(f"metric={metric!r} compares {' or '.join(distance.set_types)} DNAs; "
+                             f"the reference DNA is {reference.type}")
         super().__init__(
-            feat_extractor_name or reference.feature_extractor_name, distribution_name or reference.name,
-            activation_ranges, extractor_weights, **options,
+            feat_extractor_name or reference.feature_extractor_name, distribution_name or reference.name, **options,
         )
         try:
             check_comparable(self._dna(0), reference)
         except ValueError as error:
             raise ValueError(f"the reference DNA does not match this metric's DNAs: {error}") from None
-        selection = {} if neurons is None else {"neurons": neurons}
-        self._distance = functools.partial(distance, weights=weights, **selection)
+        self._distance = functools.partial(distance.compare, neurons=neurons, neuron_weights=neuron_weights)
         self._distance(reference, reference)  # a bad selection or bad weights fail here, not after an epoch
         self._reference = reference
 
@@ -499,4 +418,4 @@ class DNADistance(DNAMetric):
         return torch.as_tensor(self._distance(super().compute(), self._reference), dtype=torch.float64)
 
 
-__all__ = ["DNADistance", "DNAMetric", "batch_pixels", "merge_packed_moments", "shared_extractor"]
+__all__ = ["DNADistance", "DNAMetric", "batch_pixels", "shared_extractor"]

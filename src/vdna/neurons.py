@@ -7,12 +7,12 @@ attribute (section 5.3 of the paper) or to realism (section 5.4).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 
-from .distances import EMD
+from .distances import EMD, NeuronSelection
 from .dna import VDNA
 
 
@@ -23,47 +23,6 @@ class Neuron:
     layer: str
     index: int
     distance: float
-
-
-class NeuronSelection(Mapping):
-    """Neurons by layer: ``{layer: sorted indices}``, in the DNA's layer order."""
-
-    def __init__(self, indices: Mapping[str, Sequence[int]]):
-        self._indices = {layer: sorted({int(i) for i in chosen}) for layer, chosen in indices.items() if len(chosen)}
-
-    def __getitem__(self, layer: str) -> list[int]:
-        return self._indices[layer]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._indices)
-
-    def __len__(self) -> int:
-        return len(self._indices)
-
-    @property
-    def num_neurons(self) -> int:
-        """Neurons selected over all layers."""
-        return sum(len(indices) for indices in self._indices.values())
-
-    @classmethod
-    def layers(cls, vdna: VDNA, layers: Sequence[str]) -> NeuronSelection:
-        """Every neuron of the given layers."""
-        for layer in layers:
-            vdna.check_layer(layer)
-        return cls({layer: range(vdna.neurons_list[layer]) for layer in layers})
-
-    @classmethod
-    def top(cls, ranked: Sequence[Neuron], count: int) -> NeuronSelection:
-        """The first ``count`` neurons of a ranking."""
-        if count < 1:
-            raise ValueError(f"count must be at least 1, got {count}")
-        chosen: dict[str, list[int]] = {}
-        for neuron in ranked[:count]:
-            chosen.setdefault(neuron.layer, []).append(neuron.index)
-        return cls(chosen)
-
-    def __repr__(self) -> str:
-        return f"NeuronSelection({self.num_neurons} neurons in {len(self)} layers)"
 
 
 def neuron_distances(
@@ -82,3 +41,6 @@ def rank_neurons(vdna1: VDNA, vdna2: VDNA, metric: Callable[..., object] = EMD) 
         for index, value in enumerate(values.tolist())
     ]
     return sorted(neurons, key=lambda neuron: -neuron.distance)
+
+
+__all__ = ["Neuron", "NeuronSelection", "neuron_distances", "rank_neurons"]

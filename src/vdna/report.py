@@ -15,7 +15,7 @@ import base64
 import html
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +25,15 @@ import torch
 from ._files import atomic_write_bytes
 from ._version import __version__
 from .apps.retrieval import RankedImage, rank_images
-from .config import RunConfig
-from .distances import EMD, FD, NFD
+from .config import RunConfig, StatsConfig, run_settings, split_settings
+from .distances import EMD, Distance, get_distance, list_distances
 from .distributions import VDNAHist, VDNAImageHist, VDNAImageMeans
 from .dna import VDNA, now_text
 from .explain import NeuronExample, NeuronMaxima, can_read_twice, crop_examples
-from .io import dna_paths, load_vdna_from_files
+from .inputs import dnas_of, saved_dna
 from .neurons import Neuron, rank_neurons
 from .processor import VDNAProcessor
-from .stats import LayerShare, SetComparison, compare_sets, layer_shares
+from .stats import Cell, LayerShare, SetComparison, compare_sets, layer_columns, layer_shares, statistics
 
 
 @dataclass
@@ -51,16 +51,14 @@ class ReportSide:
     maxima: NeuronMaxima | None = None
 
 
-def _saved_dna(argument: Any) -> VDNA | None:
-    if isinstance(argument, (str, os.PathLike)):
-        json_path, _ = dna_paths(argument)
-        if json_path.is_file() and not Path(argument).is_dir():
-            return load_vdna_from_files(json_path)
-    return None
-
-
 def prepare_side(
-    source: Any, label: str, processor: VDNAProcessor, config: RunConfig, gaussian: bool = True, per_set: int = 0
+    source: Any,
+    label: str,
+    processor: VDNAProcessor,
+    config: RunConfig,
+    gaussian: bool = True,
+    per_set: int = 0,
+    ranges: Any = None,
 ) -> ReportSide:
     """Load or make what a report needs of one set: a saved DNA (histogram or per-image), or images.
 
@@ -69,7 +67,7 @@ def prepare_side(
     the set's histogram DNA is the exact sum of its images'. With ``per_set``, the same pass keeps
     every neuron's ``per_set`` best images (when the source can be read again to crop them).
     """
-    saved = source if isinstance(source, VDNA) else _saved_dna(source)
+    saved = saved_dna(source)
     if saved is not None:
         if isinstance(saved, VDNAImageHist):
             return ReportSide(label, saved.subset(), images=saved)
@@ -78,7 +76,7 @@ def prepare_side(
         raise ValueError(f"{label}: a report needs histogram or image-histogram DNAs, got a {saved.type} DNA")
     distributions = [config.distribution_name, "image-mean"] if gaussian else [config.distribution_name]
     maxima = NeuronMaxima(per_set) if per_set and can_read_twice(source) else None
-    made = processor.run(source, config, distributions, [maxima] if maxima is not None else [])
+    made = dnas_of(source, distributions, config, processor, ranges=ranges, trackers=[maxima] if maxima is not None else [])
     return ReportSide(label, made[0].subset(), images=made[0], means=made[1] if gaussian else None, source=source, maxima=maxima)
 
 
@@ -189,17 +187,42 @@ def _neuron_section(
     return "".join(parts)
 
 
+def _side_dnas(side: ReportSide) -> list[VDNA]:
+    return [dna for dna in (side.histogram, side.images, side.means) if dna is not None]
+
+
+def _set_dnas(distance: Distance, first: ReportSide, second: ReportSide) -> tuple[VDNA, VDNA] | None:
+    """The set DNAs ``distance`` compares, from what each side holds; None if a side holds none."""
+    found = []
+    for side in (first, second):
+        usable = [dna for dna in _side_dnas(side) if distance.compares(dna) or distance.resamples(dna)]
+        if not usable:
+            return None
+        found.append(distance.set_dna(usable[0]))
+    return found[0], found[1]
+
+
 def _distances_table(first: ReportSide, second: ReportSide) -> tuple[str, dict[str, float]]:
-    values = {"dna-emd (mean over all neurons)": float(EMD(first.histogram, second.histogram))}
-    if first.means is not None and second.means is not None:
-        gauss_a, gauss_b = first.means.gaussian(), second.means.gaussian()
-        layer_a, layer_b = first.means.layer_gaussian(), second.means.layer_gaussian()
-        last = first.histogram.layers[-1]
-        values["dna-fd (mean over all neurons)"] = float(NFD(gauss_a, gauss_b))
-        values["fd (mean over layers)"] = float(FD(layer_a, layer_b))
-        values[f"fd (last layer, {last})"] = float(FD(layer_a, layer_b, use_neurons_from_layer=last))
+    """Every registered distance the two sides' DNAs allow: over all units, and for layer-wise ones the last layer too."""
+    values = {}
+    for name in list_distances():
+        distance = get_distance(name)
+        pair = _set_dnas(distance, first, second)
+        if pair is None:
+            continue
+        over = "all neurons" if distance.unit == "neuron" else "layers"
+        values[f"{distance.label} (mean over {over})"] = float(distance.compare(*pair))
+        if distance.unit == "layer":
+            last = pair[0].layers[-1]
+            values[f"{distance.label} (last layer, {last})"] = float(distance.compare(*pair, neurons={last: None}))
     rows = "".join(f'<tr><th>{html.escape(k)}</th><td class="value">{v:.6g}</td></tr>' for k, v in values.items())
     return f'<table class="distances">{rows}</table>', values
+
+
+def _cell_html(cell: Cell) -> str:
+    """A figure of :mod:`vdna.stats` as HTML: each part in a span named after it, ``+-`` drawn as ``±``."""
+    joiner = {"+-": " &plusmn; ", "to": " to "}.get(cell.joiner, " ")
+    return joiner.join(f'<span class="{name}">{html.escape(value)}</span>' for name, value in cell.parts)
 
 
 def _statistics_section(first: ReportSide, second: ReportSide, result: SetComparison | None) -> str:
@@ -212,45 +235,37 @@ def _statistics_section(first: ReportSide, second: ReportSide, result: SetCompar
             "floor and p-value need per-image DNAs (give the images, or DNAs made with "
             f"<code>vdna make SOURCE --distribution image-histogram-{first.histogram.hist_nb_bins}</code>).</p>"
         )
-    low, high = result.ci
-    rows = {
-        "dna-emd": f"{result.value:.6g}",
-        f"{100 * result.confidence:g}% interval": f'<span class="low">{low:.6g}</span> to <span class="high">{high:.6g}</span>',
-        "noise floor": f'<span class="floor">{result.noise_floor:.6g}</span> &plusmn; '
-                       f'<span class="spread">{result.noise_floor_spread:.3g}</span>',
-        "excess (dna-emd - noise floor)": f"{result.excess:.6g}",
-        "p-value": f"{result.p_value:.4g}",
-    }
-    table = "".join(f'<tr><th>{html.escape(name)}</th><td class="value">{value}</td></tr>' for name, value in rows.items())
+    label = get_distance(result.metric).label
+    rows = [f'<tr><th>{html.escape(label)}</th><td class="value">{result.value:.6g}</td></tr>']
+    rows += [f'<tr><th title="{html.escape(row.note)}">{html.escape(row.name)}</th><td class="value">{_cell_html(row.cell)}</td></tr>'
+             for row in statistics(result)]
     return "".join([
         *parts,
         f'<p class="reading">{html.escape(result.reading())}</p>',
-        f'<table class="statistics">{table}</table>',
+        f'<table class="statistics">{"".join(rows)}</table>',
         (
             f'<p class="note">{result.size_a} vs {result.size_b} images. Interval: {result.resamples} bootstrap resamples '
             "(each set's images drawn with replacement), for the distance between the sources once sampling noise is "
-            f"removed. Noise floor: mean &plusmn; standard deviation of dna-emd over {result.permutations} random splits "
-            "of the pooled images into sets of the same sizes, what dna-emd reads when both sets come from one source. "
-            f"p-value: the share of those splits at least as far apart (permutation test). Seed {result.seed}.</p>"
+            f"removed. Noise floor: mean &plusmn; standard deviation of {label} over {result.permutations} random splits "
+            f"of the pooled images into sets of the same sizes, what {label} reads when both sets come from one source. "
+            f"Excess: the value less the noise floor. p-value: the share of those splits at least as far apart "
+            f"(permutation test). Seed {result.seed}.</p>"
         ),
     ])
 
 
 def _layer_table(per_layer: dict[str, torch.Tensor], shares: dict[str, LayerShare]) -> str:
-    measured = all(part.noise_floor is not None for part in shares.values())
-    header = "<th>layer</th><th>neurons</th><th>mean EMD</th><th>max EMD</th><th>share of the total</th>"
-    if measured:
-        header += "<th>noise floor</th><th>excess</th><th>p-value</th>"
-    rows = []
-    for layer, values in per_layer.items():
-        part = shares[layer]
-        cells = (f"<td>{html.escape(layer)}</td><td>{len(values)}</td><td>{float(values.mean()):.4g}</td>"
-                 f"<td>{float(values.max()):.4g}</td><td>{100 * part.share:.4g}%</td>")
-        if measured:
-            cells += (f"<td>{part.noise_floor:.4g} &plusmn; {part.noise_floor_spread:.3g}</td><td>{part.excess:.4g}</td>"
-                      f"<td>{part.p_value:.3g}</td>")
-        rows.append(f"<tr>{cells}</tr>")
-    return f'<table class="layers"><tr>{header}</tr>{"".join(rows)}</table>'
+    """The layers' table of :func:`vdna.stats.layer_columns`, with each layer's largest EMD beside its mean."""
+    header, rows = layer_columns(shares)
+    names = {"value": "mean EMD", "share": "share of the total", "p": "p-value"}
+    cells = [f"<th>{html.escape(names.get(name, name))}</th>" for name in header]
+    head = "<th>layer</th>" + cells[0] + cells[1] + "<th>max EMD</th>" + "".join(cells[2:])
+    body = []
+    for layer, row in rows:
+        shown = [f"<td>{_cell_html(cell)}</td>" for cell in row]
+        largest = f"<td>{float(per_layer[layer].max()):.4g}</td>"
+        body.append(f"<tr><td>{html.escape(layer)}</td>{shown[0]}{shown[1]}{largest}{''.join(shown[2:])}</tr>")
+    return f'<table class="layers"><tr>{head}</tr>{"".join(body)}</table>'
 
 
 def _description(side: ReportSide) -> str:
@@ -288,36 +303,37 @@ def make_report(
     top_neurons: int = 8,
     images_shown: int = 6,
     *,
-    resamples: int = 200,
-    permutations: int = 200,
     config: RunConfig | None = None,
-    **make_options: Any,
+    stats_config: StatsConfig | None = None,
+    **options: Any,
 ) -> Path:
     """Write the HTML report comparing image sets ``a`` and ``b`` (sources, saved DNAs or DNAs); returns its path.
 
     Sources are turned into per-image histogram DNAs of ``bins`` bins and per-image means, in one
-    pass through the network per set, with the run settings ``config`` or ``make_options``
-    (:meth:`~vdna.VDNAProcessor.make_vdna`'s keyword arguments). The same pass keeps each neuron's
+    pass through the network per set, with the run settings ``config`` and ``options``
+    (:class:`~vdna.RunConfig`'s fields, which replace its). The same pass keeps each neuron's
     ``images_shown`` best images, from which the ``top_neurons`` most different neurons show
     crops (the images are read again for them, without the network). Saved histogram DNAs give a
     report without the Gaussian distances and images. When both sets have per-image DNAs, the
-    page opens with :func:`vdna.stats.compare_sets` of dna-emd (``resamples``, ``permutations``,
-    seeded by the run's seed) and gives each layer's noise floor beside its share of the EMD.
+    page opens with :func:`vdna.stats.compare_sets` of dna-emd (``stats_config``'s resamples and
+    permutations, also given as ``resamples=`` and ``permutations=``; seeded by the run's seed) and
+    gives each layer's noise floor beside its share of the EMD.
     """
     if top_neurons < 1 or images_shown < 1:
         raise ValueError(f"top_neurons and images_shown must be positive, got {top_neurons} and {images_shown}")
-    if config is not None and make_options:
-        raise TypeError("pass the run's settings as config= or as keyword options, not both")
     from . import plots
 
-    config = config or RunConfig.from_options(**make_options, distribution_name=f"image-histogram-{bins}")
+    (stats_options,), run_options = split_settings(options, StatsConfig)
+    stats_config = replace(stats_config or StatsConfig(), **stats_options)
+    config, ranges = run_settings(config, "make_report", **run_options, distribution_name=f"image-histogram-{bins}")
     processor = processor or VDNAProcessor()
     labels = labels or (_label(a, "A"), _label(b, "B"))
-    first = prepare_side(a, labels[0], processor, config, per_set=images_shown)
-    second = prepare_side(b, labels[1], processor, config, per_set=images_shown)
+    first = prepare_side(a, labels[0], processor, config, per_set=images_shown, ranges=ranges)
+    second = prepare_side(b, labels[1], processor, config, per_set=images_shown, ranges=ranges)
     result = None
     if first.images is not None and second.images is not None:
-        result = compare_sets(first.images, second.images, resamples=resamples, permutations=permutations, seed=config.seed)
+        result = compare_sets(first.images, second.images, resamples=stats_config.resamples,
+                              permutations=stats_config.permutations, seed=config.seed)
     shares = result.layers if result is not None else layer_shares(first.histogram, second.histogram)
     distances_html, _ = _distances_table(first, second)
     per_layer = EMD(first.histogram, second.histogram, return_neuron_wise=True)
@@ -375,7 +391,7 @@ def _neuron_examples(
         if side.maxima is None:
             found.append(None)
             continue
-        extractor = processor.get_extractor(config.feat_extractor_name, config.device, config.weights)
+        extractor = processor.get_extractor(config.feat_extractor_name, config.device, config.extractor_weights)
         found.append(crop_examples(side.maxima, keys, side.source, config, extractor))
     return found
 

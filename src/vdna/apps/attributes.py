@@ -10,28 +10,33 @@ set of DNA pairs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 
-from ..distances import EMD, FD, NFD
+from .._files import atomic_write_bytes, json_object
+from ..config import option
+from ..distances import get_distance
 from ..dna import VDNA
+from ..io import load_vdna_from_files
 
 Pairs = Mapping[str, tuple[VDNA, VDNA]]
 """``{attribute: (DNA of images with it, DNA of images without it)}``."""
-
-METRICS = ("emd", "nfd", "fd")
 
 
 def unit_distances(pairs: Pairs, metric: str = "emd") -> tuple[dict[str, torch.Tensor], dict[str, int]]:
     """``{attribute: distance per unit}`` and the units per layer.
 
-    Units are neurons for ``"emd"`` (histogram DNAs) and ``"nfd"`` (gaussian or layer-gaussian
-    DNAs), layers for ``"fd"`` (layer-gaussian DNAs: one Fréchet distance per layer).
+    ``metric``: a registered distance; its units are neurons (``"emd"`` between histogram DNAs,
+    ``"nfd"`` between gaussian or layer-gaussian DNAs) or layers (``"fd"`` between layer-gaussian
+    DNAs: one Fréchet distance per layer).
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    distance = get_distance(metric)
     if not pairs:
         raise ValueError("no attribute pairs given")
     distances, units = {}, None
@@ -39,14 +44,9 @@ def unit_distances(pairs: Pairs, metric: str = "emd") -> tuple[dict[str, torch.T
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
             raise ValueError(f"attribute {attribute!r}: expected a (with, without) pair of DNAs")
         with_attribute, without = pair
-        if metric == "fd":
-            layers = list(with_attribute.neurons_list)
-            per_unit = torch.stack([FD(with_attribute, without, use_neurons_from_layer=layer) for layer in layers])
-            layer_units = {layer: 1 for layer in layers}
-        else:
-            per_layer = (EMD if metric == "emd" else NFD)(with_attribute, without, return_neuron_wise=True)
-            per_unit = torch.cat(list(per_layer.values()))
-            layer_units = {layer: len(values) for layer, values in per_layer.items()}
+        per_layer = distance.unit_values(with_attribute, without)
+        per_unit = torch.cat(list(per_layer.values()))
+        layer_units = {layer: len(values) for layer, values in per_layer.items()}
         if units is not None and layer_units != units:
             raise ValueError(f"attribute {attribute!r}: its DNAs have other layers than the first attribute's")
         units = layer_units
@@ -163,3 +163,96 @@ def evaluate_removal(removal: AttributeRemoval, pairs: Pairs) -> tuple[float, fl
     deviations = sensitivity_deviations(removal.weight_vector(), distances)
     others = [abs(float(value)) for attribute, value in deviations.items() if attribute != removal.target]
     return float(deviations[removal.target]), (sum(others) / len(others) if others else 0.0)
+
+
+@dataclass(frozen=True)
+class LearnedRemoval:
+    """One target's learned weights, with its scores on test pairs when given (``(Delta_target, mean |Delta_b|)``)."""
+
+    removal: AttributeRemoval
+    test: tuple[float, float] | None = None
+
+
+def learn_removals(
+    train: Pairs,
+    validation: Pairs,
+    targets: Sequence[str] | None = None,
+    metric: str = "emd",
+    learning_rate: float = 1e-5,
+    patience: int = 50,
+    max_iterations: int = 100_000,
+    test: Pairs | None = None,
+) -> dict[str, LearnedRemoval]:
+    """:func:`learn_attribute_removal` for each of ``targets`` (default: every attribute, sorted), scored on ``test``."""
+    learned = {}
+    for target in targets or sorted(train):
+        removal = learn_attribute_removal(train, validation, target, metric, learning_rate, patience=patience,
+                                          max_iterations=max_iterations)
+        learned[target] = LearnedRemoval(removal, evaluate_removal(removal, test) if test is not None else None)
+    return learned
+
+
+def save_removals(learned: Mapping[str, LearnedRemoval], path: str | os.PathLike, metric: str) -> None:
+    """Write the learned weights and scores as the JSON :func:`load_neuron_weights` reads."""
+    attributes = {}
+    for target, item in learned.items():
+        removal = item.removal
+        entry: dict[str, Any] = {"validation": [removal.target_removal, removal.other_deviation], "iterations": removal.iterations}
+        if item.test is not None:
+            entry["test"] = list(item.test)
+        entry["weights"] = {layer: values.tolist() for layer, values in removal.weights.items()}
+        attributes[target] = entry
+    atomic_write_bytes(Path(path), json.dumps({"metric": metric, "attributes": attributes}, indent=1).encode())
+
+
+def load_neuron_weights(path: str | os.PathLike, metric: str, attribute: str | None = None) -> dict[str, list[float]]:
+    """The weights ``{layer: weights}`` learned for ``attribute`` (the only one, by default) in a file of :func:`save_removals`."""
+    try:
+        document = json_object(Path(path).read_bytes(), path, "weights file")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist") from None
+    attributes = document.get("attributes")
+    if not isinstance(attributes, dict) or not attributes:
+        raise ValueError(f"{path} is not a weights file written by `vdna attributes -o`")
+    if document.get("metric") != metric:
+        raise ValueError(f"{path} holds weights learned for {document.get('metric')}, not for {metric}")
+    if attribute is None:
+        if len(attributes) > 1:
+            raise ValueError(f"{path} holds weights for {', '.join(attributes)}; choose one with {option('attribute')}")
+        attribute = next(iter(attributes))
+    if attribute not in attributes:
+        raise ValueError(f"{option('attribute')} {attribute!r} is not in {path}; it holds {', '.join(attributes)}")
+    return attributes[attribute]["weights"]
+
+
+def load_attribute_pairs(folder: str | os.PathLike) -> dict[str, tuple[VDNA, VDNA]]:
+    """``{attribute: (with, without)}`` from a folder holding ``ATTRIBUTE/with.json`` and ``ATTRIBUTE/without.json`` DNAs."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{folder}: not a folder of attribute DNAs")
+    pairs = {}
+    for attribute in sorted(path for path in root.iterdir() if path.is_dir()):
+        files = {side: attribute / side for side in ("with", "without")}
+        missing = [str(path) + ".json" for path in files.values() if not path.with_suffix(".json").is_file()]
+        if missing:
+            raise FileNotFoundError(f"attribute {attribute.name!r}: missing {', '.join(missing)}")
+        pairs[attribute.name] = (load_vdna_from_files(files["with"]), load_vdna_from_files(files["without"]))
+    if not pairs:
+        raise ValueError(f"{folder} holds no attribute folders (ATTRIBUTE/with.json + ATTRIBUTE/without.json)")
+    return pairs
+
+
+__all__ = [
+    "AttributeRemoval",
+    "LearnedRemoval",
+    "Pairs",
+    "evaluate_removal",
+    "learn_attribute_removal",
+    "learn_removals",
+    "load_attribute_pairs",
+    "load_neuron_weights",
+    "removal_loss",
+    "save_removals",
+    "sensitivity_deviations",
+    "unit_distances",
+]

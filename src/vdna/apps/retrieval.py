@@ -3,7 +3,7 @@
 Each method scores every candidate image against the reference set, lower is closer:
 
 - ``"emd"`` (the paper's): EMD between the image's DNA-hist and the reference's, averaged over
-  neurons (EMD_avg), or EMD_W with ``weights``. Needs the images' ``image-histogram-B`` DNAs and a
+  neurons (EMD_avg), or EMD_W with ``neuron_weights``. Needs the images' ``image-histogram-B`` DNAs and a
   ``histogram-B`` reference (or its per-image DNAs, summed).
 - ``"embedding-cosine"``: 1 minus the cosine between the image's spatially averaged activations
   and the reference's mean of them, computed per layer and averaged over layers (each layer
@@ -42,15 +42,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..distances import NeuronSelection, Weights, check_comparable, emd_to_reference, select_neurons
+from ..distances import Neurons, NeuronWeights, emd_to_reference, select_neurons
+from ..distances._selection import Selection, neuron_weights_given
 from ..distributions import VDNAGauss, VDNAHist, VDNAImageHist, VDNAImageMeans, VDNALayerGauss
-from ..distributions.gaussian import sample_moments, spread_from_m2
-from ..dna import VDNA
+from ..distributions.gaussian import spread_from_m2
+from ..distributions.state import sample_moments
+from ..dna import VDNA, check_comparable
 
 DNAs = VDNA | Sequence[VDNA]
 NEGLIGIBLE_EMD = 1e-9
 """EMDs (in bins) below this are round-off of zero: far below the smallest mass an image can move, 1 / positions."""
-Selection = list[tuple[str, torch.Tensor | None]]
 
 
 @dataclass(frozen=True)
@@ -172,11 +173,13 @@ def _neurons(selection: Selection) -> dict[str, torch.Tensor | None]:
     return dict(selection)
 
 
-def _emd(images: _Inputs, reference: _Inputs, selection: Selection, method: str, weights: Weights | None = None):
+def _emd(
+    images: _Inputs, reference: _Inputs, selection: Selection, method: str, neuron_weights: NeuronWeights | None = None
+) -> torch.Tensor:
     hists = images.get((VDNAImageHist,), method, _HIST)
     ref = reference.get((VDNAHist, VDNAImageHist), method, "make_vdna(..., distribution_name='histogram-1000')")
     pooled = ref.subset() if isinstance(ref, VDNAImageHist) else ref
-    return emd_to_reference(hists, pooled, neurons=_neurons(selection), weights=weights)
+    return emd_to_reference(hists, pooled, neurons=_neurons(selection), neuron_weights=neuron_weights)
 
 
 def _emd_ratio(images: _Inputs, reference: _Inputs, selection: Selection, method: str) -> torch.Tensor:
@@ -223,9 +226,9 @@ def _any_dna(inputs: _Inputs) -> VDNA:
     return next(iter(inputs.by_type.values()))
 
 
-def _default_method(images: _Inputs, reference: _Inputs, weights: Weights | None) -> str:
+def _default_method(images: _Inputs, reference: _Inputs, neuron_weights: NeuronWeights | None) -> str:
     """The default method, or ``"emd"`` (with a warning) when the inputs are those of the paper's ranking only."""
-    if weights is not None:
+    if neuron_weights is not None:
         return "emd"
     have = set(images.by_type) | {f"reference {kind}" for kind in reference.by_type}
     needed = {"image-histogram", "image-mean", "reference image-histogram", "reference image-mean"}
@@ -244,22 +247,25 @@ def retrieval_distances(
     images: DNAs,
     reference: DNAs,
     method: str | None = None,
-    neurons: NeuronSelection | None = None,
-    weights: Weights | None = None,
+    neurons: Neurons | None = None,
+    neuron_weights: NeuronWeights | None = None,
+    *,
+    weights: NeuronWeights | None = None,
 ) -> torch.Tensor:
     """Every image's distance to the reference set by ``method`` (see the module), float64, lower is closer.
 
     ``images``: the candidates' per-image DNA(s) (``image-histogram-B``, ``image-mean`` or both, of
     the same images); ``reference``: the reference set's DNA(s). ``method=None`` is
     :data:`DEFAULT_METHOD` when those inputs are given, else ``"emd"`` with a warning.
-    ``weights`` (EMD_W) belong to ``"emd"`` only.
+    ``neuron_weights`` (EMD_W; ``weights=`` is their former name) belong to ``"emd"`` only.
     """
+    neuron_weights = neuron_weights_given(neuron_weights, weights)
     image_inputs, reference_inputs = _Inputs(images, "images"), _Inputs(reference, "reference")
     if method is None:
-        method = _default_method(image_inputs, reference_inputs, weights)
+        method = _default_method(image_inputs, reference_inputs, neuron_weights)
     if method not in METHODS:
         raise ValueError(f"unknown retrieval method {method!r}; valid: {', '.join(METHODS)}")
-    if weights is not None and method != "emd":
+    if neuron_weights is not None and method != "emd":
         raise ValueError(f"weights (EMD_W) apply to method 'emd' only, not {method!r}")
     first = _any_dna(reference_inputs)
     for dna in [*image_inputs.by_type.values(), *reference_inputs.by_type.values()]:
@@ -269,17 +275,18 @@ def retrieval_distances(
         neurons = late_layers(first)
     selection = select_neurons(first, neurons=neurons)
     if method == "emd":
-        return _emd(image_inputs, reference_inputs, selection, method, weights)
+        return _emd(image_inputs, reference_inputs, selection, method, neuron_weights)
     return scorer(image_inputs, reference_inputs, selection, method)
 
 
 def rank_images(
     images: DNAs,
     reference: DNAs,
-    neurons: NeuronSelection | None = None,
-    weights: Weights | None = None,
+    neurons: Neurons | None = None,
+    neuron_weights: NeuronWeights | None = None,
     *,
     method: str | None = None,
+    weights: NeuronWeights | None = None,
 ) -> list[RankedImage]:
     """Every image, closest to ``reference`` first, by ``method`` (see :func:`retrieval_distances`).
 
@@ -288,7 +295,7 @@ def rank_images(
     [reference_hists, reference_means])`` ranks by :data:`DEFAULT_METHOD`. Ties keep the order of
     the images in the set.
     """
-    distances = retrieval_distances(images, reference, method, neurons, weights)
+    distances = retrieval_distances(images, reference, method, neurons, neuron_weights_given(neuron_weights, weights))
     order = torch.sort(distances, stable=True).indices.tolist()
     names = _any_dna(_Inputs(images, "images")).names
     return [RankedImage(names[i], i, float(distances[i])) for i in order]

@@ -8,14 +8,16 @@ growing prefixes of that order, as when collecting more and more images.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..distances import EMD, FD, NFD
-from ..distributions import VDNAGauss, VDNAHist, VDNAImageHist, VDNAImageMeans, VDNALayerGauss
+from ..distances import Neurons, get_distance
+from ..distributions import VDNAImageHist, VDNAImageMeans
 from ..dna import VDNA
+from ..stats import noise_floor_curve, noise_floor_limits
+from ..stats._noise_floor import default_metric
 
 
 @dataclass(frozen=True)
@@ -44,44 +46,35 @@ class SampleSizeCurve:
         return self.sizes[0] if later_outside.size == 0 else self.sizes[min(later_outside[-1] + 1, len(self.sizes) - 1)]
 
 
-def _distance(metric: str, subset: VDNA, reference: VDNA, neurons: Mapping | None, layers: Sequence[str] | None) -> float:
-    if metric == "emd":
-        return float(EMD(subset, reference, neurons=neurons))
-    if metric == "nfd":
-        return float(NFD(subset, reference, neurons=neurons))
-    if layers is None:
-        return float(FD(subset, reference))
-    return float(np.mean([float(FD(subset, reference, use_neurons_from_layer=layer)) for layer in layers]))
-
-
-_REFERENCE_TYPES = {"emd": VDNAHist, "nfd": VDNAGauss, "fd": VDNALayerGauss}
-
-
 def sample_size_curve(
     images: VDNAImageHist | VDNAImageMeans,
     reference: VDNA,
     sizes: Sequence[int],
     seeds: int | Sequence[int] = 10,
     metric: str | None = None,
-    neurons: Mapping | None = None,
+    neurons: Neurons | None = None,
     layers: Sequence[str] | None = None,
 ) -> SampleSizeCurve:
     """Distances from random subsets of ``images`` of each size to ``reference``.
 
-    ``metric``: ``"emd"`` (per-image histograms, histogram reference; the default for them),
-    ``"fd"`` (per-image means, layer-Gaussian reference: FD averaged over ``layers``, all by
-    default; the default for means) or ``"nfd"`` (per-image means, gaussian reference).
-    ``seeds``: how many seeds (0, 1, ...) or which.
+    ``metric``: a registered distance computed from per-image DNAs: ``"emd"`` (per-image
+    histograms, histogram reference; the default for them), ``"fd"`` (per-image means,
+    layer-Gaussian reference: FD averaged over ``layers``, all by default; the default for means)
+    or ``"nfd"`` (per-image means, gaussian reference). ``seeds``: how many seeds (0, 1, ...) or which.
     """
-    if metric is None:
-        metric = "emd" if isinstance(images, VDNAImageHist) else "fd"
-    if metric not in _REFERENCE_TYPES:
-        raise ValueError(f"metric must be one of {tuple(_REFERENCE_TYPES)}, got {metric!r}")
-    wanted = VDNAImageHist if metric == "emd" else VDNAImageMeans
-    if not isinstance(images, wanted):
-        raise TypeError(f"metric {metric!r} needs per-image DNAs of type {wanted.type}, got {type(images).__name__}")
-    if not isinstance(reference, _REFERENCE_TYPES[metric]):
-        raise TypeError(f"metric {metric!r} needs a {_REFERENCE_TYPES[metric].type} reference, got {type(reference).__name__}")
+    distance = get_distance(metric or default_metric(images))
+    if distance.image_type is None:
+        raise ValueError(f"{distance.name} is not computed from per-image DNAs")
+    if not distance.resamples(images):
+        raise TypeError(f"metric {distance.name!r} needs per-image DNAs of type {distance.image_type}, "
+                        f"got {type(images).__name__}")
+    if not distance.compares(reference):
+        raise TypeError(f"metric {distance.name!r} needs a {' or '.join(distance.set_types)} reference, "
+                        f"got {type(reference).__name__}")
+    if layers is not None:
+        if neurons is not None:
+            raise ValueError("pass either neurons= or layers=, not both")
+        neurons = {layer: None for layer in layers}
     sizes = sorted({int(size) for size in sizes})
     if not sizes or sizes[0] < 2 or sizes[-1] > len(images):
         raise ValueError(f"sizes must lie in [2, {len(images)}] (the number of images), got {sizes}")
@@ -92,11 +85,31 @@ def sample_size_curve(
     for row, seed in enumerate(seed_list):
         order = np.random.default_rng(seed).permutation(len(images))
         for column, size in enumerate(sizes):
-            chosen = order[:size]
-            subset = (
-                images.subset(chosen) if metric == "emd"
-                else images.gaussian(chosen) if metric == "nfd"
-                else images.layer_gaussian(chosen)
-            )
-            distances[row, column] = _distance(metric, subset, reference, neurons, layers)
-    return SampleSizeCurve(metric, sizes, distances)
+            subset = distance.of_images(images, order[:size])
+            distances[row, column] = float(distance.compare(subset, reference, neurons=neurons))
+    return SampleSizeCurve(distance.name, sizes, distances)
+
+
+def noise_floor_beside(
+    curve: SampleSizeCurve,
+    images: VDNAImageHist | VDNAImageMeans,
+    reference: VDNA | int,
+    seed: int = 0,
+    layers: Sequence[str] | None = None,
+) -> SampleSizeCurve | None:
+    """The noise floor beside ``curve`` (:func:`vdna.stats.noise_floor_curve`), as a curve of its own.
+
+    Drawn as many times as the curve has seeds, at the curve's sizes that leave the reference's
+    stand-in aside (``reference``: the reference's per-image DNAs, pooled with the images, or its
+    size); None when no size can have one.
+    """
+    other, largest = noise_floor_limits(images, reference)
+    sizes = [size for size in curve.sizes if size <= largest]
+    if not sizes or other < 2:
+        return None
+    distances = noise_floor_curve(images, sizes, reference, draws=curve.distances.shape[0], seed=seed,
+                                  metric=curve.metric, layers=layers)
+    return SampleSizeCurve(curve.metric, sizes, distances)
+
+
+__all__ = ["SampleSizeCurve", "noise_floor_beside", "sample_size_curve"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .activation_ranges import RangesAccumulator, VDNAActivationRanges
-from .base import Accumulator, DNAType
+from .base import Accumulator, DNAType, PerImageDNA
 from .gaussian import MomentsAccumulator, VDNAGauss, VDNALayerGauss
 from .histogram import HistogramAccumulator, VDNAHist
 from .image_histograms import ImageHistogramsAccumulator, VDNAImageHist
@@ -65,6 +65,7 @@ __all__ = [
     "ImageHistogramsAccumulator",
     "ImageMeansAccumulator",
     "MomentsAccumulator",
+    "PerImageDNA",
     "RangesAccumulator",
     "VDNAActivationRanges",
     "VDNAGauss",

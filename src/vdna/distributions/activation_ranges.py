@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from typing import Any, ClassVar, TypedDict
 
 import numpy as np
@@ -10,6 +10,7 @@ import torch
 
 from ..ranges import ActivationRanges
 from .base import Accumulator, DNAType, require_array
+from .state import MAX, MIN, State
 
 
 class Extremes(TypedDict):
@@ -86,40 +87,32 @@ class VDNAActivationRanges(DNAType):
         return data
 
 
+def _filled(value: float) -> Callable[[int, dict[str, Any], torch.device], torch.Tensor]:
+    def initial(neurons: int, parameters: dict[str, Any], device: torch.device) -> torch.Tensor:
+        return torch.full((neurons,), value, dtype=torch.float32, device=device)
+
+    return initial
+
+
 class RangesAccumulator(Accumulator):
     """Running per-neuron minimum and maximum."""
 
     dna_class = VDNAActivationRanges
-
-    def __init__(self, parameters: dict[str, Any], layers: Mapping[str, int], device: torch.device):
-        super().__init__(parameters, layers, device)
-        self.minimum = {
-            layer: torch.full((n,), float("inf"), dtype=torch.float32, device=self.device) for layer, n in self.layers.items()
-        }
-        self.maximum = {
-            layer: torch.full((n,), float("-inf"), dtype=torch.float32, device=self.device) for layer, n in self.layers.items()
-        }
+    states = (State("min", _filled(float("inf")), MIN), State("max", _filled(float("-inf")), MAX))
 
     def _update_layer(self, layer: str, activations: torch.Tensor) -> None:
         values = activations.to(torch.float32)
         if torch.isnan(values).any():
             raise ValueError(f"layer {layer!r}: the extractor produced NaN activations")
         low, high = torch.aminmax(values.transpose(0, 1).reshape(values.shape[1], -1), dim=1)
-        torch.minimum(self.minimum[layer], low, out=self.minimum[layer])
-        torch.maximum(self.maximum[layer], high, out=self.maximum[layer])
-
-    def _merge_state(self, other: RangesAccumulator) -> None:
-        for layer in self.layers:
-            torch.minimum(self.minimum[layer], other.minimum[layer].to(self.device), out=self.minimum[layer])
-            torch.maximum(self.maximum[layer], other.maximum[layer].to(self.device), out=self.maximum[layer])
-
-    def _load_state(self, vdna: VDNAActivationRanges) -> None:
-        for layer in self.layers:
-            self.minimum[layer] = vdna.data[layer]["min"].to(self.device, copy=True)
-            self.maximum[layer] = vdna.data[layer]["max"].to(self.device, copy=True)
+        MIN.merge(self.values["min"][layer], low)
+        MAX.merge(self.values["max"][layer], high)
 
     def layer_data(self) -> dict[str, dict[str, torch.Tensor]]:
         return {
-            layer: {"min": self.minimum[layer].to("cpu", copy=True), "max": self.maximum[layer].to("cpu", copy=True)}
+            layer: {
+                "min": self.values["min"][layer].to("cpu", torch.float32, copy=True),
+                "max": self.values["max"][layer].to("cpu", torch.float32, copy=True),
+            }
             for layer in self.layers
         }

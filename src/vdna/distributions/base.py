@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..dna import VDNA, Provenance
+from .state import Reduction, State, state_key
 
 
 class DNAType(VDNA):
@@ -85,6 +86,15 @@ NAMES_KEY = "image_names"
 class PerImageDNA(DNAType):
     """What DNAs with one entry per image share: one name per image, in order, stored with the arrays."""
 
+    set_types: ClassVar[dict[str, str]] = {}
+    """The DNA types of whole sets that follow exactly from these per-image DNAs: ``{type: method giving it}``."""
+
+    def set_dna(self, kind: str, indices: Any = None) -> DNAType:
+        """The DNA of type ``kind`` (one of :attr:`set_types`) of the images ``indices`` (all by default)."""
+        if kind not in self.set_types:
+            raise ValueError(f"{self.type} DNAs give {' or '.join(self.set_types)} DNAs of their images, not {kind}")
+        return getattr(self, self.set_types[kind])(indices)
+
     def __init__(self, name, feature_extractor_name, neurons_list, data, num_images, provenance=None):
         super().__init__(name, feature_extractor_name, neurons_list, data, num_images, provenance)
         if not self.provenance.images:
@@ -116,9 +126,15 @@ class PerImageDNA(DNAType):
 
 
 class Accumulator:
-    """Running state of one distribution over a stream of activation batches."""
+    """Running state of one distribution over a stream of activation batches.
+
+    Each subclass declares its :attr:`states` (one value per layer); merging, checkpoints
+    (:meth:`state_tensors`, :meth:`load_state_tensors`) and the training-loop metric's states derive
+    from that declaration. ``values[state][layer]`` holds the current values.
+    """
 
     dna_class: ClassVar[type[DNAType]]
+    states: ClassVar[tuple[State, ...]] = ()
 
     def __init__(
         self, parameters: dict[str, Any], layers: Mapping[str, int], device: torch.device, ranges: Any = None
@@ -128,6 +144,10 @@ class Accumulator:
         self.device = torch.device(device)
         self.ranges = ranges
         self.num_images = 0
+        self.values: dict[str, dict[str, Any]] = {
+            state.name: {layer: state.initial(neurons, parameters, self.device) for layer, neurons in self.layers.items()}
+            for state in self.states
+        }
 
     def fresh(self) -> Accumulator:
         """An empty accumulator like this one: same distribution, layers, ranges and device."""
@@ -154,25 +174,57 @@ class Accumulator:
     def _update_layer(self, layer: str, activations: torch.Tensor) -> None:
         raise NotImplementedError
 
-    def merge(self, other: Accumulator) -> None:
-        """Add another accumulator's images to this one."""
+    def flush(self) -> None:
+        """Complete any work kept for later, so that :attr:`values` hold every image added (nothing to do by default)."""
+
+    def reductions(self) -> dict[str, dict[str, Reduction]]:
+        """``{state: {layer: its reduction}}``."""
+        return {
+            state.name: {layer: state.reduction_for(neurons) for layer, neurons in self.layers.items()}
+            for state in self.states
+        }
+
+    def check_mergeable(self, other: Accumulator) -> None:
+        """Refuse another accumulator whose images were not made into the same distribution the same way."""
         if type(other) is not type(self) or other.layers != self.layers or other.parameters != self.parameters:
             raise ValueError("only accumulators of the same distribution and layers can merge")
-        self._merge_state(other)
+        mine, theirs = (getattr(a.ranges, "digest", None) for a in (self, other))
+        if mine != theirs:
+            raise ValueError("only accumulators of the same activation ranges can merge")
+
+    def merge(self, other: Accumulator) -> None:
+        """Add another accumulator's images to this one."""
+        self.check_mergeable(other)
+        self.flush()
+        other.flush()
+        for state, reductions in self.reductions().items():
+            for layer, reduction in reductions.items():
+                self.values[state][layer] = reduction.merge(self.values[state][layer], other.values[state][layer])
         self.num_images += other.num_images
 
-    def _merge_state(self, other: Accumulator) -> None:
-        raise NotImplementedError
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Every state's value as one tensor per layer, named :func:`state_key` (``counts_0``, ...), on the CPU."""
+        self.flush()
+        return {
+            state_key(state, index): reduction.stored(self.values[state][layer]).cpu()
+            for state, reductions in self.reductions().items()
+            for index, (layer, reduction) in enumerate(reductions.items())
+        }
 
-    def resume(self, vdna: DNAType) -> None:
-        """Continue from the DNA of the images already processed (its state replaces this one's)."""
-        if type(vdna) is not self.dna_class or vdna.neurons_list != self.layers:
-            raise ValueError(f"cannot resume a {self.dna_class.type} run over these layers from a {vdna.type} DNA")
-        self._load_state(vdna)
-        self.num_images = vdna.num_images
+    def load_state_tensors(self, tensors: Mapping[str, torch.Tensor], num_images: int) -> None:
+        """Continue from :meth:`state_tensors` of the ``num_images`` images already added (they replace this state)."""
+        expected = set(self.state_tensors())
+        if set(tensors) != expected:
+            raise ValueError(f"a saved state must hold {sorted(expected)}, got {sorted(tensors)}")
+        self.discard()
+        for state, reductions in self.reductions().items():
+            for index, (layer, reduction) in enumerate(reductions.items()):
+                stored = torch.as_tensor(tensors[state_key(state, index)]).to(self.device)
+                self.values[state][layer] = reduction.restored(stored)
+        self.num_images = int(num_images)
 
-    def _load_state(self, vdna: DNAType) -> None:
-        raise NotImplementedError
+    def discard(self) -> None:
+        """Forget work kept for later (before the state is replaced); nothing to do by default."""
 
     def layer_data(self) -> dict[str, Any]:
         """Per-layer data of the DNA, on the CPU."""
@@ -180,6 +232,7 @@ class Accumulator:
 
     def result(self, feature_extractor_name: str, provenance: Provenance | None = None) -> DNAType:
         """The DNA of every image added so far."""
+        self.flush()
         return self.dna_class.create(
             self.parameters, feature_extractor_name, self.layers, self.layer_data(), self.num_images, provenance
         )

@@ -8,36 +8,13 @@ DNA of A plus the DNA of B equals the DNA of A and B to float64 round-off.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, ClassVar, TypedDict
 
 import numpy as np
 import torch
 
 from .base import Accumulator, DNAType, require_array
-
-
-def combine_moments(
-    count_a: int, mean_a: torch.Tensor, m2_a: torch.Tensor, count_b: int, mean_b: torch.Tensor, m2_b: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and sum of squared deviations (vector, or matrix of cross products) of two merged samples."""
-    if count_a == 0:
-        return mean_b.clone(), m2_b.clone()
-    if count_b == 0:
-        return mean_a.clone(), m2_a.clone()
-    total = count_a + count_b
-    delta = mean_b - mean_a
-    mean = mean_a + delta * (count_b / total)
-    spread = torch.outer(delta, delta) if m2_a.ndim == 2 else delta * delta
-    return mean, m2_a + m2_b + spread * (count_a * count_b / total)
-
-
-def sample_moments(samples: torch.Tensor, full: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and sum of squared deviations of ``(count, neurons)`` float64 samples."""
-    mean = samples.mean(dim=0)
-    centred = samples - mean
-    m2 = centred.T @ centred if full else (centred * centred).sum(dim=0)
-    return mean, m2
+from .state import Moments, State, combine_moments, moments_size, unpacked
 
 
 def spread_from_m2(m2: torch.Tensor, count: int) -> torch.Tensor:
@@ -70,10 +47,6 @@ class _MomentsDNA(DNAType):
     full_covariance = False
     spread_key = "var"
 
-    @classmethod
-    def accumulator(cls, parameters, layers, ranges, device) -> MomentsAccumulator:
-        return MomentsAccumulator(parameters, layers, device, cls)
-
     def _merged_data(self, other: _MomentsDNA) -> dict[str, dict[str, torch.Tensor]]:
         merged = {}
         key = self.spread_key
@@ -103,6 +76,10 @@ class VDNAGauss(_MomentsDNA):
 
     type = "gaussian"
     extraction_flags: ClassVar[dict[str, bool]] = {"average_feats_spatially": True}
+
+    @classmethod
+    def accumulator(cls, parameters, layers, ranges, device) -> NeuronMomentsAccumulator:
+        return NeuronMomentsAccumulator(parameters, layers, device)
 
     def get_neuron_dist(self, layer_name: str, neuron_idx: int) -> dict[str, torch.Tensor]:
         """``{"mu", "var"}`` of one neuron."""
@@ -151,6 +128,10 @@ class VDNALayerGauss(_MomentsDNA):
     full_covariance = True
     spread_key = "sigma"
 
+    @classmethod
+    def accumulator(cls, parameters, layers, ranges, device) -> LayerMomentsAccumulator:
+        return LayerMomentsAccumulator(parameters, layers, device)
+
     def get_neuron_dist(self, layer_name: str, neuron_idx: int) -> dict[str, torch.Tensor]:
         """``{"mu", "sigma"}`` of one neuron (``sigma`` is its variance)."""
         self.check_neuron(layer_name, neuron_idx)
@@ -183,58 +164,49 @@ class VDNALayerGauss(_MomentsDNA):
         return data
 
 
-class MomentsAccumulator(Accumulator):
-    """Count, mean and sum of squared deviations (float64) of each image's spatially averaged activations."""
+def moments_state(full: bool) -> State:
+    """The state of a Gaussian accumulator: per layer a packed ``[count, mean, m2]`` vector (:class:`Moments`)."""
 
-    def __init__(
-        self, parameters: dict[str, Any], layers: Mapping[str, int], device: torch.device, dna_class: type[_MomentsDNA]
-    ):
-        super().__init__(parameters, layers, device)
-        self.dna_class = dna_class
-        full = dna_class.full_covariance
-        self.mean = {layer: torch.zeros(n, dtype=torch.float64, device=self.device) for layer, n in self.layers.items()}
-        self.m2 = {
-            layer: torch.zeros((n, n) if full else (n,), dtype=torch.float64, device=self.device)
-            for layer, n in self.layers.items()
-        }
-        self._layer_counts = dict.fromkeys(self.layers, 0)
+    def initial(neurons: int, parameters: dict[str, Any], device: torch.device) -> torch.Tensor:
+        return torch.zeros(moments_size(neurons, full), dtype=torch.float64, device=device)
+
+    return State("moments", initial, lambda neurons: Moments(neurons, full))
+
+
+class MomentsAccumulator(Accumulator):
+    """Count, mean and sum of squared deviations (float64) of each image's spatially averaged activations.
+
+    One packed vector per layer (:class:`~vdna.distributions.state.Moments`), merged with Chan et al.'s formula.
+    """
+
+    dna_class: ClassVar[type[_MomentsDNA]]
 
     def _update_layer(self, layer: str, activations: torch.Tensor) -> None:
         per_image = activations.to(torch.float64).mean(dim=2)
         if torch.isnan(per_image).any():
             raise ValueError(f"layer {layer!r}: the extractor produced NaN activations")
-        batch_mean, batch_m2 = sample_moments(per_image, self.dna_class.full_covariance)
-        count = self._layer_counts[layer]
-        self.mean[layer], self.m2[layer] = combine_moments(
-            count, self.mean[layer], self.m2[layer], per_image.shape[0], batch_mean, batch_m2
-        )
-        self._layer_counts[layer] = count + per_image.shape[0]
-
-    def _merge_state(self, other: MomentsAccumulator) -> None:
-        for layer in self.layers:
-            self.mean[layer], self.m2[layer] = combine_moments(
-                self._layer_counts[layer],
-                self.mean[layer],
-                self.m2[layer],
-                other._layer_counts[layer],
-                other.mean[layer].to(self.device),
-                other.m2[layer].to(self.device),
-            )
-            self._layer_counts[layer] += other._layer_counts[layer]
-
-    def _load_state(self, vdna: _MomentsDNA) -> None:
-        key = self.dna_class.spread_key
-        for layer in self.layers:
-            self.mean[layer] = vdna.data[layer]["mu"].to(self.device, torch.float64, copy=True)
-            self.m2[layer] = m2_from_spread(vdna.data[layer][key].to(self.device, torch.float64), vdna.num_images)
-            self._layer_counts[layer] = vdna.num_images
+        moments = Moments(self.layers[layer], self.dna_class.full_covariance)
+        moments.add_samples(self.values["moments"][layer], per_image)
 
     def layer_data(self) -> dict[str, dict[str, torch.Tensor]]:
-        key = self.dna_class.spread_key
-        return {
-            layer: {
-                "mu": self.mean[layer].to("cpu", copy=True),
-                key: spread_from_m2(self.m2[layer], self._layer_counts[layer]).to("cpu", copy=True),
-            }
-            for layer in self.layers
-        }
+        key, full = self.dna_class.spread_key, self.dna_class.full_covariance
+        data = {}
+        for layer, neurons in self.layers.items():
+            count, mean, m2 = unpacked(self.values["moments"][layer], neurons, full)
+            data[layer] = {"mu": mean.to("cpu", copy=True), key: spread_from_m2(m2, count).to("cpu", copy=True)}
+        return data
+
+
+class NeuronMomentsAccumulator(MomentsAccumulator):
+    """The accumulator of ``gaussian`` DNAs: per-neuron moments."""
+
+    dna_class = VDNAGauss
+    states = (moments_state(False),)
+
+
+class LayerMomentsAccumulator(MomentsAccumulator):
+    """The accumulator of ``layer-gaussian`` DNAs: per-layer mean and cross products."""
+
+    dna_class = VDNALayerGauss
+    states = (moments_state(True),)
+

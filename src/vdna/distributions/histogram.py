@@ -13,6 +13,7 @@ from ..config import option
 from ..kernels import Binning, Gathering, accumulate_histograms, layer_binnings
 from ..ranges import ActivationRanges
 from .base import Accumulator, DNAType, require_array
+from .state import SUM, State
 
 _NAME = re.compile(r"histogram-(\d+)")
 _INT32_MAX = np.iinfo(np.int32).max
@@ -130,6 +131,10 @@ def binnings(
     return layer_binnings(ranges, layers, bins, device)
 
 
+def _empty_counts(neurons: int, parameters: dict[str, Any], device: torch.device) -> torch.Tensor:
+    return torch.zeros((neurons, parameters["bins"]), dtype=torch.int64, device=device)
+
+
 class HistogramAccumulator(Accumulator):
     """Running per-neuron counts; activations are normalised with the extractor's ranges, then binned.
 
@@ -139,6 +144,7 @@ class HistogramAccumulator(Accumulator):
     """
 
     dna_class = VDNAHist
+    states = (State("counts", _empty_counts, SUM),)
 
     def __init__(
         self,
@@ -148,13 +154,8 @@ class HistogramAccumulator(Accumulator):
         device: torch.device,
     ):
         super().__init__(parameters, layers, device, ranges)
-        bins = parameters["bins"]
-        self.binning = binnings(self.layers, ranges, bins, self.device)
-        self.counts = {
-            layer: torch.zeros((neurons, bins), dtype=torch.int64, device=self.device)
-            for layer, neurons in self.layers.items()
-        }
-        self._gathering = Gathering(bins, self._bin)
+        self.binning = binnings(self.layers, ranges, parameters["bins"], self.device)
+        self._gathering = Gathering(parameters["bins"], self._bin)
 
     def update(self, activations: Mapping[str, torch.Tensor]) -> None:
         self._gathering.plan({layer: activations[layer] for layer in self.layers if layer in activations})
@@ -164,7 +165,7 @@ class HistogramAccumulator(Accumulator):
         self._gathering.add(layer, activations)
 
     def _bin(self, layer: str, activations: torch.Tensor) -> None:
-        nans = accumulate_histograms(activations, self.counts[layer], self.binning[layer])
+        nans = accumulate_histograms(activations, self.values["counts"][layer], self.binning[layer])
         if nans:
             raise ValueError(f"layer {layer!r}: the extractor produced {nans} NaN activation(s)")
 
@@ -172,18 +173,8 @@ class HistogramAccumulator(Accumulator):
         """Bin every gathered activation now."""
         self._gathering.flush()
 
-    def _merge_state(self, other: HistogramAccumulator) -> None:
-        self.flush()
-        other.flush()
-        for layer in self.counts:
-            self.counts[layer] += other.counts[layer].to(self.device)
-
-    def _load_state(self, vdna: VDNAHist) -> None:
-        if vdna.hist_nb_bins != self.parameters["bins"]:
-            raise ValueError(f"cannot resume a {self.parameters['bins']}-bin run from a {vdna.hist_nb_bins}-bin DNA")
-        self._gathering.discard()  # gathered images are replaced too
-        self.counts = {layer: vdna.data[layer].to(self.device, copy=True) for layer in self.layers}
+    def discard(self) -> None:
+        self._gathering.discard()
 
     def layer_data(self) -> dict[str, torch.Tensor]:
-        self.flush()
-        return {layer: counts.to("cpu", copy=True) for layer, counts in self.counts.items()}
+        return {layer: counts.to("cpu", copy=True) for layer, counts in self.values["counts"].items()}

@@ -23,6 +23,7 @@ from ..kernels import accumulate_histograms, compiled_by
 from ..ranges import ActivationRanges
 from .base import NAMES_KEY, Accumulator, PerImageDNA, require_array
 from .histogram import BinnedDNA, VDNAHist, binnings
+from .state import CAT, State
 
 _NAME = re.compile(r"image-histogram-(\d+)")
 def _layer_keys(layer: str) -> tuple[str, str, str]:
@@ -52,6 +53,7 @@ class VDNAImageHist(BinnedDNA, PerImageDNA):
 
     type = "image-histogram"
     extraction_flags: ClassVar[dict[str, bool]] = {"accumulate_spatial_feats_in_hist": True, "normalise_feats": True}
+    set_types: ClassVar[dict[str, str]] = {"histogram": "subset"}
     name_pattern = _NAME
 
     @classmethod
@@ -195,10 +197,19 @@ def _narrowest(largest: int) -> torch.dtype:
     return torch.int16 if largest <= torch.iinfo(torch.int16).max else torch.int32
 
 
+def _no_parts(neurons: int, parameters: dict[str, Any], device: torch.device) -> list[torch.Tensor]:
+    return []
+
+
 class ImageHistogramsAccumulator(Accumulator):
-    """Histograms of each image, binned with the same exact rule as :class:`VDNAHist`, stored sparse."""
+    """The histograms of each image, binned with the same exact rule as :class:`VDNAHist`, stored sparse.
+
+    Per layer, image after image: each neuron's number of non-empty bins (``row_sizes``), those
+    bins (``bins``) and their counts (``counts``), concatenated in order.
+    """
 
     dna_class = VDNAImageHist
+    states = (State("row_sizes", _no_parts, CAT), State("bins", _no_parts, CAT), State("counts", _no_parts, CAT))
 
     def __init__(
         self, parameters: dict[str, Any], layers: Mapping[str, int], ranges: ActivationRanges | None, device: torch.device
@@ -209,7 +220,6 @@ class ImageHistogramsAccumulator(Accumulator):
         self._scratch = {
             layer: torch.zeros((neurons, bins), dtype=torch.int64, device=self.device) for layer, neurons in layers.items()
         }
-        self._parts: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {layer: [] for layer in layers}
         self._bin_dtype = _narrowest(bins - 1)
 
     def _update_layer(self, layer: str, activations: torch.Tensor) -> None:
@@ -232,28 +242,19 @@ class ImageHistogramsAccumulator(Accumulator):
                 sizes_t, bins_t, counts_t = filled.sum(dim=1).cpu(), filled.nonzero()[:, 1].cpu(), scratch[filled].cpu()
                 scratch.zero_()
             largest = int(counts_t.max()) if counts_t.numel() else 0
-            self._parts[layer].append((sizes_t, bins_t.to(self._bin_dtype), counts_t.to(_narrowest(largest))))
-
-    def _merge_state(self, other: ImageHistogramsAccumulator) -> None:
-        for layer in self._parts:
-            self._parts[layer].extend(other._parts[layer])
-
-    def _load_state(self, vdna: VDNAImageHist) -> None:
-        if vdna.hist_nb_bins != self.parameters["bins"]:
-            raise ValueError(f"cannot resume a {self.parameters['bins']}-bin run from a {vdna.hist_nb_bins}-bin DNA")
-        self._parts = {}
-        for layer in self.layers:
-            part = vdna.data[layer]
-            self._parts[layer] = [(torch.diff(part["offsets"]), part["bins"].clone(), part["counts"].clone())]
+            self.values["row_sizes"][layer].append(sizes_t)
+            self.values["bins"][layer].append(bins_t.to(self._bin_dtype))
+            self.values["counts"][layer].append(counts_t.to(_narrowest(largest)))
 
     def layer_data(self) -> dict[str, dict[str, torch.Tensor]]:
         data = {}
-        for layer, parts in self._parts.items():
-            sizes = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, dtype=torch.int64)
+        for layer in self.layers:
+            sizes, bins, counts = (self.values[state][layer] for state in ("row_sizes", "bins", "counts"))
+            total_sizes = torch.cat(sizes).to(torch.int64) if sizes else torch.zeros(0, dtype=torch.int64)
             data[layer] = {
-                "offsets": torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(sizes.to(torch.int64), 0)]),
-                "bins": torch.cat([p[1] for p in parts]) if parts else torch.zeros(0, dtype=torch.int32),
-                "counts": torch.cat([p[2] for p in parts]) if parts else torch.zeros(0, dtype=torch.int32),
+                "offsets": torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(total_sizes, 0)]),
+                "bins": torch.cat(bins) if bins else torch.zeros(0, dtype=torch.int32),
+                "counts": torch.cat(counts) if counts else torch.zeros(0, dtype=torch.int32),
             }
         return data
 

@@ -8,7 +8,7 @@ subset) without running the network again: for sample-size curves and attribute 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from .base import NAMES_KEY, Accumulator, DNAType, PerImageDNA, require_array
-from .gaussian import VDNAGauss, VDNALayerGauss, sample_moments, spread_from_m2
+from .gaussian import VDNAGauss, VDNALayerGauss, spread_from_m2
+from .state import CAT, State, sample_moments
 
 
 class VDNAImageMeans(PerImageDNA):
@@ -26,6 +27,7 @@ class VDNAImageMeans(PerImageDNA):
 
     type = "image-mean"
     extraction_flags: ClassVar[dict[str, bool]] = {"average_feats_spatially": True}
+    set_types: ClassVar[dict[str, str]] = {"gaussian": "gaussian", "layer-gaussian": "layer_gaussian"}
 
     @classmethod
     def create(cls, parameters, feature_extractor_name, neurons_list, data, num_images, provenance=None):
@@ -91,30 +93,24 @@ class VDNAImageMeans(PerImageDNA):
         }
 
 
+def _no_rows(neurons: int, parameters: dict[str, Any], device: torch.device) -> list[torch.Tensor]:
+    return []
+
+
 class ImageMeansAccumulator(Accumulator):
     """Each image's activations averaged over positions, in float64, as the Gaussian accumulators average them."""
 
     dna_class = VDNAImageMeans
-
-    def __init__(self, parameters: dict[str, Any], layers: Mapping[str, int], device: torch.device):
-        super().__init__(parameters, layers, device)
-        self._rows: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+    states = (State("rows", _no_rows, CAT),)
 
     def _update_layer(self, layer: str, activations: torch.Tensor) -> None:
         per_image = activations.to(torch.float64).mean(dim=2)
         if torch.isnan(per_image).any():
             raise ValueError(f"layer {layer!r}: the extractor produced NaN activations")
-        self._rows[layer].append(per_image.cpu())
-
-    def _merge_state(self, other: ImageMeansAccumulator) -> None:
-        for layer in self._rows:
-            self._rows[layer].extend(other._rows[layer])
-
-    def _load_state(self, vdna: VDNAImageMeans) -> None:
-        self._rows = {layer: [vdna.data[layer].cpu().clone()] for layer in self.layers}
+        self.values["rows"][layer].append(per_image.cpu())
 
     def layer_data(self) -> dict[str, torch.Tensor]:
         return {
-            layer: torch.cat(rows) if rows else torch.zeros((0, self.layers[layer]), dtype=torch.float64)
-            for layer, rows in self._rows.items()
+            layer: torch.cat(rows).to(torch.float64) if rows else torch.zeros((0, self.layers[layer]), dtype=torch.float64)
+            for layer, rows in self.values["rows"].items()
         }

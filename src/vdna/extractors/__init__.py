@@ -25,6 +25,8 @@ from .registry import (
     create_extractor,
     list_extractors,
     register_extractor,
+    registered_extractor,
+    unregister_extractor,
 )
 
 _FROM_BASE = ("Extractor", "ExtractorInfo", "HookExtractor", "check_ranges_match", "resolve_device")
@@ -46,5 +48,7 @@ __all__ = [
     "create_extractor",
     "list_extractors",
     "register_extractor",
+    "registered_extractor",
     "resolve_device",
+    "unregister_extractor",
 ]

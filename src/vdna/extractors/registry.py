@@ -1,4 +1,5 @@
-"""Feature extractors by name: the built-in ones, those registered with :func:`register_extractor`, and ``timm:<model>``.
+"""Feature extractors by name: the built-in ones, those registered with :func:`register_extractor` (or for a
+``with`` block with :func:`registered_extractor`), and ``timm:<model>``.
 
 Listing names imports no network code: each built-in is named here with the function that builds
 it, which is imported only when that extractor is created.
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from ..config import DEFAULT_EXTRACTOR, TIMM_PREFIX
@@ -52,6 +54,31 @@ def register_extractor(name: str) -> Callable[[ExtractorFactory], ExtractorFacto
         return factory
 
     return decorate
+
+
+def unregister_extractor(name: str) -> None:
+    """Remove the extractor registered under ``name``; built-in extractors cannot be removed."""
+    if name in BUILTIN_EXTRACTORS or name.startswith(TIMM_PREFIX):
+        raise ValueError(f"{name!r} is a built-in extractor; only registered extractors can be unregistered")
+    if name not in _REGISTERED:
+        registered = ", ".join(sorted(_REGISTERED)) or "none"
+        raise ValueError(f"no extractor named {name!r} is registered; registered: {registered}")
+    del _REGISTERED[name]
+
+
+@contextmanager
+def registered_extractor(name: str, factory: ExtractorFactory) -> Iterator[ExtractorFactory]:
+    """Register ``factory`` under ``name`` for the ``with`` block, and unregister it when the block ends.
+
+    If ``factory`` was already registered under ``name`` before the block, it stays registered after.
+    """
+    already = _REGISTERED.get(name) is factory
+    register_extractor(name)(factory)
+    try:
+        yield factory
+    finally:
+        if not already and _REGISTERED.get(name) is factory:
+            del _REGISTERED[name]
 
 
 def list_extractors() -> list[str]:

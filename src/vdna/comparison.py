@@ -1,0 +1,144 @@
+"""Comparing two image sets, each given as images or as a saved DNA: the distance, and how sure it is.
+
+:func:`compare` is what ``vdna compare`` runs: it makes (in one pass per set) or loads the DNAs a
+registered distance needs, gives the distance, and with ``stats=True`` its interval, noise
+floor and p-value from per-image DNAs (:func:`vdna.stats.compare_sets`); with ``by_layer=True``
+each layer's part. The :class:`Comparison` it returns reads as text and as JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .config import RayConfig, RunConfig, StatsConfig, option, run_settings
+from .distances import NeuronWeights, get_distance
+from .dna import VDNA
+from .inputs import as_distribution, dnas_of, saved_dna
+from .processor import VDNAProcessor
+from .stats import LayerShare, SetComparison, compare_sets, layer_shares, layer_table
+from .stats import statistics as statistic_rows
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two sets compared by ``metric``: its ``value``, the DNAs compared, and what was asked besides.
+
+    ``a`` and ``b``: the DNAs of each set that were compared (per-image DNAs with statistics);
+    ``layer``: the only layer compared, or None for all; ``stats``: the interval, noise floor and
+    p-value (:class:`~vdna.stats.SetComparison`) when asked; ``layers``: each layer's part when asked.
+    """
+
+    metric: str
+    value: float
+    a: VDNA
+    b: VDNA
+    layer: str | None = None
+    weighted: bool = False
+    stats: SetComparison | None = None
+    layers: Mapping[str, LayerShare] | None = None
+
+    def unit_values(self) -> dict[str, torch.Tensor]:
+        """``{layer: distance per unit}`` (neurons, or one per layer) between the two sets' DNAs."""
+        distance = get_distance(self.metric)
+        first, second = distance.set_dna(self.a, "first set"), distance.set_dna(self.b, "second set")
+        return distance.unit_values(first, second, neurons=None if self.layer is None else {self.layer: None})
+
+    def scope(self) -> str:
+        """What was compared, in words."""
+        scope = f"layer {self.layer}" if self.layer else f"all {len(self.a.neurons_list)} layers"
+        return scope + (", weighted" if self.weighted else "")
+
+    def lines(self) -> list[str]:
+        """The comparison as text: the value, then the statistics and the layers when asked."""
+        lines = [f"{self.metric}: {self.value:.6f}  ({self.a.feature_extractor_name}, {self.a.name}, {self.scope()}; "
+                 f"A: {self.a.num_images} images, B: {self.b.num_images} images)"]
+        if self.stats is not None:
+            lines += [f"  {row.name} {row.cell.text()}  ({row.note})" for row in statistic_rows(self.stats)]
+            lines.append(f"  {self.stats.reading()}")
+        if self.layers is not None:
+            lines += layer_table(self.layers).splitlines()
+        return lines
+
+    def to_dict(self, sources: tuple[str, str] = ("A", "B")) -> dict[str, Any]:
+        """Plain JSON-ready values; ``sources`` name the two sets."""
+        document = {"metric": self.metric, "value": self.value, "scope": self.layer or "all", "weighted": self.weighted,
+                    "a": _summary(self.a, sources[0]), "b": _summary(self.b, sources[1])}
+        if self.stats is not None:
+            document["stats"] = {key: item for key, item in self.stats.to_dict().items() if key not in ("metric", "value", "layers")}
+        if self.layers is not None:
+            document["layers"] = {layer: part.to_dict() for layer, part in self.layers.items()}
+        return document
+
+
+def _summary(vdna: VDNA, source: str) -> dict[str, Any]:
+    return {"source": source, "distribution": vdna.name, "num_images": vdna.num_images,
+            "feature_extractor": vdna.feature_extractor_name}
+
+
+def compare(
+    a: Any,
+    b: Any,
+    metric: str = "emd",
+    *,
+    layer: str | None = None,
+    neuron_weights: NeuronWeights | None = None,
+    stats: bool = False,
+    by_layer: bool = False,
+    distribution: str | None = None,
+    bins: int = 1000,
+    config: RunConfig | None = None,
+    stats_config: StatsConfig | None = None,
+    processor: VDNAProcessor | None = None,
+    ray: RayConfig | None = None,
+    **options: Any,
+) -> Comparison:
+    """The distance ``metric`` between the sets ``a`` and ``b`` (saved DNAs, DNAs, or sources of images).
+
+    From images, each set's DNAs are made in one pass with the settings ``config`` and ``options``
+    (:class:`~vdna.RunConfig`'s fields): the metric's distribution (``bins`` for histograms), or
+    ``distribution``; with ``stats``, its per-image DNAs, resampled by
+    :func:`~vdna.stats.compare_sets` with ``stats_config``'s resamples and permutations and the
+    run's seed. ``layer`` compares that layer only; ``neuron_weights`` weight the compared units.
+    ``by_layer`` adds each layer's value and share (with its statistics when asked).
+    """
+    distance = get_distance(metric)
+    config, ranges = run_settings(config, "compare", **options)
+    neurons = None if layer is None else {layer: None}
+    processor = processor or VDNAProcessor()
+    if stats:
+        kind = distance.per_image_distribution(bins)
+        if distribution is not None and parse_type(distribution) != parse_type(kind):
+            raise ValueError(f"{option('stats')} resamples per-image DNAs: with {option('metric')} {metric} give "
+                             f"{option('distribution_name')} {distance.per_image_distribution('B')} or none, not {distribution}")
+        wanted = distribution or kind
+        given = [saved_dna(argument) for argument in (a, b)]  # saved DNAs are checked before images go through the network
+        given = [None if dna is None else as_distribution(dna, wanted, str(argument)) for dna, argument in zip(given, (a, b))]
+        first, second = (dna if dna is not None else dnas_of(argument, [wanted], config, processor, ray=ray, ranges=ranges)[0]
+                         for dna, argument in zip(given, (a, b)))
+        stats_config = stats_config or StatsConfig()
+        result = compare_sets(first, second, metric, resamples=stats_config.resamples,
+                              permutations=stats_config.permutations, seed=config.seed, neurons=neurons,
+                              neuron_weights=neuron_weights)
+        return Comparison(metric, result.value, first, second, layer, neuron_weights is not None, result,
+                          result.layers if by_layer else None)
+    wanted = distribution or distance.distribution(bins)
+    first, second = (dnas_of(argument, [wanted], config, processor, ray=ray, ranges=ranges, name=name)[0]
+                     for argument, name in ((a, "A"), (b, "B")))
+    first_set, second_set = distance.set_dna(first, "first set"), distance.set_dna(second, "second set")
+    value = float(distance.compare(first_set, second_set, neurons=neurons, neuron_weights=neuron_weights))
+    layers = layer_shares(first_set, second_set, metric, neurons=neurons, neuron_weights=neuron_weights) if by_layer else None
+    return Comparison(metric, value, first, second, layer, neuron_weights is not None, None, layers)
+
+
+def parse_type(distribution: str) -> str:
+    """The DNA type a distribution name makes."""
+    from .distributions import parse_distribution
+
+    return parse_distribution(distribution)[0].type
+
+
+__all__ = ["Comparison", "compare"]

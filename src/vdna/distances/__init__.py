@@ -1,0 +1,82 @@
+"""Comparing DNAs: a registry of distances, one module each.
+
+Each distance registers one :class:`Distance` record (:mod:`vdna.distances._registry`): ``emd``
+(:mod:`~vdna.distances.earth_mover`, dna-emd, eq. 3-5), ``nfd`` (:mod:`~vdna.distances.neuron_frechet`,
+dna-fd) and ``fd`` (:mod:`~vdna.distances.layer_frechet`, FID's formula per layer).
+:func:`get_distance` gives a record by name, :func:`list_distances` the names, and
+:func:`register_distance` adds one. Each module also offers its pure functions over arrays
+(:func:`emd`, :func:`frechet_1d`, :func:`frechet_distance`) and vdna 0.1.1's wrappers (:func:`EMD`,
+:func:`NFD`, :func:`FD`), which check that two DNAs are comparable and select neurons in one place
+(:mod:`vdna.distances._selection`).
+
+Names are loaded on first use, so listing the distances does not load torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._registry import (
+    BUILTIN_DISTANCES,
+    Distance,
+    get_distance,
+    list_distances,
+    register_distance,
+    unregister_distance,
+)
+
+_WHERE = {
+    "EMD": "earth_mover",
+    "emd": "earth_mover",
+    "emd_to_reference": "earth_mover",
+    "NFD": "neuron_frechet",
+    "frechet_1d": "neuron_frechet",
+    "FD": "layer_frechet",
+    "frechet_distance": "layer_frechet",
+    "trace_sqrt_product": "layer_frechet",
+    "NeuronSelection": "_selection",
+    "NeuronWeights": "_selection",
+    "Neurons": "_selection",
+    "select_neurons": "_selection",
+}
+
+if TYPE_CHECKING:
+    from ._selection import Neurons, NeuronSelection, NeuronWeights, select_neurons
+    from .earth_mover import EMD, emd, emd_to_reference
+    from .layer_frechet import FD, frechet_distance, trace_sqrt_product
+    from .neuron_frechet import NFD, frechet_1d
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})
+
+
+__all__ = [
+    "BUILTIN_DISTANCES",
+    "EMD",
+    "FD",
+    "NFD",
+    "Distance",
+    "NeuronSelection",
+    "NeuronWeights",
+    "Neurons",
+    "emd",
+    "emd_to_reference",
+    "frechet_1d",
+    "frechet_distance",
+    "get_distance",
+    "list_distances",
+    "register_distance",
+    "select_neurons",
+    "trace_sqrt_product",
+    "unregister_distance",
+]

@@ -1,0 +1,281 @@
+"""How sure is a distance between two image sets? Bootstrap interval, noise floor, permutation test, layer shares.
+
+From per-image DNAs the DNA of any resample of the images follows exactly, without running the
+network again (each distance's ``resample``, :mod:`vdna.distances`), so :func:`compare_sets`
+reports, besides the distance: the **noise floor** (the mean distance when the images of both sets
+are pooled and split at random into sets of the same two sizes, with its spread), the **p-value**
+of the permutation test of "both sets come from one source" on those splits, ``(1 + #{null >=
+value}) / (1 + permutations)``, a 95% **confidence interval** for the distance between the two
+sources from bootstrap resamples (:mod:`vdna.stats._intervals`), and each layer's value, share of
+the total, noise floor, interval and p-value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from ..config import RunConfig, StatsConfig, check_setting
+from ..distances import Distance, get_distance
+from ..distances._resampling import Pairs
+from ..distances._selection import (
+    Neurons,
+    NeuronWeights,
+    Selection,
+    neuron_weights_given,
+    select_neurons,
+    selection_sizes,
+    weights_vector,
+)
+from ..dna import VDNA, check_comparable
+from ._intervals import bootstrap_interval
+from ._results import LayerShare, SetComparison
+
+
+# -- checks, selection and combination -------------------------------------------------------------
+def resampled_metric(metric: str, sets: Sequence[tuple[str, Any]]) -> Distance:
+    """The record of ``metric``, checked to resample per-image DNAs and that each of ``sets`` holds them."""
+    distance = get_distance(metric)
+    if distance.resample is None:
+        raise ValueError(f"{metric} is not computed from per-image DNAs, so it cannot be resampled")
+    for position, vdna in sets:
+        if not distance.resamples(vdna):
+            raise TypeError(
+                f"metric {metric!r} needs per-image DNAs of type {distance.image_type} "
+                f"(make_vdna(..., distribution_name={distance.per_image_distribution()!r})); "
+                f"the {position} is a {type(vdna).__name__}"
+            )
+    return distance
+
+
+def _selection(vdna: VDNA, distance: Distance, neurons: Neurons | None) -> Selection:
+    selection = select_neurons(vdna, neurons=neurons)
+    if not selection or any(index is not None and index.numel() == 0 for _, index in selection):
+        raise ValueError("neurons selects no neuron of some layer; name at least one neuron per layer, or None for all")
+    if distance.unit == "layer" and any(index is not None for _, index in selection):
+        raise ValueError(f"{distance.name} compares whole layers: neurons= may only name layers, each with None (all its neurons)")
+    return selection
+
+
+def _units(distance: Distance, selection: Selection, vdna: VDNA) -> list[tuple[str, int]]:
+    """``(layer, compared units)``: its selected neurons, or one unit per layer."""
+    return [(layer, 1) for layer, _ in selection] if distance.unit == "layer" else selection_sizes(selection, vdna)
+
+
+def _unit_weights(distance: Distance, selection: Selection, vdna: VDNA, neuron_weights: NeuronWeights | None) -> np.ndarray:
+    """The weight of each compared unit (neuron, or layer) in the total: 1/units, or the given weights."""
+    parts = _units(distance, selection, vdna)
+    if neuron_weights is None:
+        units = sum(size for _, size in parts)
+        return np.full(units, 1.0 / units)
+    return weights_vector(neuron_weights, parts, distance.unit).numpy()
+
+
+def set_dna(vdna: VDNA, metric: str = "emd", position: str = "DNA") -> VDNA:
+    """The DNA of a whole set that ``metric`` compares: ``vdna`` itself, or the set DNA of per-image DNAs.
+
+    ``histogram-B`` for emd (per-image histograms summed), ``gaussian`` for nfd and
+    ``layer-gaussian`` for fd (fitted to per-image means); ``position`` names ``vdna`` in errors.
+    """
+    return get_distance(metric).set_dna(vdna, position)
+
+
+def _full_values(
+    distance: Distance, first: VDNA, second: VDNA, neurons: Neurons | None, neuron_weights: NeuronWeights | None,
+) -> tuple[float, dict[str, np.ndarray]]:
+    """The distance of two sets' DNAs as the distance gives it, and its per-layer unit values."""
+    total = distance.compare(first, second, neurons=neurons, neuron_weights=neuron_weights)
+    per_layer = distance.unit_values(first, second, neurons=neurons)
+    return float(total), {layer: values.cpu().numpy() for layer, values in per_layer.items()}
+
+
+def _layer_parts(full: Mapping[str, np.ndarray], unit_weights: np.ndarray, sizes: Mapping[str, int]) -> dict[str, LayerShare]:
+    """Each layer's value (mean of its units) and share of the weighted total; ``sizes``: its selected neurons."""
+    contributions, start = {}, 0
+    for layer, values in full.items():
+        contributions[layer] = float(unit_weights[start : start + values.size] @ values)
+        start += values.size
+    total = sum(contributions.values())
+    return {
+        layer: LayerShare(neurons=sizes[layer], value=float(values.mean()), share=contributions[layer] / total if total else 0.0)
+        for layer, values in full.items()
+    }
+
+
+def replicates(
+    distance: Distance, a: VDNA, b: VDNA | None, selection: Selection, paired: Pairs, splits: np.ndarray,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``{layer: (units, resamples)}`` distances between the ``paired`` weighted images, and of ``splits`` against the rest."""
+    paired_out, split_out = {}, {}
+    for layer, index in selection:
+        paired_out[layer], split_out[layer] = distance.resample(a, b, layer, index, paired, splits)
+    return paired_out, split_out
+
+
+def totals(per_layer: Mapping[str, np.ndarray], unit_weights: np.ndarray) -> np.ndarray:
+    return unit_weights @ np.concatenate(list(per_layer.values()))
+
+
+def _bootstrap_weights(rng: np.random.Generator, size_a: int, size_b: int, resamples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images of A drawn with replacement on the first side, of B on the second: multinomial counts."""
+    first = np.zeros((size_a + size_b, resamples), dtype=np.int32)
+    second = np.zeros_like(first)
+    first[:size_a] = rng.multinomial(size_a, np.full(size_a, 1.0 / size_a), size=resamples).T
+    second[size_a:] = rng.multinomial(size_b, np.full(size_b, 1.0 / size_b), size=resamples).T
+    return first, second
+
+
+def _split_weights(rng: np.random.Generator, pooled: int, size: int, splits: int) -> np.ndarray:
+    """0/1 ``(pooled, splits)``: ``size`` images drawn without replacement per split (the rest form the other set)."""
+    order = rng.permuted(np.tile(np.arange(pooled), (splits, 1)), axis=1)
+    membership = np.zeros((pooled, splits), dtype=np.int32)
+    membership[order[:, :size], np.arange(splits)[:, None]] = 1
+    return membership
+
+
+# -- public API ------------------------------------------------------------------------------------
+def resampled_distances(
+    a: VDNA,
+    b: VDNA | None,
+    first: np.ndarray,
+    second: np.ndarray | None = None,
+    metric: str = "emd",
+    neurons: Neurons | None = None,
+) -> dict[str, np.ndarray]:
+    """Distances between weighted resamples of per-image DNAs, from the stored data: ``{layer: (units, resamples)}``.
+
+    The images are those of ``a`` then those of ``b`` (``b=None``: of ``a`` alone). ``first`` and
+    ``second`` are non-negative integer weights ``(images, resamples)``: how many times resample
+    ``r`` takes each image into the first and the second set; ``second=None`` puts every image
+    not in the first set (0/1 weights) into the second. Units are the selected neurons (``emd``,
+    ``nfd``) or the layer (``fd``, one row). Column ``r`` is what the distance gives for the DNAs
+    of those images, e.g. ``EMD(both.subset(np.repeat(range(images), first[:, r])), both.subset(...),
+    return_neuron_wise=True)`` (``both`` the images of ``a`` and ``b``): EMD bit for bit, NFD and
+    FD to round-off.
+    """
+    distance = resampled_metric(metric, [("first set", a)] + ([] if b is None else [("second set", b)]))
+    if b is not None:
+        check_comparable(a, b)
+    images = a.num_images + (0 if b is None else b.num_images)
+    smallest = 2 if distance.unit == "layer" else 1
+    checked = []
+    for name, weights in (("first", first), ("second", second)):
+        if weights is None:
+            continue
+        weights = np.asarray(weights)
+        if weights.ndim != 2 or weights.shape[0] != images or not np.issubdtype(weights.dtype, np.integer):
+            raise ValueError(f"{name} must be integer weights of shape ({images}, resamples), got {weights.dtype} {weights.shape}")
+        if weights.size and weights.min() < 0:
+            raise ValueError(f"{name} weights must not be negative")
+        if weights.shape[1] and weights.sum(axis=0).min() < smallest:
+            raise ValueError(f"every resample needs at least {smallest} image(s) in the {name} set")
+        checked.append(weights.astype(np.int64))
+    if second is None:
+        if checked[0].size and (checked[0].max() > 1 or (images - checked[0].sum(axis=0)).min() < smallest):
+            raise ValueError(
+                f"with second=None, first must hold 0/1 weights leaving at least {smallest} image(s) to the second set"
+            )
+        paired, splits = (np.zeros((images, 0), np.int64),) * 2, checked[0]
+    else:
+        if checked[0].shape != checked[1].shape:
+            raise ValueError(f"first and second must have equal shapes, got {checked[0].shape} and {checked[1].shape}")
+        paired, splits = (checked[0], checked[1]), np.zeros((images, 0), np.int64)
+    distances = replicates(distance, a, b, _selection(a, distance, neurons), paired, splits)
+    return distances[1] if second is None else distances[0]
+
+
+def compare_sets(
+    a: VDNA,
+    b: VDNA,
+    metric: str = "emd",
+    resamples: int = StatsConfig.resamples,
+    permutations: int = StatsConfig.permutations,
+    seed: int = RunConfig.seed,
+    neurons: Neurons | None = None,
+    neuron_weights: NeuronWeights | None = None,
+    *,
+    weights: NeuronWeights | None = None,
+) -> SetComparison:
+    """The distance between two image sets with a 95% bootstrap interval, noise floor and permutation p-value.
+
+    ``metric``: a registered distance (:func:`vdna.distances.list_distances`) computed from
+    per-image DNAs; ``a`` and ``b`` are per-image DNAs of the two sets (``image-histogram-B`` for
+    ``"emd"``, ``image-mean`` for ``"nfd"`` and ``"fd"``). ``value`` is the distance of their set
+    DNAs, e.g. ``EMD(a.subset(), b.subset(), neurons=..., neuron_weights=...)`` (``NFD`` of
+    ``.gaussian()``, ``FD`` of ``.layer_gaussian()``; for ``fd``, ``neurons`` may only name whole
+    layers, ``{layer: None}``, and ``neuron_weights`` are per layer; ``weights=`` is their former name).
+    ``resamples`` bootstrap resamples (the images of each set drawn with replacement) give the
+    interval; ``permutations`` random splits of the pooled images give the noise floor and the
+    p-value. The same inputs and ``seed`` give the same numbers, whatever the number of threads.
+    """
+    neuron_weights = neuron_weights_given(neuron_weights, weights)
+    distance = resampled_metric(metric, [("first set", a), ("second set", b)])
+    check_comparable(a, b)
+    resamples = check_setting(StatsConfig, "resamples", resamples)
+    permutations = check_setting(StatsConfig, "permutations", permutations)
+    seed = check_setting(RunConfig, "seed", seed)
+    for name, vdna in (("first", a), ("second", b)):
+        if vdna.num_images < 2:
+            raise ValueError(f"the {name} set has {vdna.num_images} image(s); comparing sets needs at least 2 images each")
+    selection = _selection(a, distance, neurons)
+    unit_weights = _unit_weights(distance, selection, a, neuron_weights)
+    value, full = _full_values(distance, distance.set_dna(a, "first set"), distance.set_dna(b, "second set"), neurons,
+                               neuron_weights)
+
+    rng = np.random.default_rng(seed)
+    size_a, size_b = a.num_images, b.num_images
+    paired = _bootstrap_weights(rng, size_a, size_b, resamples)
+    bootstrap, null = replicates(distance, a, b, selection, paired, _split_weights(rng, size_a + size_b, size_a, permutations))
+
+    bootstrap_totals, null_totals = totals(bootstrap, unit_weights), totals(null, unit_weights)
+    layers = {
+        layer: replace(part, **_spread(part.value, bootstrap[layer].mean(axis=0), null[layer].mean(axis=0), distance))
+        for layer, part in _layer_parts(full, unit_weights, dict(selection_sizes(selection, a))).items()
+    }
+    return SetComparison(
+        metric=metric, value=value, **_spread(value, bootstrap_totals, null_totals, distance), interval=distance.interval,
+        size_a=size_a, size_b=size_b, resamples=resamples, permutations=permutations, seed=int(seed),
+        layers=layers, bootstrap=tuple(bootstrap_totals.tolist()), null=tuple(null_totals.tolist()),
+    )
+
+
+def _spread(value: float, bootstrap: np.ndarray, null: np.ndarray, distance: Distance) -> dict[str, Any]:
+    """Interval, noise floor, its spread and p-value of ``value`` from its bootstrap and null distances."""
+    return {
+        "ci": bootstrap_interval(value, bootstrap, method=distance.interval),
+        "noise_floor": float(null.mean()),
+        "noise_floor_spread": float(null.std(ddof=1)) if null.size > 1 else 0.0,
+        "p_value": float((1 + np.count_nonzero(null >= value)) / (1 + null.size)),
+    }
+
+
+def layer_shares(
+    a: VDNA,
+    b: VDNA,
+    metric: str = "emd",
+    neurons: Neurons | None = None,
+    neuron_weights: NeuronWeights | None = None,
+    *,
+    weights: NeuronWeights | None = None,
+) -> dict[str, LayerShare]:
+    """Each layer's distance and share of the total distance between two sets, early to late, from their DNAs alone.
+
+    ``a`` and ``b``: the DNAs ``metric`` compares (``histogram-B`` for emd, ``gaussian`` for nfd,
+    ``layer-gaussian`` for fd) or per-image DNAs (their sets' DNAs are used). ``neurons`` and
+    ``neuron_weights`` as :func:`compare_sets` takes them. The shares are those of :func:`compare_sets`'s
+    ``layers``, without interval, noise floor or p-value (None): nothing is resampled.
+    """
+    neuron_weights = neuron_weights_given(neuron_weights, weights)
+    distance = get_distance(metric)
+    first, second = distance.set_dna(a, "first set"), distance.set_dna(b, "second set")
+    check_comparable(first, second)
+    selection = _selection(first, distance, neurons)
+    _, full = _full_values(distance, first, second, neurons, neuron_weights)
+    unit_weights = _unit_weights(distance, selection, first, neuron_weights)
+    return _layer_parts(full, unit_weights, dict(selection_sizes(selection, first)))
+
+
+__all__ = ["compare_sets", "layer_shares", "replicates", "resampled_distances", "resampled_metric", "set_dna", "totals"]
