@@ -110,7 +110,7 @@ def test_a_checkpoint_of_another_run_is_refused(processor, folder, tmp_path):
     broken, files, _ = copy_with_a_broken_image(folder, tmp_path, 6, b"")
     with pytest.raises(ValueError, match="empty file"):
         processor.make_vdna(broken, verbose=False, num_workers=0, batch_size=2, checkpoint=checkpoint, checkpoint_every=2)
-    with pytest.raises(ValueError, match=r"other.ckpt is the checkpoint of a different run \(distribution, ranges_sha256 differ\)"):
+    with pytest.raises(ValueError, match=r"other.ckpt is the checkpoint of a different run \(distribution_name, ranges_sha256 differ\)"):
         processor.make_vdna(broken, distribution_name="gaussian", verbose=False, checkpoint=checkpoint)
     with pytest.raises(ValueError, match="checkpoints need a source of known length"):
         processor.make_vdna(iter([files[0]]), verbose=False, checkpoint=checkpoint)

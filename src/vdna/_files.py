@@ -38,3 +38,9 @@ def json_object(data: bytes, origin: str | os.PathLike, what: str) -> dict[str, 
     if not isinstance(document, dict):
         raise ValueError(f"{origin}: a {what} must hold a JSON object")
     return document
+
+
+__all__ = [
+    "atomic_write_bytes",
+    "json_object",
+]

@@ -47,6 +47,8 @@ class Setting:
     ``flag``: the ``vdna`` command's flag (None: no flag); a boolean's flag switches it away from
     its default, and ``flag_value`` is what a flag without a value sets (``--skip-bad``: ``"skip"``).
     ``group``: flags that only some commands offer; ``default_text`` describes a None default.
+    ``identity``: the DNA depends on it, so a checkpoint made with another value is not resumed;
+    ``reading``: it says how a source of files is read, which a training-loop metric (fed tensors) has no use for.
     """
 
     help: str
@@ -59,6 +61,8 @@ class Setting:
     group: str | None = None
     default_text: str | None = None
     metavar: str | None = None
+    identity: bool = False
+    reading: bool = False
 
 
 def setting(
@@ -74,11 +78,14 @@ def setting(
     group: str | None = None,
     default_text: str | None = None,
     metavar: str | None = None,
+    identity: bool = False,
+    reading: bool = False,
 ) -> Any:
     """A dataclass field declaring a setting (see :class:`Setting`); ``kind`` defaults to the default's type."""
     declared = Setting(
         help=help, kind=kind or type(default), flag=flag, minimum=minimum, also=also, choices=choices,
-        flag_value=flag_value, group=group, default_text=default_text, metavar=metavar,
+        flag_value=flag_value, group=group, default_text=default_text, metavar=metavar, identity=identity,
+        reading=reading,
     )
     return field(default=default, metadata={"setting": declared})
 
@@ -179,38 +186,40 @@ class RunConfig(_Checked):
     """
 
     num_images: int = setting(-1, "use at most this many images", flag="--num-images", minimum=1, also=(-1,),
-                              default_text="all")
-    shuffle_files: bool = setting(False, "with --num-images, draw a random subset", flag="--shuffle")
-    feat_extractor_name: str = setting(DEFAULT_EXTRACTOR, "feature extractor", flag="--extractor")
-    distribution_name: str = setting(DEFAULT_DISTRIBUTION, DISTRIBUTIONS_HELP, flag="--distribution", group="distribution")
-    seed: int = setting(0, "seed of --shuffle, random crops and resampling", flag="--seed", minimum=0)
-    batch_size: int = setting(64, "images per loader batch", flag="--batch-size", minimum=1)
+                              default_text="all", reading=True)
+    shuffle_files: bool = setting(False, "with --num-images, draw a random subset", flag="--shuffle", reading=True)
+    feat_extractor_name: str = setting(DEFAULT_EXTRACTOR, "feature extractor", flag="--extractor", identity=True)
+    distribution_name: str = setting(DEFAULT_DISTRIBUTION, DISTRIBUTIONS_HELP, flag="--distribution", group="distribution",
+                                     identity=True)
+    seed: int = setting(0, "seed of --shuffle, random crops and resampling", flag="--seed", minimum=0, identity=True)
+    batch_size: int = setting(64, "images per loader batch", flag="--batch-size", minimum=1, reading=True)
     device: str | None = setting(None, "e.g. cpu, cuda, cuda:1", "device", flag="--device", default_text="CUDA when available")
     verbose: bool = setting(True, "no progress bar", flag="--quiet")
     num_workers: int | None = setting(None, "decoding processes", int, flag="--workers", minimum=0,
-                                      default_text="available cores")
-    save_sample_images: str | None = setting(None, "a folder to save a few preprocessed images to", "path")
-    n_sample_images: int = setting(5, "how many preprocessed images save_sample_images saves", minimum=0)
-    crop_to_square_pre_resize: str = setting("none", "square crop before resizing", flag="--crop", choices=CROP_MODES)
+                                      default_text="available cores", reading=True)
+    save_sample_images: str | None = setting(None, "a folder to save a few preprocessed images to", "path", reading=True)
+    n_sample_images: int = setting(5, "how many preprocessed images save_sample_images saves", minimum=0, reading=True)
+    crop_to_square_pre_resize: str = setting("none", "square crop before resizing", flag="--crop", choices=CROP_MODES,
+                                             identity=True)
     activation_ranges: str | None = setting(None, "activation ranges file for histograms", "path", flag="--ranges",
                                             default_text="the extractor's")
     extractor_weights: str | None = setting(None, "weights file for the extractor", "path", flag="--weights",
                                             default_text="its own")
     on_error: str = setting("raise", "skip unreadable images (listed) instead of stopping", flag="--skip-bad",
-                            choices=ON_ERROR, flag_value="skip")
+                            choices=ON_ERROR, flag_value="skip", identity=True, reading=True)
     max_image_pixels: int = setting(DEFAULT_MAX_IMAGE_PIXELS, "refuse images declaring more pixels (decompression bombs)",
-                                    flag="--max-image-pixels", minimum=1)
+                                    flag="--max-image-pixels", minimum=1, identity=True)
     forward_batch_size: int | None = setting(None, "images per forward pass", int, flag="--forward-batch-size", minimum=1,
-                                             default_text="1 on the CPU, --batch-size on CUDA")
+                                             default_text="1 on the CPU, --batch-size on CUDA", identity=True)
     precision: str = setting("float32", "run the network under autocast (faster on GPUs, changes results slightly)",
-                             flag="--precision", choices=PRECISIONS)
-    compile: bool = setting(False, "run the network through torch.compile", flag="--compile")
+                             flag="--precision", choices=PRECISIONS, identity=True)
+    compile: bool = setting(False, "run the network through torch.compile", flag="--compile", identity=True)
     checkpoint: str | None = setting(None, "save the run's state to this file, and resume from it", "path",
-                                     flag="--checkpoint", group="checkpoint")
+                                     flag="--checkpoint", group="checkpoint", reading=True)
     checkpoint_every: int = setting(1000, "images between checkpoints", flag="--checkpoint-every", minimum=1,
-                                    group="checkpoint")
+                                    group="checkpoint", reading=True)
     streams: int = setting(1, "CPU: streams running the network side by side on one thread each, each decoding its "
-                              "own images", flag="--streams", minimum=1, group="streams")
+                              "own images", flag="--streams", minimum=1, group="streams", reading=True)
 
 
 @dataclass(frozen=True)
@@ -268,6 +277,11 @@ def option(name: str) -> str:
     return flags.get(name, name) if flags is not None else name
 
 
+def settings_of(config: Any) -> dict[str, Any]:
+    """``{name: value}`` of every setting of a configuration."""
+    return {item.name: getattr(config, item.name) for item in fields(config)}
+
+
 def check_count(name: str, value: Any, minimum: int = 1) -> int:
     """``value`` as an integer of at least ``minimum`` (numpy integers too, not bools), or ``ValueError`` naming it as settings are named."""
     return _check(None, name, value, Setting(help="", kind=int, minimum=minimum), default=0)
@@ -307,6 +321,15 @@ def run_settings(config: RunConfig | None = None, where: str = "", **options: An
     return made, in_memory
 
 
+def given_settings(config: Any, **named: Any) -> dict[str, Any]:
+    """Settings passed by name beside ``config``: all of them without a config; with one, those that differ
+    from their declared default (a parameter left at its default does not replace the config's value)."""
+    if config is None:
+        return named
+    defaults = {item.name: item.default for item in fields(config)}
+    return {name: value for name, value in named.items() if value != defaults[name]}
+
+
 def split_settings(options: Mapping[str, Any], *config_classes: type) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """``options`` split into the settings of each configuration class, and the rest."""
     rest = dict(options)
@@ -335,8 +358,10 @@ __all__ = [
     "check_setting",
     "command_line_names",
     "declared",
+    "given_settings",
     "option",
     "run_settings",
     "setting",
+    "settings_of",
     "split_settings",
 ]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .config import RayConfig, RunConfig, option, run_settings, split_settings
+from .config import RayConfig, RunConfig, given_settings, option, run_settings, split_settings
 from .distributions import parse_distribution
 from .dna import VDNA
 from .engine import (
@@ -27,6 +27,7 @@ from .engine import (
     Run,
     RunRecord,
     forward_function,
+    forward_step,
     load_item,
     prepare_image,
     resolve_ranges,
@@ -93,8 +94,8 @@ def _worker_class(ray: Any) -> type:
             device = resolve_device(device)
             extractor = create_extractor(config.feat_extractor_name, weights=config.extractor_weights, device=device)
             accumulator = dna_class.accumulator(parameters, extractor.info.layers, ranges, device)
-            step = config.forward_batch_size or (1 if device.type == "cpu" else config.batch_size)
-            self.run = Run(forward_function(extractor, device, config.precision), [accumulator], device, step, config.on_error)
+            step = forward_step(config, device, config.batch_size)
+            self.run = Run(forward_function(extractor, device, config), [accumulator], device, step, config.on_error)
 
         def consume(self, shard, batch_size, progress):
             """Every batch of ``shard`` through the run; positions stand for names (the driver knows them)."""
@@ -160,11 +161,12 @@ def make_vdna_ray(
     (folders, lists, indexes, zip files, tar shards).
     """
     (ray_options,), run_options = split_settings(options, RayConfig)
-    config, ranges = run_settings(
-        config, "make_vdna_ray", num_images=num_images, shuffle_files=shuffle_files,
-        feat_extractor_name=feat_extractor_name, distribution_name=distribution_name, seed=seed, batch_size=batch_size,
-        device=device, verbose=verbose, crop_to_square_pre_resize=crop_to_square_pre_resize, **run_options,
+    named = given_settings(
+        config, num_images=num_images, shuffle_files=shuffle_files, feat_extractor_name=feat_extractor_name,
+        distribution_name=distribution_name, seed=seed, batch_size=batch_size, device=device, verbose=verbose,
+        crop_to_square_pre_resize=crop_to_square_pre_resize,
     )
+    config, ranges = run_settings(config, "make_vdna_ray", **named, **run_options)
     ray_config = replace(ray_config, **ray_options) if ray_config is not None else RayConfig(**ray_options)
     return run_on_ray(source, config, ray_config, ranges)
 
@@ -248,3 +250,9 @@ def run_on_ray(source: Any, config: RunConfig, ray_config: RayConfig | None = No
         device=actor_device, workers=num_actors, threads=threads, backend="ray",
     )
     return accumulator.result(info.name, provenance)
+
+
+__all__ = [
+    "make_vdna_ray",
+    "run_on_ray",
+]

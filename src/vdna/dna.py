@@ -227,3 +227,13 @@ def merge_vdnas(vdnas: Sequence[VDNA]) -> VDNA:
     for vdna in vdnas[1:]:
         merged = merged.merge(vdna)
     return merged
+
+
+__all__ = [
+    "VDNA",
+    "Provenance",
+    "Settings",
+    "check_comparable",
+    "merge_vdnas",
+    "now_text",
+]

@@ -36,9 +36,10 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from .checkpoint import Checkpoint
-from .config import RunConfig, option
+from .config import RunConfig, declared, option, settings_of
 from .distributions import Accumulator, DNAType, VDNAActivationRanges, parse_distribution
 from .dna import VDNA, Provenance
+from .fileformat import DATA_SETTINGS_011
 from .extractors import Extractor, ExtractorInfo, check_ranges_match, resolve_device
 from .kernels import compile_kernels, uncached_kernels
 from .preprocess import ImageError, Preprocessor, decode_image
@@ -162,12 +163,11 @@ def raw_batches(source: ImageCollection | ItemStream, batch_size: int, positions
 
 
 # -- the step -------------------------------------------------------------------------------------------
-def forward_function(extractor: Extractor, device: torch.device, precision: str = "float32", compile: bool = False) -> Forward:
-    """The extractor's forward pass, optionally compiled and under autocast (both change results slightly)."""
-    if precision not in _AUTOCAST:
-        raise ValueError(f"precision must be one of {tuple(_AUTOCAST)}, got {precision!r}")
-    network = torch.compile(extractor) if compile else extractor
-    dtype = _AUTOCAST[precision]
+def forward_function(extractor: Extractor, device: torch.device, config: RunConfig) -> Forward:
+    """The extractor's forward pass as ``config`` runs it: optionally compiled and under autocast (both change
+    results slightly). Every backend (local, streams, Ray, training-loop metric) runs the network through this."""
+    network = torch.compile(extractor) if config.compile else extractor
+    dtype = _AUTOCAST[config.precision]
     if dtype is None:
         return network
 
@@ -176,6 +176,11 @@ def forward_function(extractor: Extractor, device: torch.device, precision: str 
             return network(images)
 
     return forward
+
+
+def forward_step(config: RunConfig, device: torch.device, batch: int) -> int:
+    """Images per forward pass: ``forward_batch_size``, else one at a time on the CPU and ``batch`` elsewhere."""
+    return config.forward_batch_size or (1 if device.type == "cpu" else batch)
 
 
 @dataclass
@@ -397,7 +402,7 @@ def run_provenance(
     threads: int,
     backend: str = "local",
 ) -> Provenance:
-    """What a DNA records about how it was made (vdna 0.1.1's settings, then ours).
+    """What a DNA records about how it was made: vdna 0.1.1's settings, every setting of ``config``, what the run resolved.
 
     ``threads``: torch's intra-op threads on the CPU, recorded because CPU convolutions round
     differently with different thread counts.
@@ -415,6 +420,7 @@ def run_provenance(
             "num_images": config.num_images,
         },
         extraction_settings={
+            **{name: value for name, value in settings_of(config).items() if name not in DATA_SETTINGS_011},
             **dna_class.extraction_flags,
             "range_scale_for_norm_params": 1 + ranges.margin if ranges is not None else 1.2,
             "hist_range": [-1.0, 1.0],
@@ -443,19 +449,12 @@ def _checkpoint(config: RunConfig, source: Any, collection: Any, extractor: Extr
     if not isinstance(collection, ImageCollection):
         raise ValueError("checkpoints need a source of known length; this iterable has none")
     identity = {
+        **{item.name: getattr(config, item.name) for item, setting in declared(RunConfig) if setting.identity},
         "source": describe_source(source),
         "images_sha256": hashlib.sha256("\n".join(collection.names).encode("utf-8", "surrogateescape")).hexdigest(),
         "images": len(collection),
-        "extractor": extractor.info.name,
         "weights_sha256": extractor.info.weights_sha256,
-        "distribution": config.distribution_name,
         "ranges_sha256": ranges.digest if ranges is not None else None,
-        "crop": config.crop_to_square_pre_resize,
-        "seed": config.seed,
-        "on_error": config.on_error,
-        "max_image_pixels": config.max_image_pixels,
-        "precision": config.precision,
-        "compile": config.compile,
         "torch_threads": threads if device.type == "cpu" else None,  # CPU convolutions round by thread count
     }
     return Checkpoint(config.checkpoint, identity)
@@ -550,7 +549,7 @@ def make_dnas(
     if config.checkpoint is not None and (len(names) != 1 or trackers):
         raise ValueError(f"{option('checkpoint')} saves the state of one DNA; make one distribution at a time to checkpoint")
     extractor = extractors(1)[0]
-    forward = forward_function(extractor, device, config.precision, config.compile)
+    forward = forward_function(extractor, device, config)
     needed = any(c.needs_ranges for c, _ in kinds)
     ranges = resolve_ranges(config.activation_ranges if ranges is None else ranges, extractor) if needed else None
     layers = extractor.info.layers
@@ -574,7 +573,7 @@ def make_dnas(
             positions = [i for i in range(len(collection)) if i not in finished]
             todo = collection.subset(positions)
     _compile_phase(config.verbose)
-    forward_batch_size = config.forward_batch_size or (1 if device.type == "cpu" else config.batch_size)
+    forward_batch_size = forward_step(config, device, config.batch_size)
     description = f"DNA {', '.join(names)}" if names else "neuron maxima"
     with tqdm(total=total, initial=len(record.done), unit="img", desc=description, disable=not config.verbose) as bar:
         lock = threading.Lock()
@@ -586,7 +585,7 @@ def make_dnas(
         run = Run(forward, accumulators, device, forward_batch_size, config.on_error, progress, record, trackers)
         if streams > 1:
             copies = [extractor] * (streams - 1) if extractor.concurrent_calls and not config.compile else extractors(streams)[1:]
-            parts = [run] + [run.fork(forward_function(copy, device, config.precision, config.compile)) for copy in copies]
+            parts = [run] + [run.fork(forward_function(copy, device, config)) for copy in copies]
         else:
             parts = [run]
         saver = _PeriodicCheckpoint(store, parts, config.checkpoint_every) if store is not None else lambda: None

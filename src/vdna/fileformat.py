@@ -337,3 +337,21 @@ def read_metadata(file_path: str | os.PathLike) -> dict[str, Any]:
     document, _, _ = read_dna_files(json_path)
     checked_metadata(document, json_path)
     return document
+
+
+__all__ = [
+    "COMPACT",
+    "DATA_SETTINGS_011",
+    "EXTRACTION_SETTINGS_011",
+    "FORMAT_VERSION",
+    "MAX_LISTED_IMAGES",
+    "NPZ",
+    "SafeNpz",
+    "checked_metadata",
+    "dna_paths",
+    "histogram_from_compact_bytes",
+    "jsonable",
+    "read_dna_files",
+    "read_metadata",
+    "write_dna_files",
+]

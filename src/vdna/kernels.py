@@ -727,3 +727,20 @@ def layer_binnings(ranges: ActivationRanges, layers: Mapping[str, int], bins: in
         _last_binnings.clear()
         _last_binnings[key] = {layer: Binning.create(*ranges.normalisation(layer), bins, device=device) for layer in layers}
     return dict(_last_binnings[key])
+
+
+__all__ = [
+    "Binning",
+    "Gathering",
+    "accumulate_histograms",
+    "bin_edges",
+    "bins_in_place",
+    "compile_kernels",
+    "compiled_by",
+    "float32_thresholds",
+    "histogram_per_neuron",
+    "layer_binnings",
+    "prefers_neuron_major",
+    "torch_threads",
+    "uncached_kernels",
+]

@@ -39,15 +39,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import RunConfig, run_settings, split_settings
+from .config import RunConfig, declared, given_settings, run_settings, split_settings
 from .distances import get_distance
 from .distributions import Accumulator, DNAType, parse_distribution
 from .distributions.state import state_key
 from .dna import VDNA, check_comparable
-from .engine import Run, RunRecord, collate, forward_function, prepare_image, resolve_ranges, run_provenance
+from .engine import (
+    Run,
+    RunRecord,
+    collate,
+    forward_function,
+    forward_step,
+    prepare_image,
+    resolve_ranges,
+    run_preprocessor,
+    run_provenance,
+)
 from .extractors import Extractor, create_extractor
 from .io import load_vdna_from_files
-from .preprocess import Preprocessor
 
 SOURCE = "image tensors given to update()"
 """What a metric's DNAs record as their source."""
@@ -141,13 +150,6 @@ def batch_pixels(images: Any) -> np.ndarray:
 
 
 # -- the metrics ----------------------------------------------------------------------------------------
-_METRIC_SETTINGS = {
-    "feat_extractor_name", "distribution_name", "activation_ranges", "extractor_weights", "precision",
-    "forward_batch_size", "max_image_pixels", "verbose", "num_workers", "n_sample_images",
-}
-"""The settings a metric uses; the others describe reading a source of files and must keep their defaults."""
-
-
 class DNAMetric(Metric):
     """The DNA of every image given to :meth:`update`, merged exactly across processes (a torchmetrics ``Metric``).
 
@@ -164,8 +166,8 @@ class DNAMetric(Metric):
     (``activation_ranges`` a file or ranges in memory, ``extractor_weights`` a weights file,
     ``precision`` (autocast; ``"float32"`` runs in float32 even inside an autocast region of the
     training loop), ``forward_batch_size`` (images per forward pass; default one at a time on the
-    CPU, the whole batch elsewhere)); settings of reading files (``num_images``, ``checkpoint``,
-    ``streams``, ...) are refused. Other keyword arguments go to ``torchmetrics.Metric``
+    CPU, the whole batch elsewhere)); settings of reading a source of files (``num_images``,
+    ``checkpoint``, ``streams``, ...: declared ``reading``) are refused. Other keyword arguments go to ``torchmetrics.Metric``
     (``sync_on_compute``, ``process_group``, ...).
 
     The extractor is frozen and outside the module tree: it is no parameter, stays in eval mode,
@@ -192,17 +194,11 @@ class DNAMetric(Metric):
     ):
         (run_options,), metric_options = split_settings(options, RunConfig)
         super().__init__(**metric_options)
-        given = {
-            name: value for name, value, default in (
-                ("feat_extractor_name", feat_extractor_name, RunConfig.feat_extractor_name),
-                ("distribution_name", distribution_name, RunConfig.distribution_name),
-                ("activation_ranges", activation_ranges, None),
-                ("extractor_weights", extractor_weights, None),
-            ) if config is None or value != default
-        }
-        config, ranges = run_settings(config, type(self).__name__, **given, **run_options)
-        unused = [name for name in RunConfig.field_names() if name not in _METRIC_SETTINGS
-                  and getattr(config, name) != getattr(RunConfig, name)]
+        named = given_settings(config, feat_extractor_name=feat_extractor_name, distribution_name=distribution_name,
+                               activation_ranges=activation_ranges, extractor_weights=extractor_weights)
+        config, ranges = run_settings(config, type(self).__name__, **named, **run_options)
+        unused = [item.name for item, setting in declared(RunConfig)
+                  if setting.reading and getattr(config, item.name) != item.default]
         if unused:
             raise ValueError(f"{type(self).__name__} takes images from update(): {', '.join(unused)} "
                              "describe reading a source of files and do not apply")
@@ -213,7 +209,8 @@ class DNAMetric(Metric):
         self._dna_class, self._distribution_parameters = dna_class, parameters
         given_ranges = config.activation_ranges if ranges is None else ranges
         self._ranges = resolve_ranges(given_ranges, self.extractor) if dna_class.needs_ranges else None
-        self._preprocessor = Preprocessor(info.input_size, info.mean, info.std)
+        self._preprocessor = run_preprocessor(info, self._config)
+        self._forwards: dict[str, Callable] = {}
         self._accumulators: dict[str, Accumulator] = {}
         self._interrupted = False
         self._state_names: dict[tuple[str, str], str] = {}
@@ -257,8 +254,9 @@ class DNAMetric(Metric):
             for index, image in enumerate(pixels)
         ])
         device = self.device
-        step = self._config.forward_batch_size or (1 if device.type == "cpu" else len(pixels))
-        forward = forward_function(self.extractor, device, self._config.precision)
+        if str(device) not in self._forwards:
+            self._forwards[str(device)] = forward_function(self.extractor, device, self._config)
+        forward, step = self._forwards[str(device)], forward_step(self._config, device, len(pixels))
         accumulator = self._bound()
         self._interrupted = True  # until the batch is in every state
         with _float32_region(device):  # precision= may still ask for autocast, inside
@@ -334,7 +332,7 @@ class DNAMetric(Metric):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        state["_accumulators"] = {}  # rebuilt where needed; copies and pickles need not carry them
+        state["_accumulators"], state["_forwards"] = {}, {}  # rebuilt where needed; copies and pickles need not carry them
         return state
 
     def _apply(self, fn: Callable, exclude_state: Any = "") -> DNAMetric:

@@ -279,3 +279,16 @@ def plot_precision_recall(
     axis.set_ylim(0, 1.02)
     axis.legend(fontsize=8)
     return _finish(figure, path)
+
+
+__all__ = [
+    "plot_distance_matrix",
+    "plot_layer_profile",
+    "plot_layer_shares",
+    "plot_neuron_examples",
+    "plot_neuron_histograms",
+    "plot_precision_recall",
+    "plot_ranked_images",
+    "plot_sample_size_curves",
+    "thumbnail",
+]

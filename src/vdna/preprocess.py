@@ -360,3 +360,13 @@ def _warm_up() -> None:
 
 
 compiled_by(_warm_up, _compiled_bicubic_taps, _resample_rows, _swap_rows_and_columns, _normalise)
+
+
+__all__ = [
+    "ImageError",
+    "Preprocessor",
+    "clean_resize",
+    "crop_to_square",
+    "decode_image",
+    "pil_to_rgb",
+]

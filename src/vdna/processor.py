@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .config import RunConfig, run_settings
+from .config import RunConfig, given_settings, run_settings
 from .dna import VDNA
 from .engine import Tracker, describe_source, make_dnas
 from .extractors import Extractor, create_extractor, resolve_device
@@ -128,6 +128,8 @@ class VDNAProcessor:
         save_sample_images: str | os.PathLike | None = RunConfig.save_sample_images,
         n_sample_images: int = RunConfig.n_sample_images,
         crop_to_square_pre_resize: str = RunConfig.crop_to_square_pre_resize,
+        *,
+        config: RunConfig | None = None,
         **options: Any,
     ) -> VDNA:
         """Make the DNA of the images of ``source``: vdna 0.1.1's arguments, then any other setting by name.
@@ -139,7 +141,8 @@ class VDNAProcessor:
         ``activation-ranges``, or per image ``image-histogram-B`` and ``image-mean``.
         ``device=None`` is CUDA when available; ``num_workers=None`` uses every available core.
 
-        ``options`` are the other fields of :class:`~vdna.RunConfig`, as keywords:
+        ``config``: a :class:`~vdna.RunConfig` to start from (arguments given beside it replace its
+        fields). ``options`` are the other fields of :class:`~vdna.RunConfig`, as keywords:
         ``activation_ranges`` (a file, an :class:`~vdna.ActivationRanges` or an activation-ranges
         DNA), ``extractor_weights`` (a weights file), ``on_error="skip"`` (skip unreadable images and
         record them in the DNA's metadata instead of raising), ``max_image_pixels``,
@@ -152,12 +155,13 @@ class VDNAProcessor:
         the network runs in that many one-thread streams side by side, each decoding its own
         images; faster on a few cores, and the DNA is that of a one-thread run, bit for bit).
         """
-        config, ranges = run_settings(
-            None, "make_vdna", num_images=num_images, shuffle_files=shuffle_files, feat_extractor_name=feat_extractor_name,
+        named = given_settings(
+            config, num_images=num_images, shuffle_files=shuffle_files, feat_extractor_name=feat_extractor_name,
             distribution_name=distribution_name, seed=seed, batch_size=batch_size, device=device, verbose=verbose,
             num_workers=num_workers, save_sample_images=save_sample_images, n_sample_images=n_sample_images,
-            crop_to_square_pre_resize=crop_to_square_pre_resize, **options,
+            crop_to_square_pre_resize=crop_to_square_pre_resize,
         )
+        config, ranges = run_settings(config, "make_vdna", **named, **options)
         return self.run(source, config, ranges=ranges)[0]
 
 

@@ -157,3 +157,10 @@ def load_activation_ranges(path: str | os.PathLike, extractor: str = "") -> Acti
     if "mins_per_neuron" in document and "maxs_per_neuron" in document:
         return _parse_vdna_011(document, str(path), sha, extractor)
     raise ValueError(f"{path}: not an activation ranges file (no 'format': {RANGES_FORMAT!r})")
+
+
+__all__ = [
+    "MARGIN_MODES",
+    "ActivationRanges",
+    "load_activation_ranges",
+]

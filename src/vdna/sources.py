@@ -293,3 +293,14 @@ def open_source(
             random.Random(seed).shuffle(order)
         collection = collection.subset(order[:num_images])
     return collection
+
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageCollection",
+    "ItemStream",
+    "TarMembers",
+    "ZipMembers",
+    "list_image_files",
+    "open_source",
+]

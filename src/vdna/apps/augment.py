@@ -77,3 +77,10 @@ def random_augmentation(
     for name in names:
         result = OPERATIONS[name](result, rng)
     return result, names
+
+
+__all__ = [
+    "OPERATIONS",
+    "Operation",
+    "random_augmentation",
+]

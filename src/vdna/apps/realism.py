@@ -31,3 +31,9 @@ def rank_by_realism(
 ) -> list[RankedImage]:
     """Generated images, most realistic first: closest to ``real_reference`` on ``neurons`` (all by default)."""
     return rank_images(generated, real_reference, neurons=neurons, method="emd")
+
+
+__all__ = [
+    "rank_by_realism",
+    "realism_neurons",
+]

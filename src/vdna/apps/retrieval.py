@@ -336,3 +336,17 @@ def average_precision(distances: Sequence[float] | np.ndarray | torch.Tensor, re
     """Area under the precision-recall curve, as the sum of precision times recall steps (no interpolation)."""
     precision, recall, _ = precision_recall_curve(distances, relevant)
     return float(np.sum(np.diff(recall) * precision[1:]))
+
+
+__all__ = [
+    "DEFAULT_METHOD",
+    "METHODS",
+    "NEGLIGIBLE_EMD",
+    "PER_IMAGE_INPUTS",
+    "RankedImage",
+    "average_precision",
+    "late_layers",
+    "precision_recall_curve",
+    "rank_images",
+    "retrieval_distances",
+]

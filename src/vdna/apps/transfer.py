@@ -96,3 +96,13 @@ def ranking_discrepancy(performance: Table, distances: Table, *, ties: str = "gi
             total += sum(abs(best - score) for score in possible) / len(possible)
             count += 1
     return total / count
+
+
+__all__ = [
+    "TIES",
+    "Table",
+    "distance_matrix",
+    "rank_sources",
+    "ranking_discrepancy",
+    "scored_distances",
+]

@@ -1,8 +1,8 @@
 """Comparing DNAs: a registry of distances, one module each.
 
 Each distance registers one :class:`Distance` record (:mod:`vdna.distances._registry`): ``emd``
-(:mod:`~vdna.distances.earth_mover`, dna-emd, eq. 3-5), ``nfd`` (:mod:`~vdna.distances.neuron_frechet`,
-dna-fd) and ``fd`` (:mod:`~vdna.distances.layer_frechet`, FID's formula per layer).
+(:mod:`~vdna.distances.emd_distance`, dna-emd, eq. 3-5), ``nfd`` (:mod:`~vdna.distances.nfd_distance`,
+dna-fd) and ``fd`` (:mod:`~vdna.distances.fd_distance`, FID's formula per layer).
 :func:`get_distance` gives a record by name, :func:`list_distances` the names, and
 :func:`register_distance` adds one. Each module also offers its pure functions over arrays
 (:func:`emd`, :func:`frechet_1d`, :func:`frechet_distance`) and vdna 0.1.1's wrappers (:func:`EMD`,
@@ -27,14 +27,14 @@ from ._registry import (
 )
 
 _WHERE = {
-    "EMD": "earth_mover",
-    "emd": "earth_mover",
-    "emd_to_reference": "earth_mover",
-    "NFD": "neuron_frechet",
-    "frechet_1d": "neuron_frechet",
-    "FD": "layer_frechet",
-    "frechet_distance": "layer_frechet",
-    "trace_sqrt_product": "layer_frechet",
+    "EMD": "emd_distance",
+    "emd": "emd_distance",
+    "emd_to_reference": "emd_distance",
+    "NFD": "nfd_distance",
+    "frechet_1d": "nfd_distance",
+    "FD": "fd_distance",
+    "frechet_distance": "fd_distance",
+    "trace_sqrt_product": "fd_distance",
     "NeuronSelection": "_selection",
     "NeuronWeights": "_selection",
     "Neurons": "_selection",
@@ -43,9 +43,9 @@ _WHERE = {
 
 if TYPE_CHECKING:
     from ._selection import Neurons, NeuronSelection, NeuronWeights, select_neurons
-    from .earth_mover import EMD, emd, emd_to_reference
-    from .layer_frechet import FD, frechet_distance, trace_sqrt_product
-    from .neuron_frechet import NFD, frechet_1d
+    from .emd_distance import EMD, emd, emd_to_reference
+    from .fd_distance import FD, frechet_distance, trace_sqrt_product
+    from .nfd_distance import NFD, frechet_1d
 
 
 def __getattr__(name: str) -> Any:

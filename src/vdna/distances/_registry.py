@@ -8,23 +8,27 @@ intervals and p-values) and which interval reflects its noise. The command line,
 the applications, the report and the training-loop metric look distances up here and nowhere
 else, so a new distance is one module (registering its record) and its tests.
 
-This module imports neither torch nor numpy: the built-in distances are named here with the module
-that registers each, imported only when one is looked up, so listing names costs nothing.
+A built-in distance is a module of this package named ``<name>_distance.py`` that registers its
+record; this module imports neither torch nor numpy, and finds the built-in distances by their
+modules' names, importing one only when it is looked up, so listing names costs nothing.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+_SUFFIX = "_distance"
 BUILTIN_DISTANCES: dict[str, str] = {
-    "emd": "vdna.distances.earth_mover",
-    "nfd": "vdna.distances.neuron_frechet",
-    "fd": "vdna.distances.layer_frechet",
+    module.name[: -len(_SUFFIX)]: f"{__package__}.{module.name}"
+    for module in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda module: module.name)
+    if module.name.endswith(_SUFFIX)
 }
-"""Built-in distances: name -> the module that registers it."""
+"""Built-in distances: name -> the module that registers it (``emd`` -> ``vdna.distances.emd_distance``)."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,8 @@ class Distance:
       averages (or weights): one per neuron, or one per layer when ``unit`` is ``"layer"``;
     - ``of_images(per_image_dna, indices=None)``: the set DNA of those images;
     - ``resample(a, b, layer, index, paired, splits)``: ``(units, resamples)`` distances of weighted
-      resamples of the per-image DNAs (see :func:`vdna.stats.resampled_distances`);
+      resamples of the per-image DNAs, all at once (see :func:`vdna.stats.resampled_distances`);
+      None: the statistics make each resample's set DNAs with ``of_images`` and compare them;
     - ``interval``: the bootstrap interval (:func:`vdna.stats.bootstrap_interval`'s method) that
       removes its sampling noise: ``"squared"`` where noise adds in quadrature, ``"basic"`` where
       it adds linearly;
@@ -126,8 +131,8 @@ def unregister_distance(name: str) -> None:
 
 
 def list_distances() -> list[str]:
-    """Names of the built-in and registered distances, built-in first."""
-    return [*BUILTIN_DISTANCES, *sorted(set(_REGISTERED) - set(BUILTIN_DISTANCES))]
+    """Names of the built-in and registered distances, sorted."""
+    return sorted({*BUILTIN_DISTANCES, *_REGISTERED})
 
 
 def get_distance(name: str) -> Distance:
@@ -136,6 +141,8 @@ def get_distance(name: str) -> Distance:
         importlib.import_module(BUILTIN_DISTANCES[name])
     if not isinstance(name, str) or name not in _REGISTERED:
         raise ValueError(f"unknown distance {name!r}; valid: {', '.join(list_distances())}")
+    if _REGISTERED[name].name != name:  # pragma: no cover - a module registering under another name
+        raise ValueError(f"{BUILTIN_DISTANCES.get(name)} registers a distance named {_REGISTERED[name].name!r}")
     return _REGISTERED[name]
 
 

@@ -116,3 +116,9 @@ class RangesAccumulator(Accumulator):
             }
             for layer in self.layers
         }
+
+
+__all__ = [
+    "RangesAccumulator",
+    "VDNAActivationRanges",
+]

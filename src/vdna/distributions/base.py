@@ -263,3 +263,12 @@ def require_array(
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise ValueError(f"{origin}: array {key!r} contains NaN or infinite values")
     return array
+
+
+__all__ = [
+    "NAMES_KEY",
+    "Accumulator",
+    "DNAType",
+    "PerImageDNA",
+    "require_array",
+]

@@ -22,7 +22,7 @@ def spread_from_m2(m2: torch.Tensor, count: int) -> torch.Tensor:
     return m2 / (count - 1) if count > 1 else torch.zeros_like(m2)
 
 
-def m2_from_spread(spread: torch.Tensor, count: int) -> torch.Tensor:
+def _m2_from_spread(spread: torch.Tensor, count: int) -> torch.Tensor:
     """The inverse of :func:`spread_from_m2`."""
     return spread * (count - 1) if count > 1 else torch.zeros_like(spread)
 
@@ -55,10 +55,10 @@ class _MomentsDNA(DNAType):
             mean, m2 = combine_moments(
                 self.num_images,
                 mine["mu"],
-                m2_from_spread(mine[key], self.num_images),
+                _m2_from_spread(mine[key], self.num_images),
                 other.num_images,
                 theirs["mu"],
-                m2_from_spread(theirs[key], other.num_images),
+                _m2_from_spread(theirs[key], other.num_images),
             )
             merged[layer] = {"mu": mean, key: spread_from_m2(m2, self.num_images + other.num_images)}
         return merged
@@ -210,3 +210,12 @@ class LayerMomentsAccumulator(MomentsAccumulator):
     dna_class = VDNALayerGauss
     states = (moments_state(True),)
 
+
+__all__ = [
+    "LayerMomentsAccumulator",
+    "MomentsAccumulator",
+    "NeuronMomentsAccumulator",
+    "VDNAGauss",
+    "VDNALayerGauss",
+    "spread_from_m2",
+]

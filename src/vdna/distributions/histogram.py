@@ -19,7 +19,7 @@ _NAME = re.compile(r"histogram-(\d+)")
 _INT32_MAX = np.iinfo(np.int32).max
 
 
-def parse_bins(pattern: re.Pattern, name: str) -> dict[str, Any] | None:
+def _parse_bins(pattern: re.Pattern, name: str) -> dict[str, Any] | None:
     """``{"bins": B}`` from a name such as ``histogram-B``; None if ``pattern`` does not match."""
     match = pattern.fullmatch(name)
     if match is None:
@@ -45,7 +45,7 @@ class BinnedDNA(DNAType):
 
     @classmethod
     def parse_name(cls, name: str) -> dict[str, Any] | None:
-        return parse_bins(cls.name_pattern, name)
+        return _parse_bins(cls.name_pattern, name)
 
     @classmethod
     def from_metadata(cls, distribution: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -178,3 +178,11 @@ class HistogramAccumulator(Accumulator):
 
     def layer_data(self) -> dict[str, torch.Tensor]:
         return {layer: counts.to("cpu", copy=True) for layer, counts in self.values["counts"].items()}
+
+
+__all__ = [
+    "BinnedDNA",
+    "HistogramAccumulator",
+    "VDNAHist",
+    "binnings",
+]

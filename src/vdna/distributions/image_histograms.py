@@ -264,3 +264,9 @@ def _warm_up() -> None:
 
 
 compiled_by(_warm_up, _drain)
+
+
+__all__ = [
+    "ImageHistogramsAccumulator",
+    "VDNAImageHist",
+]

@@ -114,3 +114,9 @@ class ImageMeansAccumulator(Accumulator):
             layer: torch.cat(rows).to(torch.float64) if rows else torch.zeros((0, self.layers[layer]), dtype=torch.float64)
             for layer, rows in self.values["rows"].items()
         }
+
+
+__all__ = [
+    "ImageMeansAccumulator",
+    "VDNAImageMeans",
+]

@@ -253,3 +253,12 @@ def check_ranges_match(ranges: ActivationRanges, info: ExtractorInfo) -> None:
             f"activation ranges do not match extractor {info.name}: ranges have layers {{{theirs}}}, "
             f"the extractor {{{ours}}}"
         )
+
+
+__all__ = [
+    "Extractor",
+    "ExtractorInfo",
+    "HookExtractor",
+    "check_ranges_match",
+    "resolve_device",
+]

@@ -100,3 +100,10 @@ def efficientnet_lite0(pretrained: bool = True, weights: str | os.PathLike | Non
         ranges=ranges,
         channels_last=True,
     )
+
+
+__all__ = [
+    "NAME",
+    "PACKAGE_WEIGHTS_SHA256",
+    "efficientnet_lite0",
+]

@@ -69,3 +69,11 @@ def fid_inception_v3() -> tv.Inception3:
     model.Mixed_7b = FIDInceptionE(1280, max_pool=False)
     model.Mixed_7c = FIDInceptionE(2048, max_pool=True)
     return model
+
+
+__all__ = [
+    "FIDInceptionA",
+    "FIDInceptionC",
+    "FIDInceptionE",
+    "fid_inception_v3",
+]

@@ -124,3 +124,15 @@ def create_extractor(
             raise ValueError(f"layers= chooses the layers of timm: models; {name!r} has fixed layers")
         extractor = factory(pretrained=pretrained, weights=weights)
     return extractor.to(resolve_device(device)).eval().requires_grad_(False)
+
+
+__all__ = [
+    "BUILTIN_EXTRACTORS",
+    "ExtractorFactory",
+    "create_extractor",
+    "extractor_factory",
+    "list_extractors",
+    "register_extractor",
+    "registered_extractor",
+    "unregister_extractor",
+]

@@ -138,3 +138,14 @@ def packaged_ranges(name: str) -> ActivationRanges | None:
         return None
     with resources.as_file(resource) as path:
         return load_activation_ranges(path, name)
+
+
+__all__ = [
+    "DOWNLOAD",
+    "HUB_REPO",
+    "RemoteFile",
+    "cache_dir",
+    "packaged_ranges",
+    "resolve_file",
+    "sha256_of_file",
+]

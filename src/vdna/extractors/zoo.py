@@ -325,3 +325,24 @@ def timm_extractor(
         ranges_file=None, convert=_plain_state, input_size=tuple(config.get("input_size", (3, 224, 224))[1:]),
         mean=tuple(config.get("mean", IMAGENET_MEAN)), std=tuple(config.get("std", IMAGENET_STD)), tokens=tokens,
     )
+
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "RANDOM_RESNET50_SHA256",
+    "clip_im_vit_b16",
+    "dino_resnet50",
+    "dino_vit_base",
+    "dinov2_vitb14",
+    "dinov2_vitl14",
+    "dinov2_vits14",
+    "inception",
+    "mugs_vit_base",
+    "mugs_vit_large",
+    "rand_resnet50",
+    "resnet50",
+    "timm_extractor",
+    "vgg16",
+    "vit_layers",
+]

@@ -39,7 +39,7 @@ from ._results import LayerShare, SetComparison
 def resampled_metric(metric: str, sets: Sequence[tuple[str, Any]]) -> Distance:
     """The record of ``metric``, checked to resample per-image DNAs and that each of ``sets`` holds them."""
     distance = get_distance(metric)
-    if distance.resample is None:
+    if distance.image_type is None:
         raise ValueError(f"{metric} is not computed from per-image DNAs, so it cannot be resampled")
     for position, vdna in sets:
         if not distance.resamples(vdna):
@@ -108,11 +108,39 @@ def _layer_parts(full: Mapping[str, np.ndarray], unit_weights: np.ndarray, sizes
 def replicates(
     distance: Distance, a: VDNA, b: VDNA | None, selection: Selection, paired: Pairs, splits: np.ndarray,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """``{layer: (units, resamples)}`` distances between the ``paired`` weighted images, and of ``splits`` against the rest."""
+    """``{layer: (units, resamples)}`` distances between the ``paired`` weighted images, and of ``splits`` against the rest.
+
+    By the distance's own resampler, or, for a distance that has none, by making each resample's set DNAs.
+    """
+    if distance.resample is None:
+        return _materialised(distance, a, b, selection, paired, splits)
     paired_out, split_out = {}, {}
     for layer, index in selection:
         paired_out[layer], split_out[layer] = distance.resample(a, b, layer, index, paired, splits)
     return paired_out, split_out
+
+
+def _materialised(
+    distance: Distance, a: VDNA, b: VDNA | None, selection: Selection, paired: Pairs, splits: np.ndarray,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Resamples compared one at a time, each resample's set DNAs made from the per-image DNAs (exact; slower
+    than a distance's own resampler, which compares them all at once)."""
+    pooled = a if b is None else a.merge(b)
+    images, neurons = np.arange(pooled.num_images), dict(selection)
+    units = dict(_units(distance, selection, a))
+
+    def compared(first: np.ndarray, second: np.ndarray) -> dict[str, np.ndarray]:
+        columns = [
+            distance.unit_values(distance.of_images(pooled, np.repeat(images, first[:, r])),
+                                 distance.of_images(pooled, np.repeat(images, second[:, r])), neurons=neurons)
+            for r in range(first.shape[1])
+        ]
+        return {
+            layer: np.stack([column[layer].cpu().numpy() for column in columns], axis=1) if columns else np.zeros((size, 0))
+            for layer, size in units.items()
+        }
+
+    return compared(*paired), compared(splits, 1 - splits)
 
 
 def totals(per_layer: Mapping[str, np.ndarray], unit_weights: np.ndarray) -> np.ndarray:

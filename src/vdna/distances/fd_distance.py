@@ -26,7 +26,7 @@ from ._selection import (
     select_neurons,
     weights_vector,
 )
-from .neuron_frechet import NFD
+from .nfd_distance import NFD
 
 _FD_BATCH_VALUES = 2**22  # samples gathered at a time for FD's resamples (32 MiB of float64)
 
