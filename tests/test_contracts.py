@@ -190,7 +190,7 @@ def test_a_record_names_dnas_that_fit_together(name):
     if distance.image_type is not None:
         assert parse_distribution(distance.per_image_distribution(BINS))[0].type == distance.image_type
         images = per_image(name, 4)
-        assert distance.resamples(images) and distance.of_images(images).type in distance.set_types
+        assert distance.resamples(images) and distance.set_of(images).type in distance.set_types
         assert distance.set_dna(images).num_images == 5
     assert distance.unit in ("neuron", "layer") and distance.interval in ("squared", "basic", "percentile")
 
@@ -217,3 +217,53 @@ def test_resampling_every_image_once_reproduces_the_distance_of_the_sets(name):
     result = compare_sets(a, b, name, resamples=5, permutations=5)
     assert result.value == float(distance.compare(distance.set_dna(a), distance.set_dna(b)))
     assert result.interval == distance.interval and list(result.layers) == list(LAYERS)
+
+
+def _mean_gap_per_neuron(a, b, neurons=None):
+    from vdna.distances import select_neurons
+
+    gaps = {}
+    for layer, index in select_neurons(a, neurons=neurons):
+        gap = (a.data[layer]["mu"] - b.data[layer]["mu"]).abs()
+        gaps[layer] = gap if index is None else gap[index]
+    return gaps
+
+
+def _mean_gap(a, b, neurons=None, neuron_weights=None):
+    gaps = torch.cat(list(_mean_gap_per_neuron(a, b, neurons).values()))
+    return gaps.mean() if neuron_weights is None else (gaps * torch.as_tensor(neuron_weights)).sum()
+
+
+@pytest.fixture()
+def mean_gap():
+    """The README's example of a distance registered in user code, registered for one test."""
+    from vdna.distances import Distance, register_distance, unregister_distance
+
+    register_distance(Distance(
+        name="mean-gap", label="mean gap", description="gap between each neuron's mean activations, averaged",
+        set_types=("gaussian",), set_distribution="gaussian", compare=_mean_gap, unit_values=_mean_gap_per_neuron,
+        image_type="image-mean", image_distribution="image-mean",
+        interval="squared",
+    ))
+    yield get_distance("mean-gap")
+    unregister_distance("mean-gap")
+    assert "mean-gap" not in list_distances()
+
+
+def test_a_distance_registered_in_user_code_gets_statistics_by_making_each_resample(mean_gap):
+    a, b = per_image("nfd", 8, (3, 3)), per_image("nfd", 9, (2, 3))
+    assert "mean-gap" in list_distances() and mean_gap.resample is None
+    expected = float((a.gaussian().data["late"]["mu"] - b.gaussian().data["late"]["mu"]).abs().mean())
+    result = compare_sets(a, b, "mean-gap", resamples=4, permutations=6, seed=1, neurons={"late": None})
+    assert result.value == pytest.approx(expected, rel=1e-12)
+    first = np.zeros((11, 1), np.int64)
+    first[0], first[2] = 2, 1  # image 0 twice and image 2: a bootstrap draw
+    second = np.zeros((11, 1), np.int64)
+    second[[6, 7, 10]] = 1
+    by_hand = np.abs(a.gaussian([0, 0, 2]).data["early"]["mu"] - b.gaussian([0, 1, 4]).data["early"]["mu"]).numpy()
+    np.testing.assert_allclose(resampled_distances(a, b, first, second, metric="mean-gap")["early"][:, 0], by_hand, rtol=1e-12)
+    assert len(result.null) == 6 and len(result.bootstrap) == 4
+    with pytest.raises(ValueError, match="'emd' is a built-in distance and cannot be unregistered"):
+        from vdna.distances import unregister_distance
+
+        unregister_distance("emd")

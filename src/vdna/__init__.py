@@ -20,9 +20,9 @@ Names are loaded on first use, so ``import vdna`` (and the ``vdna`` command's he
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_names
 from ._version import __version__
 from .config import DEFAULT_EXTRACTOR, RayConfig, RunConfig, StatsConfig
 
@@ -91,16 +91,7 @@ if TYPE_CHECKING:
     from .stats import compare_sets
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
+__getattr__, __dir__ = lazy_names(__name__, globals(), _WHERE)
 
 
 __all__ = [

@@ -357,9 +357,10 @@ def _read_table(path: str) -> dict[str, dict[str, float]]:
 
 def command_transfer(args: argparse.Namespace) -> int:
     from .apps.transfer import distance_matrix, rank_sources, ranking_discrepancy
-    from .distances import EMD
+    from .distances import get_distance
     from .inputs import is_saved_dna
 
+    distance = get_distance(args.metric)
     dnas = {Path(path).with_suffix("").name if is_saved_dna(path) else Path(path).name: path for path in args.dnas}
     if len(dnas) != len(args.dnas):
         raise ValueError("two DNAs or sources have the same name; names must be distinct")
@@ -369,8 +370,8 @@ def command_transfer(args: argparse.Namespace) -> int:
         if unknown:
             raise ValueError(f"--performance names sets that are not among the DNAs: {', '.join(unknown)} "
                              f"(the DNAs are {', '.join(dnas)})")
-    loaded = {name: _dna(path, args, _histograms(args)) for name, path in dnas.items()}
-    matrix = distance_matrix(loaded, EMD)
+    loaded = {name: distance.set_dna(_dna(path, args, distance.distribution(args.bins)), name) for name, path in dnas.items()}
+    matrix = distance_matrix(loaded, distance.compare)
     for target, row in matrix.items():
         others = {source: value for source, value in row.items() if source != target}
         ranked = rank_sources(others, higher_is_better=False)
@@ -378,7 +379,7 @@ def command_transfer(args: argparse.Namespace) -> int:
     if args.heatmap:
         from .plots import plot_distance_matrix
 
-        plot_distance_matrix(matrix, args.heatmap, title="dna-emd")
+        plot_distance_matrix(matrix, args.heatmap, title=distance.label)
     if performance is not None:
         print(f"ranking discrepancy d: {ranking_discrepancy(performance, matrix):.4f}")
     return 0
@@ -534,10 +535,11 @@ def _add_application_commands(commands: Any) -> None:
     attributes.add_argument("-o", "--output", help="write the weights and scores to this JSON file")
 
     transfer = _command(commands, "transfer", command_transfer, "distances between datasets, to choose training data", (
-        "The dna-emd distance matrix between the DNAS (saved DNAs or image sets), each target's sources\n"
+        "The distance matrix (dna-emd by default) between the DNAS (saved DNAs or image sets), each target's sources\n"
         "ranked closest first (section 5.5); with --performance (JSON {target: {source: score}}, higher is\n"
         "better) the ranking discrepancy d of eq. 8."))
     transfer.add_argument("dnas", nargs="+")
+    transfer.add_argument("--metric", choices=_distances(), default="emd", help="the distance (default: emd)")
     transfer.add_argument("--performance", help="observed transfer performance, JSON {target: {source: value}}")
     transfer.add_argument("--heatmap", help="draw the distance matrix to this image file")
 

@@ -39,8 +39,8 @@ from .checkpoint import Checkpoint
 from .config import RunConfig, declared, option, settings_of
 from .distributions import Accumulator, DNAType, VDNAActivationRanges, parse_distribution
 from .dna import VDNA, Provenance
-from .fileformat import DATA_SETTINGS_011
 from .extractors import Extractor, ExtractorInfo, check_ranges_match, resolve_device
+from .fileformat import DATA_SETTINGS_011
 from .kernels import compile_kernels, uncached_kernels
 from .preprocess import ImageError, Preprocessor, decode_image
 from .ranges import ActivationRanges, load_activation_ranges

@@ -85,7 +85,7 @@ def sample_size_curve(
     for row, seed in enumerate(seed_list):
         order = np.random.default_rng(seed).permutation(len(images))
         for column, size in enumerate(sizes):
-            subset = distance.of_images(images, order[:size])
+            subset = distance.set_of(images, order[:size])
             distances[row, column] = float(distance.compare(subset, reference, neurons=neurons))
     return SampleSizeCurve(distance.name, sizes, distances)
 

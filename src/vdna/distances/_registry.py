@@ -43,7 +43,8 @@ class Distance:
     - ``compare(a, b, neurons=None, neuron_weights=None)``: the distance of two set DNAs (a 0-d tensor);
     - ``unit_values(a, b, neurons=None)``: ``{layer: per-unit distances}``, the values ``compare``
       averages (or weights): one per neuron, or one per layer when ``unit`` is ``"layer"``;
-    - ``of_images(per_image_dna, indices=None)``: the set DNA of those images;
+    - ``of_images(per_image_dna, indices=None)``: the set DNA of those images (None: the per-image
+      DNA's own ``set_dna`` of the first of ``set_types``, e.g. the summed histograms of ``image-histogram``);
     - ``resample(a, b, layer, index, paired, splits)``: ``(units, resamples)`` distances of weighted
       resamples of the per-image DNAs, all at once (see :func:`vdna.stats.resampled_distances`);
       None: the statistics make each resample's set DNAs with ``of_images`` and compare them;
@@ -78,6 +79,12 @@ class Distance:
             raise ValueError(f"{self.name} is not computed from per-image DNAs")
         return self.image_distribution.format(bins=bins)
 
+    def set_of(self, images: Any, indices: Any = None) -> Any:
+        """The set DNA this distance compares of the images ``indices`` (all by default) of per-image DNAs."""
+        if self.of_images is not None:
+            return self.of_images(images, indices)
+        return images.set_dna(self.set_types[0], indices)
+
     def compares(self, dna: Any) -> bool:
         """Whether ``dna`` is a set DNA this distance compares."""
         return getattr(dna, "type", None) in self.set_types
@@ -92,7 +99,7 @@ class Distance:
         ``TypeError`` naming ``position`` and the DNAs that would do otherwise.
         """
         if self.resamples(dna):
-            return self.of_images(dna)
+            return self.set_of(dna)
         if self.compares(dna):
             return dna
         raise TypeError(f"metric {self.name!r} compares {self.accepted()}; the {position} is a {type(dna).__name__}")

@@ -451,7 +451,6 @@ DISTANCE = register_distance(Distance(
     unit_values=_unit_values,
     image_type="image-histogram",
     image_distribution="image-histogram-{bins}",
-    of_images=lambda images, indices=None: images.set_dna('histogram', indices),
     resample=resampled_emds,
     interval="squared",  # a first-power (Wasserstein-1) distance: noise adds roughly in quadrature
 ))

@@ -168,7 +168,6 @@ DISTANCE = register_distance(Distance(
     unit_values=_unit_values,
     image_type="image-mean",
     image_distribution="image-mean",
-    of_images=lambda images, indices=None: images.set_dna('layer-gaussian', indices),
     resample=resampled_fds,
     unit="layer",
     interval="squared",  # the best of the three on real images; FD's bias outgrows every interval with few images

@@ -91,7 +91,6 @@ DISTANCE = register_distance(Distance(
     unit_values=_unit_values,
     image_type="image-mean",
     image_distribution="image-mean",
-    of_images=lambda images, indices=None: images.set_dna('gaussian', indices),
     resample=resampled_nfds,
     interval="basic",  # a sum of squared differences: sampling noise adds linearly
 ))

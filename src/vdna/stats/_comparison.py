@@ -131,8 +131,8 @@ def _materialised(
 
     def compared(first: np.ndarray, second: np.ndarray) -> dict[str, np.ndarray]:
         columns = [
-            distance.unit_values(distance.of_images(pooled, np.repeat(images, first[:, r])),
-                                 distance.of_images(pooled, np.repeat(images, second[:, r])), neurons=neurons)
+            distance.unit_values(distance.set_of(pooled, np.repeat(images, first[:, r])),
+                                 distance.set_of(pooled, np.repeat(images, second[:, r])), neurons=neurons)
             for r in range(first.shape[1])
         ]
         return {
