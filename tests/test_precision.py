@@ -1,4 +1,4 @@
-"""Optional autocast and torch.compile: off by default, close to float32 results, recorded."""
+"""Optional autocast, torch.compile and channels-last images: off by default, close to float32 results, recorded."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vdna import NFD
+from vdna.cli import build_parser, run_config
 from vdna.extractors import HookExtractor
 
 
@@ -65,3 +66,15 @@ def test_compiled_network_gives_the_same_dna_to_rounding(processor, photos):
 def test_unknown_precision(processor, photos):
     with pytest.raises(ValueError, match=r"precision must be one of \('float32', 'bfloat16', 'float16'\), got 'int8'"):
         make(processor, photos, precision="int8")
+
+
+@pytest.mark.usefixtures("tiny_net")
+def test_channels_last_inputs_give_the_same_dna_to_rounding_and_are_recorded(processor, photos, tmp_path):
+    reference = make(processor, photos)
+    channels_last = make(processor, photos, channels_last=True)
+    assert channels_last.provenance.extraction_settings["channels_last"] is True
+    assert reference.provenance.extraction_settings["channels_last"] is False
+    for layer in reference.neurons_list:
+        torch.testing.assert_close(channels_last.data[layer]["mu"], reference.data[layer]["mu"], rtol=1e-5, atol=1e-6)
+    args = build_parser().parse_args(["make", "folder", "-o", "out", "--channels-last"])
+    assert run_config(args).channels_last is True

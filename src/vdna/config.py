@@ -214,6 +214,8 @@ class RunConfig(_Checked):
     precision: str = setting("float32", "run the network under autocast (faster on GPUs, changes results slightly)",
                              flag="--precision", choices=PRECISIONS, identity=True)
     compile: bool = setting(False, "run the network through torch.compile", flag="--compile", identity=True)
+    channels_last: bool = setting(False, "feed the network channels-last images (faster with autocast on recent GPUs; "
+                                         "changes results slightly)", flag="--channels-last", identity=True)
     checkpoint: str | None = setting(None, "save the run's state to this file, and resume from it", "path",
                                      flag="--checkpoint", group="checkpoint", reading=True)
     checkpoint_every: int = setting(1000, "images between checkpoints", flag="--checkpoint-every", minimum=1,

@@ -167,6 +167,8 @@ def forward_function(extractor: Extractor, device: torch.device, config: RunConf
     """The extractor's forward pass as ``config`` runs it: optionally compiled and under autocast (both change
     results slightly). Every backend (local, streams, Ray, training-loop metric) runs the network through this."""
     network = torch.compile(extractor) if config.compile else extractor
+    if config.channels_last:
+        network = functools.partial(_channels_last, network)
     dtype = _AUTOCAST[config.precision]
     if dtype is None:
         return network
@@ -176,6 +178,10 @@ def forward_function(extractor: Extractor, device: torch.device, config: RunConf
             return network(images)
 
     return forward
+
+
+def _channels_last(network: Forward, images: torch.Tensor) -> Mapping[str, torch.Tensor]:
+    return network(images.contiguous(memory_format=torch.channels_last))
 
 
 def forward_step(config: RunConfig, device: torch.device, batch: int) -> int:
