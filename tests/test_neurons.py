@@ -48,3 +48,24 @@ def test_selection_errors():
         NeuronSelection.top([], 0)
     with pytest.raises(ValueError, match="layer 'c' is not in this DNA"):
         NeuronSelection.layers(first, ["c"])
+
+
+def test_neurons_are_ranked_by_any_distance_measured_neuron_by_neuron(tmp_path, capsys):
+    from helpers import gauss_dna, layer_gauss_dna
+
+    from vdna.cli import main
+
+    a = gauss_dna({"l": np.array([0.0, 0.0, 5.0])}, {"l": np.array([1.0, 1.0, 1.0])})
+    b = gauss_dna({"l": np.array([0.0, 3.0, 5.0])}, {"l": np.array([1.0, 1.0, 4.0])})
+    by_nfd, by_smd = rank_neurons(a, b, "nfd"), rank_neurons(a, b, "smd")
+    assert [(n.index, n.distance) for n in by_nfd] == [(1, 9.0), (2, 1.0), (0, 0.0)]  # (mu gap)^2 + (sd gap)^2
+    assert [n.index for n in by_smd] == [1, 0, 2] and by_smd[0].distance == 3.0 and by_smd[1].distance == 0.0
+    with pytest.raises(ValueError, match="fd compares whole layers, not neurons; rank neurons by emd, nfd, smd"):
+        rank_neurons(layer_gauss_dna({"l": np.eye(3)}), layer_gauss_dna({"l": np.eye(3)}), "fd")
+    a.save(tmp_path / "a")
+    b.save(tmp_path / "b")
+    assert main(["neurons", str(tmp_path / "a"), str(tmp_path / "b"), "--metric", "nfd", "--top", "2"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["    1  l[1]  nfd 9.000000", "    2  l[2]  nfd 1.000000"]
+    assert main(["neurons", str(tmp_path / "a"), str(tmp_path / "b"), "--metric", "nfd", "--histograms", "h.png"]) == 2
+    assert "--histograms draws the neurons' histograms; --metric nfd compares gaussian or layer-gaussian DNAs" in (
+        capsys.readouterr().err)

@@ -287,15 +287,20 @@ def command_rank(args: argparse.Namespace) -> int:
 
 
 def command_neurons(args: argparse.Namespace) -> int:
-    from .distances import EMD
+    from .distances import get_distance
     from .neurons import rank_neurons
 
-    first, second = (_dna(argument, args, _histograms(args)) for argument in (args.a, args.b))
-    ranked = rank_neurons(first, second)
+    distance = get_distance(args.metric)
+    if args.histograms and "histogram" not in distance.set_types:
+        raise ValueError(f"--histograms draws the neurons' histograms; --metric {args.metric} compares {distance.accepted()}")
+    first, second = (distance.set_dna(_dna(argument, args, distance.distribution(args.bins)), name)
+                     for argument, name in ((args.a, "A"), (args.b, "B")))
+    ranked = rank_neurons(first, second, args.metric)
     for position, neuron in enumerate(ranked[: args.top], 1):
-        print(f"{position:5d}  {neuron.layer}[{neuron.index}]  emd {neuron.distance:.6f}")
+        print(f"{position:5d}  {neuron.layer}[{neuron.index}]  {args.metric} {neuron.distance:.6f}")
+    per_neuron = distance.unit_values(first, second) if args.csv or args.profile else None
     if args.csv:
-        _write_unit_values(args.csv, EMD(first, second, return_neuron_wise=True), "emd")
+        _write_unit_values(args.csv, per_neuron, args.metric)
     if args.histograms:
         from .plots import plot_neuron_histograms
 
@@ -304,7 +309,7 @@ def command_neurons(args: argparse.Namespace) -> int:
     if args.profile:
         from .plots import plot_layer_profile
 
-        plot_layer_profile(EMD(first, second, return_neuron_wise=True), args.profile)
+        plot_layer_profile(per_neuron, args.profile)
     return 0
 
 
@@ -495,11 +500,13 @@ def _add_application_commands(commands: Any) -> None:
     rank.add_argument("--pr-plot", help="with --relevant, draw the precision-recall curve to this image file")
 
     neurons = _command(commands, "neurons", command_neurons, "the neurons that differ most between two sets", (
-        "Rank every neuron by the EMD between its histograms in A and in B, most different first: the\n"
+        "Rank every neuron by its distance between A and B (the EMD between its histograms by default), most different first: the\n"
         "neurons sensitive to what tells the sets apart (sections 5.3-5.4). Optionally draws their\n"
         "histograms and the per-layer profile (Fig. 8-9, 11)."))
     neurons.add_argument("a")
     neurons.add_argument("b")
+    neurons.add_argument("--metric", choices=_distances(), default="emd",
+                         help="a distance measured neuron by neuron: emd (histograms, the default), nfd or smd (gaussian)")
     neurons.add_argument("--top", type=int, default=20, help="neurons to print and draw (default 20)")
     neurons.add_argument("--csv", help="write every neuron's EMD to this CSV file")
     neurons.add_argument("--histograms", help="draw the top neurons' histograms to this image file")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .distances import EMD, NeuronSelection
+from .distances import NeuronSelection, get_distance, list_distances
 from .dna import VDNA
 
 
@@ -26,13 +26,27 @@ class Neuron:
 
 
 def neuron_distances(
-    vdna1: VDNA, vdna2: VDNA, metric: Callable[..., object] = EMD, neurons: Mapping | None = None
+    vdna1: VDNA, vdna2: VDNA, metric: str | Callable[..., object] = "emd", neurons: Mapping | None = None
 ) -> dict[str, torch.Tensor]:
-    """``{layer: per-neuron distance}`` between two DNAs (all neurons, or those of ``neurons``)."""
-    return metric(vdna1, vdna2, return_neuron_wise=True, neurons=neurons)
+    """``{layer: per-neuron distance}`` between two DNAs (all neurons, or those of ``neurons``).
+
+    ``metric``: a registered distance measured neuron by neuron (``"emd"``, ``"nfd"``, ``"smd"``:
+    its per-unit values), or a function taking ``return_neuron_wise=True`` as :func:`~vdna.EMD` does.
+    """
+    if callable(metric):
+        return metric(vdna1, vdna2, return_neuron_wise=True, neurons=neurons)
+    distance = get_distance(metric)
+    if distance.unit != "neuron":
+        raise ValueError(f"{metric} compares whole layers, not neurons; rank neurons by {', '.join(neuron_wise())}")
+    return distance.unit_values(vdna1, vdna2, neurons=neurons)
 
 
-def rank_neurons(vdna1: VDNA, vdna2: VDNA, metric: Callable[..., object] = EMD) -> list[Neuron]:
+def neuron_wise() -> list[str]:
+    """The registered distances measured neuron by neuron."""
+    return [name for name in list_distances() if get_distance(name).unit == "neuron"]
+
+
+def rank_neurons(vdna1: VDNA, vdna2: VDNA, metric: str | Callable[..., object] = "emd") -> list[Neuron]:
     """Every neuron, most sensitive first: largest distance between the two DNAs (ties by layer order, index)."""
     per_layer = neuron_distances(vdna1, vdna2, metric)
     neurons = [
@@ -43,4 +57,4 @@ def rank_neurons(vdna1: VDNA, vdna2: VDNA, metric: Callable[..., object] = EMD) 
     return sorted(neurons, key=lambda neuron: -neuron.distance)
 
 
-__all__ = ["Neuron", "NeuronSelection", "neuron_distances", "rank_neurons"]
+__all__ = ["Neuron", "NeuronSelection", "neuron_distances", "neuron_wise", "rank_neurons"]
