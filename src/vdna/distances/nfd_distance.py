@@ -29,13 +29,6 @@ def frechet_1d(mu1: torch.Tensor, var1: torch.Tensor, mu2: torch.Tensor, var2: t
     return (mu1 - mu2).square() + (var1.sqrt() - var2.sqrt()).square()
 
 
-def _neuron_gaussians(vdna: VDNA, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
-    data = vdna.data[layer]
-    if isinstance(vdna, VDNALayerGauss):
-        return data["mu"], torch.diagonal(data["sigma"])
-    return data["mu"], data["var"]
-
-
 def NFD(
     vdna1: VDNAGauss | VDNALayerGauss,
     vdna2: VDNAGauss | VDNALayerGauss,
@@ -54,8 +47,8 @@ def NFD(
     """
 
     def layer_nfd(a: VDNA, b: VDNA, layer: str, index: torch.Tensor | None) -> torch.Tensor:
-        mu1, var1 = (pick(t, index) for t in _neuron_gaussians(a, layer))
-        mu2, var2 = (pick(t, index).to(mu1.device) for t in _neuron_gaussians(b, layer))
+        mu1, var1 = (pick(t, index) for t in a.neuron_moments(layer))
+        mu2, var2 = (pick(t, index).to(mu1.device) for t in b.neuron_moments(layer))
         return frechet_1d(mu1, var1, mu2, var2)
 
     return neuron_metric(

@@ -28,11 +28,6 @@ def standardised_mean_difference(mu1: torch.Tensor, var1: torch.Tensor, mu2: tor
     return torch.where(constant, torch.zeros_like(gap), gap / torch.where(constant, torch.ones_like(spread), spread))
 
 
-def _gaussians(vdna: VDNA, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
-    data = vdna.data[layer]
-    return (data["mu"], torch.diagonal(data["sigma"])) if isinstance(vdna, VDNALayerGauss) else (data["mu"], data["var"])
-
-
 def SMD(
     vdna1: VDNAGauss | VDNALayerGauss,
     vdna2: VDNAGauss | VDNALayerGauss,
@@ -48,8 +43,8 @@ def SMD(
     """
 
     def layer_smd(a: VDNA, b: VDNA, layer: str, index: torch.Tensor | None) -> torch.Tensor:
-        mu1, var1 = (pick(t, index) for t in _gaussians(a, layer))
-        mu2, var2 = (pick(t, index).to(mu1.device) for t in _gaussians(b, layer))
+        mu1, var1 = (pick(t, index) for t in a.neuron_moments(layer))
+        mu2, var2 = (pick(t, index).to(mu1.device) for t in b.neuron_moments(layer))
         return standardised_mean_difference(mu1, var1, mu2, var2)
 
     return neuron_metric("SMD", ("gaussian", "layer-gaussian"), layer_smd, vdna1, vdna2, use_neurons_from_layer,

@@ -68,6 +68,11 @@ class _MomentsDNA(DNAType):
         self.check_layer(layer_name)
         return self.data[layer_name]
 
+    def neuron_moments(self, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each neuron's mean and variance in ``layer`` (a layer-Gaussian's are its covariance's diagonal)."""
+        data = self.data[layer]
+        return data["mu"], torch.diagonal(data["sigma"]) if self.full_covariance else data["var"]
+
 
 class VDNAGauss(_MomentsDNA):
     """Per-neuron mean ``mu`` and variance ``var`` of spatially averaged activations."""
