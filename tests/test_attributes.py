@@ -71,7 +71,7 @@ def test_learned_weights_remove_the_planted_attribute_and_keep_the_others():
     assert removal_on_test > 0.85 and others_on_test < 0.15
     # the weights plug into EMD as eq. 5 weights: EMD_W on the target pair is close to 0
     with_hat, without_hat = test["hat"]
-    weighted = float(EMD(with_hat, without_hat, weights=removal.weights))
+    weighted = float(EMD(with_hat, without_hat, neuron_weights=removal.weights))
     assert weighted < 0.15 * float(EMD(with_hat, without_hat))
     assert removal.history and removal.iterations == len(removal.history)
 

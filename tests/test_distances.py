@@ -55,24 +55,24 @@ def test_emd_average_layer_neuron_and_neuron_wise():
 def test_weighted_emd_is_eq_5():
     a = hist_dna({"l0": [[1, 0, 0], [0, 1, 0]], "l1": [[1, 1, 0]]})
     b = hist_dna({"l0": [[0, 0, 1], [0, 1, 0]], "l1": [[0, 1, 1]]})
-    assert EMD(a, b, weights=torch.tensor([0.5, 3.0, 2.0])).item() == pytest.approx(0.5 * 2 + 3.0 * 0 + 2.0 * 1)
-    assert EMD(a, b, weights={"l0": [1.0, 1.0], "l1": [0.0]}).item() == pytest.approx(2.0)
-    assert EMD(a, b, weights=[1 / 3] * 3).item() == pytest.approx(EMD(a, b).item())
-    assert EMD(a, b, use_neurons_from_layer="l0", weights=[0.25, 1.0]).item() == pytest.approx(0.5)
+    assert EMD(a, b, neuron_weights=torch.tensor([0.5, 3.0, 2.0])).item() == pytest.approx(0.5 * 2 + 3.0 * 0 + 2.0 * 1)
+    assert EMD(a, b, neuron_weights={"l0": [1.0, 1.0], "l1": [0.0]}).item() == pytest.approx(2.0)
+    assert EMD(a, b, neuron_weights=[1 / 3] * 3).item() == pytest.approx(EMD(a, b).item())
+    assert EMD(a, b, use_neurons_from_layer="l0", neuron_weights=[0.25, 1.0]).item() == pytest.approx(0.5)
 
 
 def test_weight_errors():
     a = hist_dna({"l0": [[1, 0, 0], [0, 1, 0]], "l1": [[1, 1, 0]]})
     with pytest.raises(ValueError, match=r"one value per compared neuron, shape \(3,\), got \(2,\)"):
-        EMD(a, a, weights=[1.0, 2.0])
+        EMD(a, a, neuron_weights=[1.0, 2.0])
     with pytest.raises(ValueError, match="weights of layer 'l0' have 1 values, expected 2"):
-        EMD(a, a, weights={"l0": [1.0], "l1": [1.0]})
+        EMD(a, a, neuron_weights={"l0": [1.0], "l1": [1.0]})
     with pytest.raises(ValueError, match=r"no entry for layers \['l1'\]"):
-        EMD(a, a, weights={"l0": [1.0, 1.0]})
+        EMD(a, a, neuron_weights={"l0": [1.0, 1.0]})
     with pytest.raises(ValueError, match="NaN or infinite"):
-        EMD(a, a, weights=[1.0, float("nan"), 1.0])
+        EMD(a, a, neuron_weights=[1.0, float("nan"), 1.0])
     with pytest.raises(ValueError, match="returns unweighted distances"):
-        EMD(a, a, weights=[1.0] * 3, return_neuron_wise=True)
+        EMD(a, a, neuron_weights=[1.0] * 3, return_neuron_wise=True)
 
 
 def test_selection_errors():
@@ -123,7 +123,7 @@ def test_nfd_by_formula_and_exact_zero():
     np.testing.assert_allclose(NFD(a, b, return_neuron_wise=True)["l"].numpy(), expected, atol=1e-15)
     assert NFD(a, b).item() == pytest.approx(1.0)
     assert NFD(a, a).item() == 0.0
-    assert NFD(a, b, weights=[0.0, 2.0, 5.0]).item() == pytest.approx(2.0)
+    assert NFD(a, b, neuron_weights=[0.0, 2.0, 5.0]).item() == pytest.approx(2.0)
 
 
 def test_frechet_1d_never_negative_with_zero_variances():
@@ -167,11 +167,11 @@ def test_fd_wrapper_layers_mean_weights_and_identity():
         args = [a.data[layer]["mu"].numpy(), a.data[layer]["sigma"].numpy(), b.data[layer]["mu"].numpy(), b.data[layer]["sigma"].numpy()]
         assert value == pytest.approx(scipy_fd(*args), rel=1e-6)
     assert FD(a, b).item() == pytest.approx(np.mean(per_layer))
-    assert FD(a, b, weights=[2.0, 0.5]).item() == pytest.approx(2 * per_layer[0] + 0.5 * per_layer[1])
-    assert FD(a, b, weights={"l0": 1.0, "l1": 0.0}).item() == pytest.approx(per_layer[0])
+    assert FD(a, b, neuron_weights=[2.0, 0.5]).item() == pytest.approx(2 * per_layer[0] + 0.5 * per_layer[1])
+    assert FD(a, b, neuron_weights={"l0": 1.0, "l1": 0.0}).item() == pytest.approx(per_layer[0])
     assert FD(a, a).item() == 0.0
     with pytest.raises(ValueError, match=r"one value per compared layer, shape \(2,\), got \(3,\)"):
-        FD(a, b, weights=[1.0, 1.0, 1.0])
+        FD(a, b, neuron_weights=[1.0, 1.0, 1.0])
     single = FD(a, b, use_neurons_from_layer="l1", use_neuron_index=2).item()
     mu1, mu2 = a.data["l1"]["mu"][2].item(), b.data["l1"]["mu"][2].item()
     v1, v2 = a.data["l1"]["sigma"][2, 2].item(), b.data["l1"]["sigma"][2, 2].item()
@@ -199,3 +199,12 @@ def test_emd_of_integer_and_float_histograms_is_the_l1_distance_of_normalised_cu
     torch.testing.assert_close(counts, expected, rtol=1e-12, atol=1e-12)
     as_floats = emd(torch.from_numpy(first).double() / 7, torch.from_numpy(second).double())
     torch.testing.assert_close(as_floats, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_the_former_name_of_neuron_weights_still_works_and_says_its_new_name():
+    a = hist_dna({"l0": [[1, 0, 0], [0, 1, 0]]})
+    b = hist_dna({"l0": [[0, 0, 1], [0, 1, 0]]})
+    with pytest.warns(DeprecationWarning, match="weights= is now named neuron_weights="):
+        assert EMD(a, b, weights=[1.0, 0.0]).item() == EMD(a, b, neuron_weights=[1.0, 0.0]).item() == 2.0
+    with pytest.raises(TypeError, match=r"give neuron_weights= only \(weights= is its former name\)"):
+        EMD(a, b, weights=[1.0, 0.0], neuron_weights=[1.0, 0.0])

@@ -73,8 +73,8 @@ def test_emd_of_every_image_matches_the_dense_emd(image_dnas, urban_reference):
     selection = {"stem": [0, 5], "head": None}
     weights = {"stem": [0.5, 0.25], "head": torch.full((1280,), 1e-3)}
     torch.testing.assert_close(
-        emd_to_reference(image_dnas, urban_reference, neurons=selection, weights=weights),
-        torch.stack([EMD(image_dnas.image(i), urban_reference, neurons=selection, weights=weights) for i in range(12)]),
+        emd_to_reference(image_dnas, urban_reference, neurons=selection, neuron_weights=weights),
+        torch.stack([EMD(image_dnas.image(i), urban_reference, neurons=selection, neuron_weights=weights) for i in range(12)]),
         rtol=1e-12, atol=1e-10,
     )
     # an image compared with its own DNA is at distance 0

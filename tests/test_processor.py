@@ -431,7 +431,7 @@ def test_streams_share_one_extractor_or_reuse_their_copies_until_the_extractor_c
     for dna in (shared, copied, again):
         assert all(torch.equal(dna.data["conv"][key], one_thread.data["conv"][key]) for key in ("min", "max"))
     weights = tmp_path / "weights.pth"  # another key: another extractor, and new copies
-    fresh.make_vdna(images, feat_extractor_name=name, streams=2, weights=weights, **options)
+    fresh.make_vdna(images, feat_extractor_name=name, streams=2, extractor_weights=weights, **options)
     assert BUILT[4:] == [(name, str(weights))] * 2
 
 

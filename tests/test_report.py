@@ -93,20 +93,21 @@ def test_the_page_opens_with_the_statistics_of_compare_sets(page, statistics):
     shown = [float(table.locator(f".{name}").inner_text()) for name in ("low", "high", "floor", "spread")]
     expected = [*statistics.ci, statistics.noise_floor, statistics.noise_floor_spread]
     assert shown == pytest.approx(expected, rel=1e-3) and statistics.ci[0] < statistics.ci[1]
-    assert float(rows["excess (dna-emd - noise floor)"]) == pytest.approx(statistics.excess, rel=1e-5)
+    assert float(rows["excess"]) == pytest.approx(statistics.excess, rel=1e-5)
     assert float(rows["p-value"]) == pytest.approx(statistics.p_value, rel=1e-3)
     assert "6 vs 6 images" in page.locator("table.statistics + p.note").inner_text()
 
 
 def test_where_the_difference_lives_gives_each_layers_share_and_noise_floor(page, statistics):
     table = page.locator("table.layers").inner_text().strip().splitlines()
-    assert table[0].split("\t") == ["layer", "neurons", "mean EMD", "max EMD", "share of the total", "noise floor", "excess",
-                                    "p-value"]
+    assert table[0].split("\t") == ["layer", "neurons", "mean EMD", "max EMD", "share of the total", "95% CI", "noise floor",
+                                    "excess", "p-value"]
     assert [row.split("\t")[0] for row in table[1:]] == list(statistics.layers)  # early to late
     for row in table[1:]:
-        layer, _, _, _, share, floor, excess, p_value = row.split("\t")
+        layer, _, _, _, share, interval, floor, excess, p_value = row.split("\t")
         part = statistics.layers[layer]
-        assert share == f"{100 * part.share:.4g}%" and floor == f"{part.noise_floor:.4g} ± {part.noise_floor_spread:.3g}"
+        assert share == f"{100 * part.share:.1f}%" and interval == f"{part.ci[0]:.4g} to {part.ci[1]:.4g}"
+        assert floor == f"{part.noise_floor:.4g} ± {part.noise_floor_spread:.3g}"
         assert excess == f"{part.excess:.4g}" and p_value == f"{part.p_value:.3g}"
     alt = "each layer's EMD beside its noise floor, and its share of the total"
     assert page.locator(f'img.figure[alt="{alt}"]').count() == 1

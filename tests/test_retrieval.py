@@ -146,7 +146,7 @@ def test_wrong_inputs_say_what_to_pass(dnas):
     with pytest.raises(ValueError, match="'hybrid' needs image-mean DNAs of the reference"):
         rank_images(candidates, reference[0], method="hybrid")
     with pytest.raises(ValueError, match="weights .* apply to method 'emd' only"):
-        rank_images(candidates, reference, weights=torch.ones(10), method="hybrid")
+        rank_images(candidates, reference, neuron_weights=torch.ones(10), method="hybrid")
     with pytest.raises(ValueError, match="images: two image-mean DNAs given"):
         rank_images([candidates[1], candidates[1]], reference)
     with pytest.raises(ValueError, match="describe different images"):

@@ -121,8 +121,8 @@ def test_layer_shares_add_up_and_match_the_neuron_wise_distances(pair, urban_vs_
         assert layers[layer].share == pytest.approx(float(values.sum()) / total, rel=1e-12)
         assert layers[layer].noise_floor < layers[layer].value
     weights = {layer: torch.full((count,), 2.0 if layer == "head" else 0.0) for layer, count in a.neurons_list.items()}
-    weighted = compare_sets(a, b, resamples=10, permutations=10, weights=weights)
-    assert weighted.value == float(EMD(a.subset(), b.subset(), weights=weights))
+    weighted = compare_sets(a, b, resamples=10, permutations=10, neuron_weights=weights)
+    assert weighted.value == float(EMD(a.subset(), b.subset(), neuron_weights=weights))
     assert weighted.layers["head"].share == 1.0 and weighted.layers["stem"].share == 0.0
 
 
@@ -239,7 +239,7 @@ def test_layer_shares_of_dataset_dnas_are_those_of_compare_sets(pair, urban_vs_b
     head = EMD(a.subset(), b.subset(), return_neuron_wise=True)["head"][[3, 4]]
     assert layer_shares(a, b, neurons={"head": [3, 4]}) == {"head": LayerShare(2, float(head.numpy().mean()), 1.0)}
     means = urban["image-mean"].select_images(range(20)), bsd["image-mean"]
-    fd = layer_shares(means[0].layer_gaussian(), means[1], "fd", neurons={"blocks.5.0": None, "head": None}, weights=[1.0, 3.0])
+    fd = layer_shares(means[0].layer_gaussian(), means[1], "fd", neurons={"blocks.5.0": None, "head": None}, neuron_weights=[1.0, 3.0])
     values = [float(FD(means[0].layer_gaussian(), means[1].layer_gaussian(), use_neurons_from_layer=layer)) for layer in fd]
     assert [part.value for part in fd.values()] == pytest.approx(values, rel=1e-12)
     assert fd["head"].share == pytest.approx(3 * values[1] / (values[0] + 3 * values[1]), rel=1e-12)
@@ -276,7 +276,7 @@ def test_errors(pair, urban, bsd):
     with pytest.raises(ValueError, match=r"neuron indices for layer 'head' must lie in \[0, 1280\)"):
         compare_sets(a, b, neurons={"head": [1280]})
     with pytest.raises(ValueError, match="weights must be one value per compared neuron"):
-        compare_sets(a, b, weights=[1.0, 2.0])
+        compare_sets(a, b, neuron_weights=[1.0, 2.0])
     with pytest.raises(ValueError, match="fd compares whole layers"):
         compare_sets(means, means, "fd", neurons={"head": [1, 2]})
     with pytest.raises(ValueError, match=r"with 40 pooled images and a reference of 15 .* sizes must lie in \[2, 25\]"):
