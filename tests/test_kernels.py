@@ -242,11 +242,15 @@ def test_only_channels_last_float32_layers_with_few_enough_counts_are_binned_in_
     assert not bins_in_place(channels_last(torch.zeros((2, 16, 1))), 1000)
 
 
-def test_float32_thresholds_are_exact():
+@pytest.mark.parametrize("where", ["anywhere", "near zero"])
+def test_float32_thresholds_are_exact(where):
     rng = np.random.default_rng(9)
     centre, half = rng.normal(0, 3, size=20), rng.uniform(1e-3, 10, size=20)
-    thresholds = float32_thresholds(centre, half, 257)
     edges = bin_edges(257)[1:-1]
+    if where == "near zero":  # c + e * h cancels to about 1e-17, far from the exact threshold in float32 steps
+        half = np.ones(20)
+        centre = -edges[rng.choice(len(edges), size=20, replace=False)]
+    thresholds = float32_thresholds(centre, half, 257)
     below = np.nextafter(thresholds, np.float32(-np.inf))
     reach = (thresholds.astype(np.float64) - centre[:, None]) / half[:, None] >= edges
     reach_below = (below.astype(np.float64) - centre[:, None]) / half[:, None] >= edges

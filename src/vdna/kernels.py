@@ -78,6 +78,28 @@ def _reaches(candidate: np.ndarray, centre: np.ndarray, half_width: np.ndarray, 
     return (candidate.astype(np.float64) - centre) / half_width >= edge
 
 
+def _ordered(values: np.ndarray) -> np.ndarray:
+    """float32 values as int64 keys in the same order (adjacent floats get adjacent keys; -0 and 0 share one)."""
+    bits = values.astype(np.float32).view(np.int32).astype(np.int64)
+    return np.where(bits >= 0, bits, -(bits & 0x7FFFFFFF))
+
+
+def _unordered(keys: np.ndarray) -> np.ndarray:
+    bits = np.where(keys >= 0, keys, -keys | 0x80000000)
+    return bits.astype(np.uint32).view(np.float32)
+
+
+def _first_reaching(centre: np.ndarray, half_width: np.ndarray, edge: np.ndarray) -> np.ndarray:
+    """The smallest float32 reaching each edge, by bisection over all float32 values (33 rounds)."""
+    low = np.full(edge.shape, _ordered(np.array(-np.inf)), dtype=np.int64)  # never reaches
+    high = np.full(edge.shape, _ordered(np.array(np.inf)), dtype=np.int64)  # always reaches
+    while np.any(high - low > 1):
+        middle = (low + high) // 2
+        reaches = _reaches(_unordered(middle), centre, half_width, edge)
+        high, low = np.where(reaches, middle, high), np.where(reaches, low, middle)
+    return _unordered(high)
+
+
 def float32_thresholds(
     centre: np.ndarray, half_width: np.ndarray, bins: int, low: float = -1.0, high: float = 1.0
 ) -> np.ndarray:
@@ -87,15 +109,18 @@ def float32_thresholds(
     edges = bin_edges(bins, low, high)[None, 1:-1]
     with np.errstate(over="ignore"):
         thresholds = (centre + edges * half_width).astype(np.float32)
-    # The rounded guess is within a few float32 steps of the exact threshold: step until exact.
-    for _ in range(64):
+    # The rounded guess is usually within a float32 step or two of the exact threshold: step there.
+    # Near zero, where the guess is a float64 cancellation, it can be millions of steps away: bisect.
+    for _ in range(4):
         too_high = _reaches(np.nextafter(thresholds, np.float32(-np.inf)), centre, half_width, edges)
         too_low = ~_reaches(thresholds, centre, half_width, edges)
         if not (too_high.any() or too_low.any()):
             return thresholds
         thresholds = np.where(too_high, np.nextafter(thresholds, np.float32(-np.inf)), thresholds)
         thresholds = np.where(too_low, np.nextafter(thresholds, np.float32(np.inf)), thresholds)
-    raise ArithmeticError("bin thresholds did not converge; are the activation ranges finite?")
+    rows, columns = np.nonzero(too_high | too_low)  # those not yet settled after the last step
+    thresholds[rows, columns] = _first_reaching(centre[rows, 0], half_width[rows, 0], edges[0, columns])
+    return thresholds
 
 
 def _guess(activations: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
