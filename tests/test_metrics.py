@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
+import re
 import socket
 import subprocess
 import sys
@@ -135,6 +136,30 @@ def test_the_network_runs_in_float32_inside_an_autocast_region(photos, halves, o
     with torch.autocast("cpu", dtype=torch.bfloat16):  # as in a training loop with mixed precision
         metric.update(as_batch(photos[:3]))
     assert_same_dna(metric.compute(), halves[0]["histogram-1000"])
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "shown"),
+    [
+        ("precision", "bfloat16", "precision ('float32' vs 'bfloat16')"),
+        ("distribution_name", "histogram-100", "distribution_name ('histogram-1000' vs 'histogram-100')"),
+        ("activation_ranges", "theirs", "ranges_sha256 ("),
+    ],
+)
+def test_metrics_of_other_settings_do_not_merge(setting, value, shown, whole):
+    theirs = whole["activation-ranges"] if value == "theirs" else value
+    with pytest.raises(ValueError, match=re.escape(f"cannot merge the states of metrics made with other settings: {shown}")):
+        DNAMetric().merge_state(DNAMetric(**{setting: theirs}))
+
+
+def test_compute_after_a_merge_reflects_the_merge(photos, whole, one_torch_thread):
+    batch = as_batch(photos)
+    first, second = DNAMetric(), DNAMetric()
+    first.update(batch[:3])
+    second.update(batch[3:])
+    assert first.compute().num_images == 3
+    first.merge_state(second)
+    assert_same_dna(first.compute(), whole["histogram-1000"])
 
 
 def test_forward_batch_size_runs_that_many_images_at_once_as_make_vdna_does(processor, photos, one_torch_thread):

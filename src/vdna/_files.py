@@ -29,6 +29,30 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def writable_file(path: str | os.PathLike) -> Path:
+    """``path`` as a file that can be written, checked before any work: a path that is not a folder, no part of
+    which is a file, in a folder that is writable or can be made; ``ValueError`` saying which is not so."""
+    text = os.fspath(path)
+    if not text:
+        raise ValueError("a file path is needed, got an empty one")
+    target = Path(text)
+    if target.is_dir():
+        raise ValueError(f"{target} is a folder; give the path of a file")
+    if target.name in ("", ".", ".."):
+        raise ValueError(f"{text!r} names no file")
+    existing = target.absolute().parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{existing} is a file, so {target} cannot be written")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise ValueError(f"{target} cannot be written: {existing} is not a writable folder ({error.strerror})") from None
+    return target
+
+
 def json_object(data: bytes, origin: str | os.PathLike, what: str) -> dict[str, Any]:
     """The JSON object in ``data``; ``ValueError`` naming ``origin`` and ``what`` it should be otherwise."""
     try:
@@ -43,4 +67,5 @@ def json_object(data: bytes, origin: str | os.PathLike, what: str) -> dict[str, 
 __all__ = [
     "atomic_write_bytes",
     "json_object",
+    "writable_file",
 ]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,85 @@ from .config import RayConfig, RunConfig, StatsConfig, command_line_names, decla
 if TYPE_CHECKING:
     from .dna import VDNA
     from .processor import VDNAProcessor
+
+
+# -- arguments checked as they are parsed, before any work ---------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """A parser whose errors are one line naming the command and the flag, with exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _checked(check: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a check raising ``ValueError``: its message is printed after the flag's name."""
+
+    def convert(text: str) -> Any:
+        try:
+            return check(text)
+        except (ValueError, FileNotFoundError) as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    convert.__name__ = check.__name__
+    return convert
+
+
+@_checked
+def _output_file(text: str) -> str:
+    from ._files import writable_file
+
+    return str(writable_file(text))
+
+
+@_checked
+def _dna_output(text: str) -> str:
+    from .fileformat import writable_dna
+
+    writable_dna(text)
+    return text
+
+
+@_checked
+def _input_file(text: str) -> str:
+    if Path(text).is_dir():
+        raise ValueError(f"{text} is a folder, not a file")
+    if not Path(text).is_file():
+        raise FileNotFoundError(f"{text} does not exist")
+    return text
+
+
+def _parsed(text: str, convert: Callable[[str], Any], noun: str) -> Any:
+    try:
+        return convert(text)
+    except ValueError:
+        raise ValueError(f"expected {noun}, got {text!r}") from None
+
+
+def _integer(minimum: int) -> Callable[[str], int]:
+    bound = {0: "a non-negative whole number", 1: "a positive whole number"}.get(minimum, f"a whole number >= {minimum}")
+
+    @_checked
+    def integer(text: str) -> int:
+        value = _parsed(text, int, "a whole number")
+        if value < minimum:
+            raise ValueError(f"must be {bound}, got {value}")
+        return value
+
+    return integer
+
+
+def _number(low: float, high: float | None = None) -> Callable[[str], float]:
+    @_checked
+    def number(text: str) -> float:
+        value = _parsed(text, float, "a number")
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {text}")
+        if not (value >= low and (high is None or value < high)):
+            span = f"at least {low:g}" if high is None else f"in [{low:g}, {high:g})"
+            raise ValueError(f"must be {span}, got {text}")
+        return value
+
+    return number
 
 
 # -- flags from the settings' declarations ----------------------------------------------------------------
@@ -56,7 +137,7 @@ def _add_settings(
             group.add_argument(declaration.flag, dest=item.name, nargs="?", const="", default=None,
                                metavar=declaration.metavar, help=declaration.help)
         else:
-            kind = declaration.kind if declaration.kind in (int, float) else str
+            kind = {int: int, float: float, "file": _input_file, "output": _output_file}.get(declaration.kind, str)
             group.add_argument(declaration.flag, dest=item.name, type=kind, choices=declaration.choices, default=None,
                                metavar=None if declaration.choices else metavar, help=f"{declaration.help} (default: {shown})")
 
@@ -254,6 +335,11 @@ def command_rank(args: argparse.Namespace) -> int:
     method = args.method or DEFAULT_METHOD
     kinds = [_image_histograms(args) if kind == "image-histogram" else kind for kind in PER_IMAGE_INPUTS[method]]
 
+    if len(PER_IMAGE_INPUTS[method]) > 1 and args.method and any(map(is_saved_dna, (args.images, args.reference))):
+        raise ValueError(f"--method {method} needs {' and '.join(PER_IMAGE_INPUTS[method])} DNAs of each set, and a saved "
+                         "DNA is one of them: give the images (a folder, an index, ...) to rank by it, or a --method "
+                         "that one saved DNA a side serves (emd, emd-ratio, embedding-cosine, embedding-distance)")
+
     def dnas(argument: str, reference: bool) -> list[VDNA]:
         if is_saved_dna(argument):  # one saved DNA of one kind: the paper's emd unless a method is asked
             if reference:
@@ -366,6 +452,8 @@ def command_transfer(args: argparse.Namespace) -> int:
     from .inputs import is_saved_dna
 
     distance = get_distance(args.metric)
+    if len(args.dnas) < 2:
+        raise ValueError(f"transfer compares at least 2 DNAs or image sets, got {len(args.dnas)}")
     dnas = {Path(path).with_suffix("").name if is_saved_dna(path) else Path(path).name: path for path in args.dnas}
     if len(dnas) != len(args.dnas):
         raise ValueError("two DNAs or sources have the same name; names must be distinct")
@@ -455,8 +543,8 @@ def command_report(args: argparse.Namespace) -> int:
     from .report import make_report
 
     path = make_report(args.a, args.b, args.output, processor=_processor(args), bins=args.bins,
-                       top_neurons=args.top_neurons, images_shown=args.images_shown,
-                       config=run_config(args), stats_config=_settings(args, StatsConfig))
+                       top_neurons=args.top_neurons, images_shown=args.images_shown, stats=args.stats,
+                       config=run_config(args), stats_config=_settings(args, StatsConfig), on_made=_report_skipped)
     print(f"report -> {path}")
     return 0
 
@@ -476,7 +564,7 @@ def _add_making(
 
 
 def _add_bins(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bins", type=int, default=1000, help="histogram bins when making DNAs (default 1000)")
+    parser.add_argument("--bins", type=_integer(2), default=1000, help="histogram bins when making DNAs (default 1000)")
 
 
 def _add_application_commands(commands: Any) -> None:
@@ -493,11 +581,11 @@ def _add_application_commands(commands: Any) -> None:
     rank.add_argument("--method", choices=("emd", "embedding-cosine", "embedding-distance", "emd-ratio", "hybrid"),
                       help="ranking method (default: hybrid from image sources; see vdna.apps.retrieval); "
                            "each makes the per-image DNAs it needs from image sources")
-    rank.add_argument("--top", type=int, default=20, help="print the first N (0: all; default 20)")
-    rank.add_argument("--csv", help="write the whole ranking to this CSV file")
-    rank.add_argument("--grid", help="draw the best, middle and worst images to this image file")
-    rank.add_argument("--relevant", help="file naming the relevant images, to score the ranking")
-    rank.add_argument("--pr-plot", help="with --relevant, draw the precision-recall curve to this image file")
+    rank.add_argument("--top", type=_integer(0), default=20, help="print the first N (0: all; default 20)")
+    rank.add_argument("--csv", type=_output_file, help="write the whole ranking to this CSV file")
+    rank.add_argument("--grid", type=_output_file, help="draw the best, middle and worst images to this image file")
+    rank.add_argument("--relevant", type=_input_file, help="file naming the relevant images, to score the ranking")
+    rank.add_argument("--pr-plot", type=_output_file, help="with --relevant, draw the precision-recall curve to this image file")
 
     neurons = _command(commands, "neurons", command_neurons, "the neurons that differ most between two sets", (
         "Rank every neuron by its distance between A and B (the EMD between its histograms by default), most different first: the\n"
@@ -507,10 +595,10 @@ def _add_application_commands(commands: Any) -> None:
     neurons.add_argument("b")
     neurons.add_argument("--metric", choices=_distances(), default="emd",
                          help="a distance measured neuron by neuron: emd (histograms, the default), nfd or smd (gaussian)")
-    neurons.add_argument("--top", type=int, default=20, help="neurons to print and draw (default 20)")
-    neurons.add_argument("--csv", help="write every neuron's EMD to this CSV file")
-    neurons.add_argument("--histograms", help="draw the top neurons' histograms to this image file")
-    neurons.add_argument("--profile", help="draw the per-layer profile of neuron-wise EMDs to this image file")
+    neurons.add_argument("--top", type=_integer(1), default=20, help="neurons to print and draw (default 20)")
+    neurons.add_argument("--csv", type=_output_file, help="write every neuron's distance to this CSV file")
+    neurons.add_argument("--histograms", type=_output_file, help="draw the top neurons' histograms to this image file")
+    neurons.add_argument("--profile", type=_output_file, help="draw the per-layer profile of neuron-wise distances to this image file")
 
     realism = _command(commands, "realism", command_realism, "rank generated images by realism", (
         "Rank the generated images GENERATED by their EMD to the DNA of real images REAL, most realistic\n"
@@ -520,9 +608,9 @@ def _add_application_commands(commands: Any) -> None:
     realism.add_argument("real")
     realism.add_argument("--other-real", nargs="+", default=[], help="real images (or DNAs) of other classes")
     realism.add_argument("--other-generated", nargs="+", default=[], help="generated images (or DNAs) of other classes")
-    realism.add_argument("--neurons", type=int, default=100, help="sensitive neurons to use (default 100)")
-    realism.add_argument("--top", type=int, default=20, help="print the first N (0: all; default 20)")
-    realism.add_argument("--csv", help="write the whole ranking to this CSV file")
+    realism.add_argument("--neurons", type=_integer(1), default=100, help="sensitive neurons to use (default 100)")
+    realism.add_argument("--top", type=_integer(0), default=20, help="print the first N (0: all; default 20)")
+    realism.add_argument("--csv", type=_output_file, help="write the whole ranking to this CSV file")
 
     attributes = _command(commands, "attributes", command_attributes, "learn neuron weights that ignore chosen attributes", (
         "Learn per-neuron (emd, nfd) or per-layer (fd) weights that make the distance blind to a target\n"
@@ -536,10 +624,10 @@ def _add_application_commands(commands: Any) -> None:
     attributes.add_argument("--test", help="a third folder of pairs to evaluate the learned weights on")
     attributes.add_argument("--target", nargs="+", help="attributes to remove, one at a time (default: each)")
     attributes.add_argument("--metric", choices=_distances(), default="emd", help="the distance whose units are weighted")
-    attributes.add_argument("--learning-rate", type=float, default=1e-5, help="Adam's learning rate (default 1e-5)")
-    attributes.add_argument("--patience", type=int, default=50, help="iterations without progress before stopping")
-    attributes.add_argument("--max-iterations", type=int, default=100_000)
-    attributes.add_argument("-o", "--output", help="write the weights and scores to this JSON file")
+    attributes.add_argument("--learning-rate", type=_number(0), default=1e-5, help="Adam's learning rate (default 1e-5)")
+    attributes.add_argument("--patience", type=_integer(1), default=50, help="iterations without progress before stopping")
+    attributes.add_argument("--max-iterations", type=_integer(1), default=100_000)
+    attributes.add_argument("-o", "--output", type=_output_file, help="write the weights and scores to this JSON file")
 
     transfer = _command(commands, "transfer", command_transfer, "distances between datasets, to choose training data", (
         "The distance matrix (dna-emd by default) between the DNAS (saved DNAs or image sets), each target's sources\n"
@@ -547,8 +635,9 @@ def _add_application_commands(commands: Any) -> None:
         "better) the ranking discrepancy d of eq. 8."))
     transfer.add_argument("dnas", nargs="+")
     transfer.add_argument("--metric", choices=_distances(), default="emd", help="the distance (default: emd)")
-    transfer.add_argument("--performance", help="observed transfer performance, JSON {target: {source: value}}")
-    transfer.add_argument("--heatmap", help="draw the distance matrix to this image file")
+    transfer.add_argument("--performance", type=_input_file,
+                          help="observed transfer performance, JSON {target: {source: value}}")
+    transfer.add_argument("--heatmap", type=_output_file, help="draw the distance matrix to this image file")
 
     sample_size = _command(commands, "sample-size", command_sample_size, "how many images a DNA needs", (
         "Distance from random subsets of IMAGES of growing sizes to REFERENCE, over several seeds\n"
@@ -561,12 +650,12 @@ def _add_application_commands(commands: Any) -> None:
     sample_size.add_argument("images")
     sample_size.add_argument("reference")
     sample_size.add_argument("--sizes", required=True, help="comma-separated subset sizes, e.g. 10,20,50,100")
-    sample_size.add_argument("--seeds", type=int, default=10, help="random subsets per size (default 10)")
+    sample_size.add_argument("--seeds", type=_integer(1), default=10, help="random subsets per size (default 10)")
     sample_size.add_argument("--fd", action="store_true",
                              help="also the Fréchet distance (needs folders of images: it uses each image's mean activations)")
     sample_size.add_argument("--fd-layer", nargs="+", help="layers of the Fréchet distance (default: all, averaged)")
-    sample_size.add_argument("--tolerance", type=float, default=0.05, help="relative tolerance (default 0.05)")
-    sample_size.add_argument("--plot", help="draw the curves to this image file")
+    sample_size.add_argument("--tolerance", type=_number(0), default=0.05, help="relative tolerance (default 0.05)")
+    sample_size.add_argument("--plot", type=_output_file, help="draw the curves to this image file")
 
     report = _command(commands, "report", command_report, "an HTML page comparing two image sets", (
         "Write one self-contained HTML page comparing A and B (image sources, or saved histogram or\n"
@@ -576,9 +665,11 @@ def _add_application_commands(commands: Any) -> None:
         "each set closest to and furthest from the other. Each set of images goes through the network once."))
     report.add_argument("a")
     report.add_argument("b")
-    report.add_argument("-o", "--output", required=True, help="HTML file to write")
-    report.add_argument("--top-neurons", type=int, default=8, help="neurons to show (default 8)")
-    report.add_argument("--images-shown", type=int, default=6,
+    report.add_argument("-o", "--output", type=_output_file, required=True, help="HTML file to write")
+    report.add_argument("--top-neurons", type=_integer(1), default=8, help="neurons to show (default 8)")
+    report.add_argument("--no-stats", dest="stats", action="store_false",
+                        help="leave out the statistics (interval, noise floor, p-value), e.g. for sets of one image")
+    report.add_argument("--images-shown", type=_integer(1), default=6,
                         help="images per row, and crops per set for each neuron (default 6)")
     _add_settings(report, StatsConfig, "statistics")
 
@@ -598,7 +689,7 @@ def _distances() -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``vdna`` command's argument parser."""
-    parser = argparse.ArgumentParser(prog="vdna", description="Visual DNA: make, compare and inspect DNAs of image sets.")
+    parser = _Parser(prog="vdna", description="Visual DNA: make, compare and inspect DNAs of image sets.")
     parser.add_argument("--version", action="version", version=f"vdna {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -606,7 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Make the DNA of the images of SOURCE (a folder, an image, a .txt index of paths, a .zip or tar shards) and save\n"
         "it as OUTPUT.json + OUTPUT.npz."))
     make.add_argument("source")
-    make.add_argument("-o", "--output", required=True, help="path of the DNA to write (without suffix)")
+    make.add_argument("-o", "--output", type=_dna_output, required=True, help="path of the DNA to write (without suffix)")
     make.add_argument("--compact", action="store_true", help="write histograms in the compact .vdnz encoding")
     _add_making(make, groups=("distribution", "streams", "checkpoint"))
     _add_settings(make, RayConfig, "making the DNA on Ray", groups=("ray",))
@@ -626,8 +717,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the distance (default: emd, between histograms; nfd between gaussian DNAs, fd between "
                               "layer-gaussian DNAs)")
     compare.add_argument("--layer", default=None, help="compare the neurons of this layer only")
-    compare.add_argument("--neuron-wise", metavar="FILE.csv", help="also write per-neuron distances to this CSV file")
-    compare.add_argument("--neuron-weights", metavar="FILE.json",
+    compare.add_argument("--neuron-wise", type=_output_file, metavar="FILE.csv",
+                         help="also write per-neuron distances to this CSV file")
+    compare.add_argument("--neuron-weights", type=_input_file, metavar="FILE.json",
                          help="weight neurons (EMD_W) with the weights written by `vdna attributes -o`")
     compare.add_argument("--attribute", help="with --neuron-weights: the attribute whose weights to use, if the file holds several")
     compare.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -649,8 +741,8 @@ def build_parser() -> argparse.ArgumentParser:
         "by --margin (appendix A.2 of the paper). Needed for extractors without published ranges (e.g.\n"
         "timm:<model>, resnet50, dinov2_*)."))
     calibrate.add_argument("source")
-    calibrate.add_argument("-o", "--output", required=True, help="ranges file to write (JSON)")
-    calibrate.add_argument("--margin", type=float, default=0.2, help="widening of each range (default 0.2)")
+    calibrate.add_argument("-o", "--output", type=_output_file, required=True, help="ranges file to write (JSON)")
+    calibrate.add_argument("--margin", type=_number(0, 10), default=0.2, help="widening of each range (default 0.2)")
     _add_making(calibrate, groups=("streams",), exclude=("activation_ranges",))
 
     extractors = _command(commands, "extractors", command_extractors, "list the registered feature extractors",
@@ -667,14 +759,24 @@ def _flags(parser: argparse.ArgumentParser) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``vdna`` command."""
+    """Entry point of the ``vdna`` command: exit status 0, 2 for a user's mistake (one line saying it), 130 on Ctrl-C."""
     args = build_parser().parse_args(argv)
+
+    def one_line(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+        print(f"vdna {args.command}: warning: {message}", file=sys.stderr)
+
     try:
-        with command_line_names(_flags(args.command_parser)):
+        with command_line_names(_flags(args.command_parser)), warnings.catch_warnings():
+            warnings.showwarning = one_line
             return args.handler(args)
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"vdna {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        kept = getattr(args, "checkpoint", None)
+        resume = f"; {kept} keeps the images done: run the same command again to resume" if kept else ""
+        print(f"vdna {args.command}: interrupted{resume}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

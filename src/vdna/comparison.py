@@ -19,7 +19,7 @@ from .distances import NeuronWeights, get_distance
 from .dna import VDNA
 from .inputs import as_distribution, dnas_of, saved_dna
 from .processor import VDNAProcessor
-from .stats import LayerShare, SetComparison, compare_sets, layer_shares, layer_table
+from .stats import LayerShare, SetComparison, check_memory, compare_sets, layer_shares, layer_table
 from .stats import statistics as statistic_rows
 
 
@@ -110,6 +110,8 @@ def compare(
     neurons = None if layer is None else {layer: None}
     processor = processor or VDNAProcessor()
     if stats:
+        stats_config = stats_config or StatsConfig()
+        check_memory(0, 1, stats_config.resamples, stats_config.permutations)  # before any image goes through the network
         kind = distance.per_image_distribution(bins)
         if distribution is not None and parse_type(distribution) != parse_type(kind):
             raise ValueError(f"{option('stats')} resamples per-image DNAs: with {option('metric')} {metric} give "
@@ -119,7 +121,6 @@ def compare(
         given = [None if dna is None else as_distribution(dna, wanted, str(argument)) for dna, argument in zip(given, (a, b))]
         first, second = (dna if dna is not None else dnas_of(argument, [wanted], config, processor, ray=ray, ranges=ranges)[0]
                          for dna, argument in zip(given, (a, b)))
-        stats_config = stats_config or StatsConfig()
         result = compare_sets(first, second, metric, resamples=stats_config.resamples,
                               permutations=stats_config.permutations, seed=config.seed, neurons=neurons,
                               neuron_weights=neuron_weights)

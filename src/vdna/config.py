@@ -30,6 +30,7 @@ TIMM_PREFIX = "timm:"
 CROP_MODES = ("none", "center", "random")
 ON_ERROR = ("raise", "skip")
 PRECISIONS = ("float32", "bfloat16", "float16")
+PATH_KINDS = ("path", "file", "output")
 DEFAULT_MAX_IMAGE_PIXELS = 178_956_970
 """Images declaring more pixels than this are refused as decompression bombs (twice Pillow's warning limit)."""
 DISTRIBUTIONS_HELP = (
@@ -41,13 +42,15 @@ DISTRIBUTIONS_HELP = (
 class Setting:
     """What a setting's declaration records beside its default.
 
-    ``kind``: ``int``, ``float``, ``bool``, ``str``, ``"path"`` (a path, kept as a string) or
-    ``"device"`` (kept as a string such as ``"cuda:1"``). ``minimum`` and ``also`` (other valid
+    ``kind``: ``int``, ``float``, ``bool``, ``str``, ``"path"`` (a path, kept as a string), ``"file"``
+    (the path of a file read), ``"output"`` (the path of a file written) or ``"device"`` (kept as a
+    string such as ``"cuda:1"``). ``minimum`` and ``also`` (other valid
     values) bound numbers; ``choices`` lists valid strings; a default of None means None is valid.
     ``flag``: the ``vdna`` command's flag (None: no flag); a boolean's flag switches it away from
     its default, and ``flag_value`` is what a flag without a value sets (``--skip-bad``: ``"skip"``).
     ``group``: flags that only some commands offer; ``default_text`` describes a None default.
     ``identity``: the DNA depends on it, so a checkpoint made with another value is not resumed;
+    ``values``: each image's activations depend on it, so DNAs (and metric states) made with other values do not merge;
     ``reading``: it says how a source of files is read, which a training-loop metric (fed tensors) has no use for.
     """
 
@@ -62,6 +65,7 @@ class Setting:
     default_text: str | None = None
     metavar: str | None = None
     identity: bool = False
+    values: bool = False
     reading: bool = False
 
 
@@ -79,13 +83,14 @@ def setting(
     default_text: str | None = None,
     metavar: str | None = None,
     identity: bool = False,
+    values: bool = False,
     reading: bool = False,
 ) -> Any:
     """A dataclass field declaring a setting (see :class:`Setting`); ``kind`` defaults to the default's type."""
     declared = Setting(
         help=help, kind=kind or type(default), flag=flag, minimum=minimum, also=also, choices=choices,
         flag_value=flag_value, group=group, default_text=default_text, metavar=metavar, identity=identity,
-        reading=reading,
+        values=values, reading=reading,
     )
     return field(default=default, metadata={"setting": declared})
 
@@ -100,13 +105,15 @@ def _check(config_class: type, name: str, value: Any, declaration: Setting, defa
     if value is None and default is None:
         return None
     kind = declaration.kind
-    if kind in ("path", "device"):
-        if kind == "path" and not isinstance(value, (str, os.PathLike)):
+    if kind in PATH_KINDS:
+        if not isinstance(value, (str, os.PathLike)):
             raise TypeError(f"{option(name)} must be a path, got {type(value).__name__}")
-        normalised = os.fspath(value) if kind == "path" else str(value)
-        if kind == "path" and not normalised:
+        normalised = os.fspath(value)
+        if not normalised:
             raise ValueError(f"{option(name)} must be a path, got an empty one")
         return normalised
+    if kind == "device":
+        return str(value)
     if kind is bool:
         if not isinstance(value, bool):
             raise ValueError(f"{option(name)} must be True or False, got {value!r}")
@@ -188,7 +195,7 @@ class RunConfig(_Checked):
     num_images: int = setting(-1, "use at most this many images", flag="--num-images", minimum=1, also=(-1,),
                               default_text="all", reading=True)
     shuffle_files: bool = setting(False, "with --num-images, draw a random subset", flag="--shuffle", reading=True)
-    feat_extractor_name: str = setting(DEFAULT_EXTRACTOR, "feature extractor", flag="--extractor", identity=True)
+    feat_extractor_name: str = setting(DEFAULT_EXTRACTOR, "feature extractor", flag="--extractor", identity=True, values=True)
     distribution_name: str = setting(DEFAULT_DISTRIBUTION, DISTRIBUTIONS_HELP, flag="--distribution", group="distribution",
                                      identity=True)
     seed: int = setting(0, "seed of --shuffle, random crops and resampling", flag="--seed", minimum=0, identity=True)
@@ -200,10 +207,10 @@ class RunConfig(_Checked):
     save_sample_images: str | None = setting(None, "a folder to save a few preprocessed images to", "path", reading=True)
     n_sample_images: int = setting(5, "how many preprocessed images save_sample_images saves", minimum=0, reading=True)
     crop_to_square_pre_resize: str = setting("none", "square crop before resizing", flag="--crop", choices=CROP_MODES,
-                                             identity=True)
-    activation_ranges: str | None = setting(None, "activation ranges file for histograms", "path", flag="--ranges",
+                                             identity=True, values=True)
+    activation_ranges: str | None = setting(None, "activation ranges file for histograms", "file", flag="--ranges",
                                             default_text="the extractor's")
-    extractor_weights: str | None = setting(None, "weights file for the extractor", "path", flag="--weights",
+    extractor_weights: str | None = setting(None, "weights file for the extractor", "file", flag="--weights",
                                             default_text="its own")
     on_error: str = setting("raise", "skip unreadable images (listed) instead of stopping", flag="--skip-bad",
                             choices=ON_ERROR, flag_value="skip", identity=True, reading=True)
@@ -212,11 +219,11 @@ class RunConfig(_Checked):
     forward_batch_size: int | None = setting(None, "images per forward pass", int, flag="--forward-batch-size", minimum=1,
                                              default_text="1 on the CPU, --batch-size on CUDA", identity=True)
     precision: str = setting("float32", "run the network under autocast (faster on GPUs, changes results slightly)",
-                             flag="--precision", choices=PRECISIONS, identity=True)
-    compile: bool = setting(False, "run the network through torch.compile", flag="--compile", identity=True)
+                             flag="--precision", choices=PRECISIONS, identity=True, values=True)
+    compile: bool = setting(False, "run the network through torch.compile", flag="--compile", identity=True, values=True)
     channels_last: bool = setting(False, "feed the network channels-last images (faster with autocast on recent GPUs; "
-                                         "changes results slightly)", flag="--channels-last", identity=True)
-    checkpoint: str | None = setting(None, "save the run's state to this file, and resume from it", "path",
+                                         "changes results slightly)", flag="--channels-last", identity=True, values=True)
+    checkpoint: str | None = setting(None, "save the run's state to this file, and resume from it", "output",
                                      flag="--checkpoint", group="checkpoint", reading=True)
     checkpoint_every: int = setting(1000, "images between checkpoints", flag="--checkpoint-every", minimum=1,
                                     group="checkpoint", reading=True)
@@ -277,6 +284,11 @@ def option(name: str) -> str:
     """How messages name the setting or argument ``name``: its Python name, or its flag on the command line."""
     flags = _COMMAND_LINE.get()
     return flags.get(name, name) if flags is not None else name
+
+
+def value_settings() -> list[str]:
+    """The settings each image's activations depend on (declared ``values``)."""
+    return [item.name for item, declaration in declared(RunConfig) if declaration.values]
 
 
 def settings_of(config: Any) -> dict[str, Any]:
@@ -366,4 +378,5 @@ __all__ = [
     "setting",
     "settings_of",
     "split_settings",
+    "value_settings",
 ]

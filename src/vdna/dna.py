@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 
 from ._version import __version__
+from .config import value_settings
 from .fileformat import DATA_SETTINGS_011, EXTRACTION_SETTINGS_011, jsonable, write_dna_files
 
 
@@ -137,7 +138,18 @@ class VDNA:
         raise NotImplementedError
 
     def _check_mergeable(self, other: VDNA) -> None:
+        """Refuse a DNA that cannot be merged with this one: not comparable, or made with other settings
+        that each image's activations depend on (as far as both DNAs record them)."""
         check_comparable(self, other)
+        mine, theirs = self.recorded_settings(), other.recorded_settings()
+        differing = [f"{name} ({mine[name]!r} vs {theirs[name]!r})" for name in value_settings()
+                     if name in mine and name in theirs and mine[name] != theirs[name]]
+        if differing:
+            raise ValueError("cannot merge DNAs made with other settings: " + "; ".join(differing))
+
+    def recorded_settings(self) -> dict[str, Any]:
+        """Every setting the DNA records, data and extraction settings together."""
+        return {**self.provenance.data_settings, **self.provenance.extraction_settings}
 
     def merge(self, other: VDNA) -> VDNA:
         """The DNA of the union of both image sets (exact for histograms and ranges)."""

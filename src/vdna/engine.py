@@ -35,6 +35,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
+from ._files import writable_file
 from .checkpoint import Checkpoint
 from .config import RunConfig, declared, option, settings_of
 from .distributions import Accumulator, DNAType, VDNAActivationRanges, parse_distribution
@@ -454,6 +455,10 @@ def run_provenance(
 def _checkpoint(config: RunConfig, source: Any, collection: Any, extractor: Extractor, ranges, threads: int, device) -> Checkpoint:
     if not isinstance(collection, ImageCollection):
         raise ValueError("checkpoints need a source of known length; this iterable has none")
+    try:
+        writable_file(config.checkpoint)
+    except ValueError as error:
+        raise ValueError(f"{option('checkpoint')}: {error}") from None
     identity = {
         **{item.name: getattr(config, item.name) for item, setting in declared(RunConfig) if setting.identity},
         "source": describe_source(source),

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._files import atomic_write_bytes, json_object
+from ._files import atomic_write_bytes, json_object, writable_file
 from ._version import __version__
 
 FORMAT_VERSION = 1
@@ -70,7 +70,16 @@ EXTRACTION_SETTINGS_011: dict[str, Any] = {
 def dna_paths(file_path: str | os.PathLike) -> tuple[Path, Path]:
     """``(json, npz)`` paths of a DNA named ``file_path`` (any suffix is replaced, as vdna 0.1.1)."""
     path = Path(file_path)
+    if path.name in ("", ".", ".."):
+        raise ValueError(f"{os.fspath(file_path)!r} names no DNA: give NAME, NAME.json, NAME.npz or NAME.vdnz")
     return path.with_suffix(".json"), path.with_suffix(".npz")
+
+
+def saved_dna_paths(file_path: str | os.PathLike) -> tuple[Path, Path]:
+    """:func:`dna_paths` of a DNA to read; ``ValueError`` if ``file_path`` is a folder."""
+    if Path(file_path).is_dir():
+        raise ValueError(f"{os.fspath(file_path)} is a folder, not a saved DNA (NAME, NAME.json, NAME.npz or NAME.vdnz)")
+    return dna_paths(file_path)
 
 
 @contextlib.contextmanager
@@ -261,6 +270,8 @@ class SafeNpz(Mapping):
 
 def read_dna_files(json_path: Path) -> tuple[dict[str, Any], Path, bytes]:
     """The metadata, the arrays file's path and its bytes, read together under the folder lock."""
+    if json_path.is_dir():
+        raise ValueError(f"{json_path} is a folder, not a saved DNA (NAME.json beside NAME.npz or NAME.vdnz)")
     if not json_path.is_file():
         raise FileNotFoundError(f"DNA file {json_path} does not exist")
     with folder_lock(json_path.parent, exclusive=False):
@@ -273,7 +284,10 @@ def read_dna_files(json_path: Path) -> tuple[dict[str, Any], Path, bytes]:
             raise FileNotFoundError(f"DNA file {arrays_path} does not exist")
         payload = arrays_path.read_bytes()
     expected_sha = document.get("npz_sha256" if encoding == NPZ else "arrays_sha256")
-    if (isinstance(expected_sha, str) or encoding == COMPACT) and hashlib.sha256(payload).hexdigest() != expected_sha:
+    if encoding == COMPACT and not isinstance(expected_sha, str):
+        raise ValueError(f"{json_path.name} records no sha256 of its compact arrays ('arrays_sha256'), so {arrays_path} "
+                         "cannot be checked")
+    if isinstance(expected_sha, str) and hashlib.sha256(payload).hexdigest() != expected_sha:
         raise ValueError(f"{arrays_path}: contents do not match the sha256 recorded in {json_path.name}")
     return document, arrays_path, payload
 
@@ -301,12 +315,24 @@ def neurons_list(document: dict, origin: Path) -> dict[str, int]:
     return neurons
 
 
+def writable_dna(file_path: str | os.PathLike, compact: bool = False) -> tuple[Path, Path]:
+    """The ``(json, arrays)`` paths a DNA saved as ``file_path`` is written to, checked writable (before any work)."""
+    if not os.fspath(file_path):
+        raise ValueError("a file path is needed, got an empty one")
+    if Path(file_path).is_dir():
+        raise ValueError(f"{os.fspath(file_path)} is a folder; give the path of a file: the DNA's name without suffix, "
+                         f"e.g. {Path(file_path) / 'dna'}")
+    json_path, arrays_path = dna_paths(file_path)
+    arrays_path = json_path.with_suffix(".vdnz") if compact else arrays_path
+    return writable_file(json_path), writable_file(arrays_path)
+
+
 def write_dna_files(vdna: Any, file_path: str | os.PathLike, compact: bool = False) -> tuple[Path, Path]:
     """Write a DNA as ``.json`` + ``.npz`` (or ``.vdnz`` with ``compact=True``); returns both paths.
 
     The compact encoding is lossless and for histogram DNAs only; vdna 0.1.1 cannot read it.
     """
-    json_path, arrays_path = dna_paths(file_path)
+    json_path, arrays_path = writable_dna(file_path, compact)
     if compact:
         if vdna.type != "histogram":
             raise ValueError(f"the compact encoding is for histogram DNAs, this one is {vdna.type}")
@@ -333,7 +359,7 @@ def checked_metadata(document: dict, origin: Path) -> dict[str, int]:
 
 def read_metadata(file_path: str | os.PathLike) -> dict[str, Any]:
     """The metadata of the DNA saved as ``file_path`` (with or without suffix), its arrays file checked against its sha256."""
-    json_path = dna_paths(file_path)[0]
+    json_path = saved_dna_paths(file_path)[0]
     document, _, _ = read_dna_files(json_path)
     checked_metadata(document, json_path)
     return document
@@ -353,5 +379,7 @@ __all__ = [
     "jsonable",
     "read_dna_files",
     "read_metadata",
+    "saved_dna_paths",
+    "writable_dna",
     "write_dna_files",
 ]

@@ -23,6 +23,7 @@ from .fileformat import (
     dna_paths,
     histogram_from_compact_bytes,
     read_dna_files,
+    saved_dna_paths,
     write_dna_files,
 )
 
@@ -63,7 +64,7 @@ def _compact_arrays(payload: bytes, neurons: dict[str, int], origin: str) -> dic
 
 def load_vdna_from_files(file_path: str | os.PathLike, device: str = "cpu") -> VDNA:
     """Load a DNA saved by this library or by vdna 0.1.1 (``file_path`` with or without suffix)."""
-    json_path, _ = dna_paths(file_path)
+    json_path, _ = saved_dna_paths(file_path)
     document, arrays_path, payload = read_dna_files(json_path)
     neurons = checked_metadata(document, json_path)
     dna_class = dna_class_for_type(document["type"])

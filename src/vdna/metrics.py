@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import RunConfig, declared, given_settings, run_settings, split_settings
+from .config import RunConfig, declared, given_settings, run_settings, split_settings, value_settings
 from .distances import get_distance
 from .distributions import Accumulator, DNAType, parse_distribution
 from .distributions.state import state_key
@@ -292,17 +292,19 @@ class DNAMetric(Metric):
         self._computed = None
 
     def _settings(self) -> dict[str, Any]:
-        """What two metrics must share for their states to merge."""
-        config = self._config
+        """What two metrics must share for their states to merge: the distribution, the extractor's weights and
+        ranges, and every setting each image's activations depend on."""
         return {
-            "feat_extractor_name": config.feat_extractor_name, "distribution_name": config.distribution_name,
-            "weights_sha256": self.extractor.info.weights_sha256, "precision": config.precision,
+            "distribution_name": self._config.distribution_name,
+            **{name: getattr(self._config, name) for name in value_settings()},
+            "weights_sha256": self.extractor.info.weights_sha256,
             "ranges_sha256": None if self._ranges is None else self._ranges.digest,
         }
 
     def _check_same_settings(self, other: DNAMetric) -> None:
         mine, theirs = self._settings(), other._settings()
-        differing = [f"{name} ({mine[name]!r} vs {theirs[name]!r})" for name in mine if mine[name] != theirs[name]]
+        differing = [f"{name} ({_shown(name, mine[name])} vs {_shown(name, theirs[name])})"
+                     for name in mine if mine[name] != theirs[name]]
         if differing:
             raise ValueError(f"cannot merge the states of metrics made with other settings: {'; '.join(differing)}")
 
@@ -344,6 +346,11 @@ class DNAMetric(Metric):
             setattr(this, name, _on(getattr(this, name), device))
         this._frozen = this._frozen.on(device)
         return this
+
+
+def _shown(name: str, value: Any) -> str:
+    """A setting's value as a message shows it: a digest by its first characters."""
+    return f"{value[:12]}..." if name.endswith("sha256") and isinstance(value, str) else repr(value)
 
 
 def _on(state: torch.Tensor | list[torch.Tensor], device: torch.device) -> torch.Tensor | list[torch.Tensor]:

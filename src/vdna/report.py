@@ -15,6 +15,7 @@ import base64
 import html
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._files import atomic_write_bytes
+from ._files import atomic_write_bytes, writable_file
 from ._version import __version__
 from .apps.retrieval import RankedImage, rank_images
-from .config import RunConfig, StatsConfig, run_settings, split_settings
+from .config import RunConfig, StatsConfig, option, run_settings, split_settings
 from .distances import EMD, Distance, get_distance, list_distances
 from .distributions import VDNAHist, VDNAImageHist, VDNAImageMeans
 from .dna import VDNA, now_text
@@ -33,7 +34,17 @@ from .explain import NeuronExample, NeuronMaxima, can_read_twice, crop_examples
 from .inputs import dnas_of, saved_dna
 from .neurons import Neuron, rank_neurons
 from .processor import VDNAProcessor
-from .stats import Cell, LayerShare, SetComparison, compare_sets, layer_columns, layer_shares, statistics
+from .sources import ImageCollection, open_source
+from .stats import (
+    Cell,
+    LayerShare,
+    SetComparison,
+    check_memory,
+    compare_sets,
+    layer_columns,
+    layer_shares,
+    statistics,
+)
 
 
 @dataclass
@@ -269,11 +280,13 @@ def _layer_table(per_layer: dict[str, torch.Tensor], shares: dict[str, LayerShar
 
 
 def _description(side: ReportSide) -> str:
-    dna = side.histogram
-    skipped = dna.provenance.skipped
-    text = f"{html.escape(side.label)}: {dna.num_images} images"
+    """The set's images, and every image skipped (when its images were read with skipping) with the reason."""
+    made = side.images if side.images is not None else side.histogram
+    skipped = made.provenance.skipped
+    text = f"{html.escape(side.label)}: {made.num_images} images"
     if skipped:
-        text += f", {len(skipped)} skipped (" + "; ".join(html.escape(f"{s['name']}: {s['reason']}") for s in skipped[:5]) + ")"
+        listed = "".join(f"<li>{html.escape(entry['name'])}: {html.escape(entry['reason'])}</li>" for entry in skipped)
+        text += f', {len(skipped)} skipped:<ul class="skipped">{listed}</ul>'
     return f"<li>{text}</li>"
 
 
@@ -303,8 +316,10 @@ def make_report(
     top_neurons: int = 8,
     images_shown: int = 6,
     *,
+    stats: bool = True,
     config: RunConfig | None = None,
     stats_config: StatsConfig | None = None,
+    on_made: Callable[[VDNA], None] | None = None,
     **options: Any,
 ) -> Path:
     """Write the HTML report comparing image sets ``a`` and ``b`` (sources, saved DNAs or DNAs); returns its path.
@@ -317,21 +332,32 @@ def make_report(
     report without the Gaussian distances and images. When both sets have per-image DNAs, the
     page opens with :func:`vdna.stats.compare_sets` of dna-emd (``stats_config``'s resamples and
     permutations, also given as ``resamples=`` and ``permutations=``; seeded by the run's seed) and
-    gives each layer's noise floor beside its share of the EMD.
+    gives each layer's noise floor beside its share of the EMD; ``stats=False`` leaves them out
+    (sets of one image cannot have them, which is said before any image goes through the network).
+    ``on_made`` is called with each DNA made from images (e.g. to list the images skipped). The
+    output file is checked writable before any work.
     """
     if top_neurons < 1 or images_shown < 1:
         raise ValueError(f"top_neurons and images_shown must be positive, got {top_neurons} and {images_shown}")
     from . import plots
 
+    output = writable_file(output)
     (stats_options,), run_options = split_settings(options, StatsConfig)
     stats_config = replace(stats_config or StatsConfig(), **stats_options)
     config, ranges = run_settings(config, "make_report", **run_options, distribution_name=f"image-histogram-{bins}")
-    processor = processor or VDNAProcessor()
     labels = labels or (_label(a, "A"), _label(b, "B"))
+    if stats:
+        check_memory(0, 1, stats_config.resamples, stats_config.permutations)
+        for source, label in zip((a, b), labels):
+            _check_statistics_size(source, label, config)
+    processor = processor or VDNAProcessor()
     first = prepare_side(a, labels[0], processor, config, per_set=images_shown, ranges=ranges)
     second = prepare_side(b, labels[1], processor, config, per_set=images_shown, ranges=ranges)
+    for side in (first, second):
+        if on_made is not None and side.source is not None:
+            on_made(side.images)
     result = None
-    if first.images is not None and second.images is not None:
+    if stats and first.images is not None and second.images is not None:
         result = compare_sets(first.images, second.images, resamples=stats_config.resamples,
                               permutations=stats_config.permutations, seed=config.seed)
     shares = result.layers if result is not None else layer_shares(first.histogram, second.histogram)
@@ -340,7 +366,7 @@ def make_report(
     ranked_neurons = rank_neurons(first.histogram, second.histogram)[:top_neurons]
     examples = _neuron_examples(first, second, ranked_neurons, processor, config)
     sections = [
-        _statistics_section(first, second, result),
+        _statistics_section(first, second, result) if stats else "",
         f"<h2>Distances</h2>{distances_html}",
         "<h2>Where the difference lives: EMD by layer, early to late</h2>",
         (
@@ -375,10 +401,21 @@ extractor {html.escape(dna.feature_extractor_name)} &middot; {dna.hist_nb_bins} 
 {"".join(sections)}
 </body></html>
 """
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(output, page.encode("utf-8"))
     return output
+
+
+def _check_statistics_size(source: Any, label: str, config: RunConfig) -> None:
+    """Refuse, before any image goes through the network, a set too small for the statistics."""
+    saved = saved_dna(source)
+    if saved is not None:
+        count = saved.num_images if isinstance(saved, VDNAImageHist) else None
+    else:
+        collection = open_source(source, config.num_images, config.shuffle_files, config.seed)
+        count = len(collection) if isinstance(collection, ImageCollection) else None
+    if count is not None and count < 2:
+        raise ValueError(f"{label} holds {count} image(s): the statistics compare resamples of each set and need at "
+                         f"least 2 images a side; {option('stats')} makes the page without them")
 
 
 def _neuron_examples(

@@ -106,7 +106,8 @@ def learn_attribute_removal(
 
     ``train`` and ``validation`` map each attribute to its (with, without) DNA pair; both must name
     the same attributes, ``target`` among them. Adam optimises eq. 7 on ``train`` from
-    ``W = 1 / units``; training stops after ``patience`` iterations without a better validation
+    ``W = 1 / units``, each step projected onto ``W >= 0`` (negative weights would make ``D_W`` no
+    distance at all); training stops after ``patience`` iterations without a better validation
     loss, and the best weights on validation are returned.
     """
     if set(train) != set(validation):
@@ -131,6 +132,8 @@ def learn_attribute_removal(
         optimiser.zero_grad()
         removal_loss(weights, train_distances, target).backward()
         optimiser.step()
+        with torch.no_grad():
+            weights.clamp_(min=0)  # a weighted distance weighs its neurons: no weight below zero
         with torch.no_grad():
             loss = float(removal_loss(weights, validation_distances, target))
         history.append(loss)

@@ -122,9 +122,7 @@ def _reference_moments(
     reference: VDNAGauss | VDNALayerGauss, layer: str, index: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and unbiased variance of the reference images' averaged activations."""
-    data = reference.data[layer]
-    mean = data["mu"].cpu()
-    var = torch.diagonal(data["sigma"]).cpu() if isinstance(reference, VDNALayerGauss) else data["var"].cpu()
+    mean, var = (values.cpu() for values in reference.neuron_moments(layer))
     return (mean, var) if index is None else (mean[index], var[index])
 
 
@@ -202,14 +200,15 @@ def _hybrid(images: _Inputs, reference: _Inputs, selection: Selection, method: s
 
 
 _Scorer = Callable[[_Inputs, _Inputs, Selection, str], torch.Tensor]
-METHODS: dict[str, tuple[_Scorer, bool]] = {
-    "emd": (_emd, False),
-    "embedding-cosine": (_embedding_cosine, False),
-    "embedding-distance": (_embedding_distance, False),
-    "emd-ratio": (_emd_ratio, True),
-    "hybrid": (_hybrid, True),
+METHODS: dict[str, tuple[_Scorer, bool, bool]] = {
+    "emd": (_emd, False, False),
+    "embedding-cosine": (_embedding_cosine, False, False),
+    "embedding-distance": (_embedding_distance, False, True),
+    "emd-ratio": (_emd_ratio, True, True),
+    "hybrid": (_hybrid, True, True),
 }
-"""Ranking methods by name: their scorer and whether they use :func:`late_layers` by default."""
+"""Ranking methods by name: their scorer, whether they use :func:`late_layers` by default, and whether they
+measure distances in units of the reference images' own spread (which takes at least 2 reference images)."""
 DEFAULT_METHOD = "hybrid"
 PER_IMAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "emd": ("image-histogram",),
@@ -270,7 +269,10 @@ def retrieval_distances(
     first = _any_dna(reference_inputs)
     for dna in [*image_inputs.by_type.values(), *reference_inputs.by_type.values()]:
         check_comparable(first, dna, same_type=False)
-    scorer, late_by_default = METHODS[method]
+    scorer, late_by_default, needs_spread = METHODS[method]
+    if needs_spread and first.num_images < 2:
+        raise ValueError(f"method {method!r} measures distances in units of the reference images' own spread, so it "
+                         f"needs at least 2 reference images; the reference has {first.num_images}")
     if neurons is None and late_by_default:
         neurons = late_layers(first)
     selection = select_neurons(first, neurons=neurons)

@@ -7,10 +7,12 @@ compared unit, as a vector or ``{layer: values}``.
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Union
 
+import numpy as np
 import torch
 
 from ..dna import VDNA, check_comparable
@@ -75,11 +77,27 @@ def require_types(vdna1: Any, vdna2: Any, types: Sequence[str], metric: str) -> 
 
 
 def _as_index(indices: Sequence[int] | torch.Tensor | None, layer: str, vdna: VDNA) -> torch.Tensor | None:
+    """A layer's selected neurons as int64 indices, checked: integers (not floats, not bools), in range, at least one."""
     if indices is None:
         return None
-    index = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
+    if isinstance(indices, (str, bytes)) or not isinstance(indices, (Sequence, torch.Tensor, range, np.ndarray)):
+        raise TypeError(f"neurons of layer {layer!r} must be a sequence of neuron indices (or None for all), "
+                        f"got {type(indices).__name__}")
+    if isinstance(indices, (torch.Tensor, np.ndarray)):
+        integral = indices.dtype.kind in "iu" if isinstance(indices, np.ndarray) else (
+            indices.dtype != torch.bool and not indices.is_floating_point() and not indices.is_complex())
+        if not integral:
+            raise TypeError(f"neuron indices of layer {layer!r} must be integers, got an array of {indices.dtype}")
+        index = torch.as_tensor(indices).to(torch.int64).reshape(-1)
+    else:
+        bad = [value for value in indices if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral)]
+        if bad:
+            raise TypeError(f"neuron indices of layer {layer!r} must be integers, got {bad[0]!r}")
+        index = torch.as_tensor([int(value) for value in indices], dtype=torch.int64)
     count = vdna.neurons_list[layer]
-    if index.numel() and (index.min() < 0 or index.max() >= count):
+    if index.numel() == 0:
+        raise ValueError(f"neurons selects no neuron of layer {layer!r}; name at least one, or None for all of them")
+    if index.min() < 0 or index.max() >= count:
         raise ValueError(f"neuron indices for layer {layer!r} must lie in [0, {count}), got {index.tolist()[:10]}")
     return index
 
@@ -96,6 +114,10 @@ def select_neurons(
     if neurons is not None:
         if use_neurons_from_layer is not None:
             raise ValueError("pass either neurons= or use_neurons_from_layer=, not both")
+        if not isinstance(neurons, Mapping):
+            raise TypeError(f"neurons must map layers to neuron indices (or None for all), got {type(neurons).__name__}")
+        if not neurons:
+            raise ValueError("neurons selects nothing: name at least one layer, {layer: None} for all its neurons")
         for layer in neurons:
             vdna.check_layer(layer)
         return [(layer, _as_index(neurons[layer], layer, vdna)) for layer in vdna.neurons_list if layer in neurons]
@@ -138,6 +160,12 @@ def weights_vector(weights: NeuronWeights, parts: list[tuple[str, int]], unit: s
             raise ValueError(f"weights must be one value per compared {unit}, shape ({total},), got {tuple(vector.shape)}")
     if not torch.isfinite(vector).all():
         raise ValueError("weights contain NaN or infinite values")
+    if (vector < 0).any():
+        first = int((vector < 0).nonzero()[0, 0])
+        raise ValueError(f"weights must not be negative (a weighted distance is a sum of distances), got {float(vector[first]):g} "
+                         f"for {unit} {first}")
+    if not (vector > 0).any():
+        raise ValueError("weights are all zero: they would weigh no neuron at all")
     return vector
 
 

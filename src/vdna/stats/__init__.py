@@ -18,7 +18,7 @@ How each distance is resampled, and which interval removes its noise, is part of
 (:mod:`vdna.distances`): the statistics work for every registered distance that has per-image DNAs.
 """
 
-from ._comparison import compare_sets, layer_shares, resampled_distances, set_dna
+from ._comparison import check_memory, compare_sets, layer_shares, resampled_distances, set_dna
 from ._intervals import CONFIDENCE, INTERVAL_METHODS, bootstrap_interval
 from ._noise_floor import noise_floor_curve, noise_floor_limits
 from ._results import Cell, LayerShare, SetComparison, Statistic, layer_columns, layer_table, statistics
@@ -31,6 +31,7 @@ __all__ = [
     "SetComparison",
     "Statistic",
     "bootstrap_interval",
+    "check_memory",
     "compare_sets",
     "layer_columns",
     "layer_shares",

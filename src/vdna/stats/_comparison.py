@@ -12,13 +12,14 @@ the total, noise floor, interval and p-value.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from ..config import RunConfig, StatsConfig, check_setting
+from ..config import RunConfig, StatsConfig, check_setting, option
 from ..distances import Distance, get_distance
 from ..distances._resampling import Pairs
 from ..distances._selection import (
@@ -164,6 +165,75 @@ def _split_weights(rng: np.random.Generator, pooled: int, size: int, splits: int
     return membership
 
 
+_COLUMNS_AT_ONCE = 512
+"""Resamples (or splits) compared at a time: each layer's per-unit distances of a chunk are reduced to its
+mean and the weighted total before the next, so memory does not grow with their number."""
+
+
+def _reduced(
+    distance: Distance,
+    a: VDNA,
+    b: VDNA,
+    selection: Selection,
+    unit_weights: np.ndarray,
+    paired: Pairs | None = None,
+    splits: tuple[np.random.Generator, int, int, int] | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Each layer's mean distance and the weighted total, per resample of ``paired`` or per split drawn from
+    ``splits`` (``(rng, pooled images, first set's size, count)``, drawn chunk after chunk in one stream)."""
+    images = a.num_images + b.num_images
+    count = paired[0].shape[1] if paired is not None else splits[3]
+    layer_means = {layer: np.empty(count) for layer, _ in selection}
+    total = np.empty(count)
+    none = np.zeros((images, 0), dtype=np.int32)
+    for start in range(0, count, _COLUMNS_AT_ONCE):
+        stop = min(count, start + _COLUMNS_AT_ONCE)
+        if paired is not None:
+            chunk, _ = replicates(distance, a, b, selection, (paired[0][:, start:stop], paired[1][:, start:stop]), none)
+        else:
+            rng, pooled, size, _ = splits
+            _, chunk = replicates(distance, a, b, selection, (none, none), _split_weights(rng, pooled, size, stop - start))
+        for layer, values in chunk.items():
+            layer_means[layer][start:stop] = values.mean(axis=0)
+        total[start:stop] = totals(chunk, unit_weights)
+    return layer_means, total
+
+
+def available_memory() -> int:
+    """Bytes of memory this machine can still give (Linux's MemAvailable; elsewhere, the physical memory)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(images: int, layers: int, resamples: int, permutations: int) -> None:
+    """Refuse, before any work, resamples and permutations whose distances would not fit in memory, saying what would.
+
+    Kept for the result: each resample's and split's total (float64, and a Python float in the
+    result) and per-layer distance (float64); the bootstrap's per-image weights (two int32 and,
+    while compared, their int64 copies); chunks are compared :data:`_COLUMNS_AT_ONCE` at a time.
+    Called with no images and one layer, it is the least any comparison needs.
+    """
+    per_split = 8 * (layers + 1) + 40
+    per_resample = per_split + 2 * 12 * images
+    needed = per_resample * resamples + per_split * permutations
+    available = available_memory() // 2  # leave room for the DNAs themselves and the rest of the process
+    if needed > available:
+        fits_permutations = max(0, (available - per_resample * resamples) // per_split)
+        fits_resamples = max(0, (available - per_split * permutations) // per_resample)
+        raise ValueError(
+            f"{option('resamples')} {resamples} and {option('permutations')} {permutations} would keep "
+            f"{'at least ' if images == 0 else ''}{needed / 2**30:.1f} GiB of distances, more than the {available / 2**30:.1f} GiB this machine can spare: "
+            f"with {option('resamples')} {resamples}, {option('permutations')} up to {fits_permutations} fit "
+            f"(with {option('permutations')} {permutations}, {option('resamples')} up to {fits_resamples})"
+        )
+
+
 # -- public API ------------------------------------------------------------------------------------
 def resampled_distances(
     a: VDNA,
@@ -253,14 +323,15 @@ def compare_sets(
     value, full = _full_values(distance, distance.set_dna(a, "first set"), distance.set_dna(b, "second set"), neurons,
                                neuron_weights)
 
-    rng = np.random.default_rng(seed)
     size_a, size_b = a.num_images, b.num_images
+    check_memory(size_a + size_b, len(selection), resamples, permutations)
+    rng = np.random.default_rng(seed)
     paired = _bootstrap_weights(rng, size_a, size_b, resamples)
-    bootstrap, null = replicates(distance, a, b, selection, paired, _split_weights(rng, size_a + size_b, size_a, permutations))
-
-    bootstrap_totals, null_totals = totals(bootstrap, unit_weights), totals(null, unit_weights)
+    bootstrap_layers, bootstrap_totals = _reduced(distance, a, b, selection, unit_weights, paired=paired)
+    null_layers, null_totals = _reduced(distance, a, b, selection, unit_weights,
+                                        splits=(rng, size_a + size_b, size_a, permutations))
     layers = {
-        layer: replace(part, **_spread(part.value, bootstrap[layer].mean(axis=0), null[layer].mean(axis=0), distance))
+        layer: replace(part, **_spread(part.value, bootstrap_layers[layer], null_layers[layer], distance))
         for layer, part in _layer_parts(full, unit_weights, dict(selection_sizes(selection, a))).items()
     }
     return SetComparison(
