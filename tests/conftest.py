@@ -97,6 +97,19 @@ def dna_of(processor):
     return make
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cache_of_its_own(tmp_path_factory) -> Iterator[Path]:
+    """A cache folder of the suite's own, so that runs take their extractors' recorded plans, not plans measured
+    on this machine (``vdna plan --save``), and nothing is written to the user's cache."""
+    before = os.environ.get("VDNA_CACHE_DIR")
+    os.environ["VDNA_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield Path(os.environ["VDNA_CACHE_DIR"])
+    if before is None:
+        del os.environ["VDNA_CACHE_DIR"]
+    else:
+        os.environ["VDNA_CACHE_DIR"] = before
+
+
 @pytest.fixture()
 def one_torch_thread():
     """torch on one thread for the test, then back to what it was."""

@@ -17,6 +17,24 @@ from vdna.distributions import VDNAGauss, VDNAHist, VDNALayerGauss
 from vdna.dna import Provenance
 
 
+def assert_same_dna(made, expected, exact: bool = True):
+    """Same kind, images, layers, weights and ranges, and every array equal (``exact``) or equal to round-off."""
+    assert type(made) is type(expected) and made.name == expected.name
+    assert made.num_images == expected.num_images and made.neurons_list == expected.neurons_list
+    assert made.provenance.weights_sha256 == expected.provenance.weights_sha256
+    if made.needs_ranges:
+        assert made.provenance.ranges_sha256 == expected.provenance.ranges_sha256
+    for layer in expected.neurons_list:
+        mine, theirs = made.data[layer], expected.data[layer]
+        pairs = [(mine[key], theirs[key]) for key in theirs] if isinstance(theirs, dict) else [(mine, theirs)]
+        for a, b in pairs:
+            assert a.dtype == b.dtype, layer
+            if exact:
+                assert torch.equal(a, b), layer
+            else:
+                torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 def hist_dna(counts: dict[str, list] | dict[str, np.ndarray], extractor: str = "test_net", **provenance) -> VDNAHist:
     """A histogram DNA from per-layer count arrays ``(neurons, bins)``."""
     data = {layer: torch.as_tensor(np.asarray(values), dtype=torch.int64) for layer, values in counts.items()}

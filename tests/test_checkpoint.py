@@ -82,7 +82,7 @@ def test_a_streams_run_resumes_to_the_dna_of_an_uninterrupted_one_thread_run(
     repair()
     torch.set_num_threads(2)  # the default path would round differently on 2 threads
     with pytest.raises(ValueError, match=r"streams.ckpt is the checkpoint of a different run \(torch_threads differ\)"):
-        processor.make_vdna(broken, verbose=False, num_workers=0, checkpoint=checkpoint, checkpoint_every=4)
+        processor.make_vdna(broken, verbose=False, num_workers=0, streams=1, checkpoint=checkpoint, checkpoint_every=4)
     resumed = processor.make_vdna(broken, verbose=False, streams=3, batch_size=5, checkpoint=checkpoint, checkpoint_every=4)
     assert_same_histograms(resumed, one_thread_reference)
     assert resumed.provenance.images == [str(broken / f.name) for f in files]

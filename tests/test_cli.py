@@ -94,7 +94,7 @@ def test_make_compact_and_compare_it(two_sets, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["value"] == 0.0
 
 
-def test_make_with_streams_and_where_streams_do_not_apply(two_sets, tmp_path, capsys, one_torch_thread):
+def test_make_and_rank_with_streams_and_where_streams_do_not_apply(two_sets, tmp_path, capsys, one_torch_thread):
     first, second = two_sets
     assert main(["make", str(first), "-o", str(tmp_path / "one"), "--quiet", "--workers", "0"]) == 0
     assert main(["make", str(first), "-o", str(tmp_path / "two"), "--quiet", "--workers", "0", "--streams", "2"]) == 0
@@ -103,9 +103,12 @@ def test_make_with_streams_and_where_streams_do_not_apply(two_sets, tmp_path, ca
     assert all(torch.equal(one.data[layer], two.data[layer]) for layer in one.neurons_list)
     assert main(["make", str(first), "-o", str(tmp_path / "r"), "--ray", "--streams", "2"]) == 2
     assert "--streams is an option of local runs, not of Ray runs" in capsys.readouterr().err
-    with pytest.raises(SystemExit):  # a report runs per-image DNAs in this process: it has no --streams
-        main(["report", str(first), str(second), "-o", str(tmp_path / "r.html"), "--streams", "2"])
-    assert "unrecognized arguments: --streams 2" in capsys.readouterr().err
+    capsys.readouterr()
+    ranking = ["rank", str(first), str(second), "--quiet", "--workers", "0"]  # per-image DNAs, merged in order
+    assert main(ranking) == 0
+    alone = capsys.readouterr().out
+    assert main([*ranking, "--streams", "2"]) == 0
+    assert capsys.readouterr().out == alone and len(alone.splitlines()) == 3
 
 
 STATS = ["--resamples", "20", "--permutations", "30", "--seed", "4", "--quiet", "--workers", "0"]

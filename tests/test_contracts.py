@@ -12,6 +12,7 @@ import io
 import numpy as np
 import pytest
 import torch
+from helpers import assert_same_dna
 
 from vdna import load_vdna_from_files
 from vdna.distances import get_distance, list_distances
@@ -61,19 +62,6 @@ def fed(distribution: str, parts):
     return made
 
 
-def assert_same_dna(first, second, exact: bool = True):
-    assert type(first) is type(second) and first.num_images == second.num_images
-    assert first.neurons_list == second.neurons_list
-    for layer in first.neurons_list:
-        mine, theirs = first.data[layer], second.data[layer]
-        pairs = [(mine[key], theirs[key]) for key in mine] if isinstance(mine, dict) else [(mine, theirs)]
-        for a, b in pairs:
-            if exact:
-                assert a.dtype == b.dtype and torch.equal(a, b), layer
-            else:
-                torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-
-
 # -- distributions -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("distribution", DISTRIBUTIONS)
 def test_merged_parts_equal_one_pass(distribution):
@@ -85,6 +73,18 @@ def test_merged_parts_equal_one_pass(distribution):
     merged = first.result("test_contract_net")
     assert merged.num_images == 8
     assert_same_dna(merged, whole, exact=dna_class.exact_merge or dna_class.type.startswith("image-"))
+
+
+@pytest.mark.parametrize("distribution", DISTRIBUTIONS)
+def test_parts_taken_image_by_image_and_merged_in_order_equal_one_pass_bit_for_bit(distribution):
+    images = batches(4, sizes=(1,) * 6)  # what streams do: each image's part taken, merged in the images' order
+    whole = fed(distribution, images).result("test_contract_net")
+    stream, merged = accumulator(distribution), accumulator(distribution)
+    for image in images:
+        stream.update(image)
+        merged.merge(stream.take())
+        assert stream.num_images == 0
+    assert_same_dna(merged.result("test_contract_net"), whole)
 
 
 @pytest.mark.parametrize("distribution", DISTRIBUTIONS)

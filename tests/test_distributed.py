@@ -42,7 +42,7 @@ def _same(first, second, exact=True):
 @pytest.mark.slow
 @pytest.mark.parametrize("actors", [1, 2])
 def test_ray_histograms_are_bit_identical_to_one_process_with_one_or_two_actors(local_ray, dna_of, files, actors):
-    local = dna_of(files[:8])
+    local = dna_of(files[:8], streams=1)  # actors run the network on all their threads, as one process without streams
     distributed = make_vdna_ray(files[:8], verbose=False, num_actors=actors)
     _same(distributed, local)
     assert distributed.provenance.extraction_settings["backend"] == "ray"
@@ -61,7 +61,7 @@ def test_one_thread_actors_equal_a_one_thread_process(local_ray, processor, file
 
 @pytest.mark.slow
 def test_ray_gaussians_equal_to_round_off(local_ray, processor, files):
-    local = processor.make_vdna(files, distribution_name="layer-gaussian", verbose=False)
+    local = processor.make_vdna(files, distribution_name="layer-gaussian", verbose=False, streams=1)
     _same(make_vdna_ray(files, distribution_name="layer-gaussian", verbose=False, num_actors=2), local, exact=False)
 
 
@@ -72,7 +72,7 @@ def test_ray_reads_tar_shards(local_ray, processor, files, tmp_path):
             for path in chunk:
                 shard.add(path, arcname=f"{path.stem}.jpg")
     distributed = make_vdna_ray(tmp_path, verbose=False, num_actors=2)
-    local = processor.make_vdna(tmp_path, verbose=False)
+    local = processor.make_vdna(tmp_path, verbose=False, streams=1)
     _same(distributed, local)
     assert distributed.num_images == 16
 
@@ -84,7 +84,7 @@ def test_ray_skips_and_reports_bad_images_as_the_local_path(local_ray, processor
     for path in files[:6]:
         shutil.copy(path, folder / path.name)
     (folder / "broken.jpg").write_bytes(b"not an image at all")
-    local = processor.make_vdna(folder, verbose=False, on_error="skip")
+    local = processor.make_vdna(folder, verbose=False, on_error="skip", streams=1)
     distributed = make_vdna_ray(folder, verbose=False, on_error="skip")
     _same(distributed, local)
     assert distributed.provenance.skipped == local.provenance.skipped and len(local.provenance.skipped) == 1
@@ -101,7 +101,7 @@ def test_ray_from_the_command_line(local_ray, processor, files, tmp_path, capsys
     assert main(["make", str(folder), "-o", str(tmp_path / "dna"), "--ray", "--ray-actors", "2", "--quiet"]) == 0
     from vdna import load_vdna_from_files
 
-    _same(load_vdna_from_files(tmp_path / "dna"), processor.make_vdna(folder, verbose=False))
+    _same(load_vdna_from_files(tmp_path / "dna"), processor.make_vdna(folder, verbose=False, streams=1))
     assert main(["make", str(folder), "-o", str(tmp_path / "x"), "--ray", "--checkpoint", str(tmp_path / "c")]) == 2
     assert "--checkpoint is an option of local runs, not of Ray runs" in capsys.readouterr().err
 

@@ -42,10 +42,16 @@ def examples(sets, processor):
 
 
 def direct_activations(extractor, paths) -> list[dict[str, torch.Tensor]]:
-    """The extractor's activations of each image, run by hand one image at a time (as a run on the CPU does)."""
+    """The extractor's activations of each image, run by hand one image at a time on one thread (as the default
+    extractor's plan on the CPU, streams of one image at a time, runs them)."""
     preprocessor = run_preprocessor(extractor.info, RunConfig())
-    with torch.inference_mode():
-        return [extractor(preprocessor(decode_image(path, path), index)[None]) for index, path in enumerate(paths)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            return [extractor(preprocessor(decode_image(path, path), index)[None]) for index, path in enumerate(paths)]
+    finally:
+        torch.set_num_threads(threads)
 
 
 def input_gradient_support(extractor, image: torch.Tensor, layer: str, position: int) -> np.ndarray:

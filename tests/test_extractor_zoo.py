@@ -330,3 +330,10 @@ def test_each_extractor_makes_dnas_of_real_images(name, three_images, tmp_path, 
         assert torch.all(counts.sum(dim=1) == 3 * positions)
     gaussian = processor.make_vdna(three_images, feat_extractor_name=random_name, distribution_name="gaussian", verbose=False)
     assert all(torch.isfinite(gaussian.data[layer]["mu"]).all() for layer in gaussian.neurons_list)
+    # A forward batch of 2: each image's activations are the same whatever batches and images surround it.
+    alone, together = (
+        processor.make_vdna(images, feat_extractor_name=random_name, distribution_name="image-mean", forward_batch_size=2,
+                            batch_size=batch_size, num_workers=0, verbose=False)
+        for images, batch_size in ((three_images[:1], 1), (three_images, 3))
+    )
+    assert all(torch.equal(alone.data[layer][0], together.data[layer][0]) for layer in together.neurons_list)

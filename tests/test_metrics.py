@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import assert_same_dna
 from metric_ranks import DISTRIBUTIONS, as_batch, real_photo
 
 import vdna
@@ -66,23 +67,6 @@ def _fed(metric: DNAMetric, batch: torch.Tensor, sizes: tuple[int, ...]):
         metric.update(batch[start : start + size])
         start += size
     return metric.compute()
-
-
-def assert_same_dna(made, expected, exact: bool = True):
-    assert type(made) is type(expected) and made.name == expected.name
-    assert made.num_images == expected.num_images and made.neurons_list == expected.neurons_list
-    assert made.provenance.weights_sha256 == expected.provenance.weights_sha256
-    if made.needs_ranges:
-        assert made.provenance.ranges_sha256 == expected.provenance.ranges_sha256
-    for layer in expected.neurons_list:
-        mine, theirs = made.data[layer], expected.data[layer]
-        pairs = [(mine[key], theirs[key]) for key in theirs] if isinstance(theirs, dict) else [(mine, theirs)]
-        for a, b in pairs:
-            assert a.dtype == b.dtype, layer
-            if exact:
-                assert torch.equal(a, b), layer
-            else:
-                torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
 
 
 # -- the DNA of the images seen, whatever the batches -----------------------------------------------------

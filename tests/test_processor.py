@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import image_files
+from helpers import assert_same_dna
 from PIL import Image
 
 from vdna import EMD, FD, NFD, VDNAHist, VDNAProcessor, create_extractor, load_vdna_from_files, merge_vdnas
@@ -156,7 +157,7 @@ def test_the_same_images_from_every_kind_of_source_give_the_same_dna(processor, 
         assert all(torch.equal(reference.data[layer], other.data[layer]) for layer in reference.neurons_list), source
 
 
-def test_gaussian_dna_is_the_moments_of_spatially_averaged_activations(processor, mixed_images):
+def test_gaussian_dna_is_the_moments_of_spatially_averaged_activations(processor, mixed_images, one_torch_thread):
     files = mixed_images[:4]
     gauss = processor.make_vdna(files, distribution_name="gaussian", verbose=False)
     extractor = processor.get_extractor(device="cpu")
@@ -334,30 +335,59 @@ def test_gathered_activations_merge_resume_and_report_nans(processor, mixed_imag
         with_nan.result("efficientnet_lite0")
 
 
-def test_streams_give_the_dna_of_a_one_thread_run_bit_for_bit(processor, mixed_images, one_torch_thread, tmp_path):
+@pytest.mark.parametrize(
+    "distribution",
+    ["histogram-1000", "activation-ranges", "gaussian", "layer-gaussian", "image-histogram-1000", "image-mean"],
+)
+def test_streams_give_the_dna_of_a_one_thread_run_bit_for_bit(distribution, processor, mixed_images, one_torch_thread, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not an image")
-    images = [*mixed_images[5:8], bad, *mixed_images[8:10]]
-    for distribution in ("histogram-1000", "activation-ranges"):
-        one_thread = processor.make_vdna(images, distribution_name=distribution, on_error="skip", verbose=False)
-        torch.set_num_threads(2)
-        for streams in (2, 3):
-            streamed = processor.make_vdna(images, distribution_name=distribution, on_error="skip", streams=streams, verbose=False)
-            assert torch.get_num_threads() == 2  # given back
-            assert streamed.num_images == one_thread.num_images == 5
-            assert streamed.provenance.images == one_thread.provenance.images
-            assert streamed.provenance.skipped == one_thread.provenance.skipped == [
-                {"name": str(bad), "reason": "not an image file Pillow can identify"}
-            ]
-            settings = streamed.provenance.extraction_settings
-            assert settings["torch_threads"] == 1 and settings["streams"] == streams
-            for layer in one_thread.neurons_list:
-                mine, theirs = streamed.data[layer], one_thread.data[layer]
-                if distribution == "activation-ranges":
-                    assert all(torch.equal(mine[key], theirs[key]) for key in theirs), layer
-                else:
-                    assert torch.equal(mine, theirs), layer
-        torch.set_num_threads(1)
+    images = [*mixed_images[5:8], bad, *mixed_images[8:11]]
+    one_thread = processor.make_vdna(images, distribution_name=distribution, on_error="skip", verbose=False)
+    torch.set_num_threads(2)
+    for streams, batch_size in ((2, 64), (3, 2)):
+        streamed = processor.make_vdna(images, distribution_name=distribution, on_error="skip", streams=streams,
+                                       batch_size=batch_size, verbose=False)
+        assert torch.get_num_threads() == 2  # given back
+        assert streamed.num_images == 6
+        assert streamed.provenance.images == one_thread.provenance.images
+        assert streamed.provenance.skipped == one_thread.provenance.skipped == [
+            {"name": str(bad), "reason": "not an image file Pillow can identify"}
+        ]
+        settings = streamed.provenance.extraction_settings
+        assert settings["torch_threads"] == 1 and settings["streams"] == streams
+        assert_same_dna(streamed, one_thread)  # Gaussians and per-image DNAs merged image by image, in order
+    torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("distribution", ["histogram-1000", "gaussian", "layer-gaussian", "image-mean"])
+def test_a_forward_batch_gives_each_image_the_same_computation_whatever_the_batches(distribution, processor, mixed_images):
+    images = mixed_images[:7]
+    options = {"distribution_name": distribution, "forward_batch_size": 3, "num_workers": 0, "verbose": False}
+    whole = processor.make_vdna(images, batch_size=64, **options)  # forward passes of images 0-2, 3-5, 6 and 2 blanks
+    for batch_size in (1, 2, 5):
+        assert_same_dna(processor.make_vdna(images, batch_size=batch_size, **options), whole)
+    if distribution == "image-mean":  # and whatever the number of images: 3-4 beside 2 blanks, then beside image 5
+        fewer = processor.make_vdna(images[:5], batch_size=64, **options)
+        assert all(torch.equal(fewer.data[layer], whole.data[layer][:5]) for layer in whole.neurons_list)
+    with pytest.raises(ValueError, match="streams run images one at a time; forward_batch_size does not apply"):
+        processor.make_vdna(images[:2], streams=2, **options)
+
+
+def test_a_failing_stream_stops_the_others_and_its_error_is_raised(processor, mixed_images, one_torch_thread, monkeypatch):
+    import vdna.engine
+
+    prepare = vdna.engine.prepare_image
+
+    def failing_on_the_third(raw, name, position, *args):
+        if position == 2:
+            raise RuntimeError(f"cannot prepare {name}")
+        return prepare(raw, name, position, *args)
+
+    monkeypatch.setattr(vdna.engine, "prepare_image", failing_on_the_third)
+    for distribution in ("gaussian", "histogram-1000"):  # images merged in order, and images in chunks
+        with pytest.raises(RuntimeError, match="cannot prepare"):
+            processor.make_vdna(mixed_images[:8], distribution_name=distribution, streams=2, batch_size=8, verbose=False)
 
 
 def test_streams_decode_their_own_images_from_any_source_in_any_batch_size(processor, mixed_images, one_torch_thread, tmp_path):
@@ -481,9 +511,5 @@ def test_threads_calling_one_extractor_at_once_each_get_their_own_activations(pr
 def test_streams_errors(processor, mixed_images):
     with pytest.raises(ValueError, match="streams must be a positive integer, got 0"):
         processor.make_vdna(mixed_images[:2], streams=0, verbose=False)
-    with pytest.raises(ValueError, match=r"streams need a distribution whose parts add up exactly in any order \(histogram-B, activation-ranges\); gaussian does not"):
-        processor.make_vdna(mixed_images[:2], distribution_name="gaussian", streams=2, verbose=False)
-    with pytest.raises(ValueError, match="; image-histogram-1000 does not"):
-        processor.make_vdna(mixed_images[:2], distribution_name="image-histogram-1000", streams=2, verbose=False)
     with pytest.raises(ValueError, match="streams run the network on CPU threads; the device is meta"):
         processor.make_vdna(mixed_images[:2], streams=2, device="meta", verbose=False)

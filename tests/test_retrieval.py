@@ -53,7 +53,7 @@ def test_every_method_ranks_the_planted_image_first(dnas, method):
     assert [item.distance for item in ranking] == sorted(item.distance for item in ranking)
 
 
-def test_embedding_cosine_is_the_mean_over_layers_of_cosines_of_activation_means(processor, files, dnas):
+def test_embedding_cosine_is_the_mean_over_layers_of_cosines_of_activation_means(processor, files, dnas, one_torch_thread):
     extractor = processor.get_extractor(device="cpu")
     info = extractor.info
     preprocess = Preprocessor(info.input_size, info.mean, info.std)

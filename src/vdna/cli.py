@@ -293,6 +293,32 @@ def command_extractors(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_plan(args: argparse.Namespace) -> int:
+    from .engine import available_cores
+    from .plans import RECORDED_CPU_PLANS, ForwardPlan, plan_key, save_plan
+
+    config = run_config(args)
+    name, cores = config.feat_extractor_name, available_cores()
+    settings = {key: getattr(config, key) for key in ("extractor_weights", "activation_ranges", "precision", "compile",
+                                                       "channels_last")}
+    if args.source is not None:
+        settings["num_workers"] = config.num_workers
+    timings = _processor(args).measure_plans(name, args.source, args.images, distribution_name=args.distribution_name,
+                                             **settings)
+    fastest = max(timings, key=lambda timing: timing[1])[0]
+    images = f"{args.images} random images" if args.source is None else f"{args.images} images of {args.source}"
+    print(f"plans of {name} on the CPU with {cores} cores ({images}):")
+    for plan, speed in timings:
+        print(f"  {plan!s:<36}{speed:8.1f} img/s{'   fastest' if plan == fastest else ''}")
+    print(f"recorded plan: {RECORDED_CPU_PLANS.get(name, ForwardPlan())}")
+    if args.save:
+        import torch
+
+        path = save_plan(plan_key(name, torch.device("cpu"), cores), fastest, timings)
+        print(f"runs of {name} on this machine now use {fastest} (kept in {path})")
+    return 0
+
+
 # -- applications ------------------------------------------------------------------------------------
 def _read_names(path: str) -> set[str]:
     with open(path, encoding="utf-8") as handle:
@@ -673,10 +699,7 @@ def _add_application_commands(commands: Any) -> None:
                         help="images per row, and crops per set for each neuron (default 6)")
     _add_settings(report, StatsConfig, "statistics")
 
-    for parser in (rank, realism, sample_size, report):
-        _add_bins(parser)
-        _add_making(parser)
-    for parser in (neurons, transfer):
+    for parser in (rank, realism, sample_size, report, neurons, transfer):
         _add_bins(parser)
         _add_making(parser, groups=("streams",))
 
@@ -748,6 +771,16 @@ def build_parser() -> argparse.ArgumentParser:
     extractors = _command(commands, "extractors", command_extractors, "list the registered feature extractors",
                           "List the feature extractors by name; --details builds each with random weights to show its layers.")
     extractors.add_argument("--details", action="store_true", help="also build each (random weights) to show its layers")
+
+    plan = _command(commands, "plan", command_plan, "measure the forward plans of an extractor on this machine", (
+        "Time whole runs of your images (or random ones) with each candidate plan (forward batches of 1, 4, 8 and 16 images, and\n"
+        "one stream per core) and print images per second. Runs that set neither --forward-batch-size nor\n"
+        "--streams use the extractor's plan: with --save, the fastest measured here; else the recorded one."))
+    plan.add_argument("source", nargs="?", help="images to time the runs on, as a run reads them (default: random "
+                                                 "arrays, with nothing to decode)")
+    plan.add_argument("--images", type=_integer(1), default=64, help="images per timed run (default 64)")
+    plan.add_argument("--save", action="store_true", help="keep the fastest plan for runs of this extractor here")
+    _add_making(plan, groups=("distribution",), exclude=("forward_batch_size", "num_images", "shuffle_files"))
 
     _add_application_commands(commands)
     return parser

@@ -189,7 +189,7 @@ class RunConfig(_Checked):
     :class:`~vdna.ActivationRanges` or an activation-ranges DNA) are given to a run beside its
     config (every entry point that takes ``activation_ranges=`` accepts them). ``device=None``
     means CUDA when available; ``num_workers=None`` one decoding process per available core;
-    ``forward_batch_size=None`` one image at a time on the CPU and ``batch_size`` on CUDA.
+    ``forward_batch_size=None`` and ``streams=None`` the extractor's plan (:mod:`vdna.plans`).
     """
 
     num_images: int = setting(-1, "use at most this many images", flag="--num-images", minimum=1, also=(-1,),
@@ -217,7 +217,8 @@ class RunConfig(_Checked):
     max_image_pixels: int = setting(DEFAULT_MAX_IMAGE_PIXELS, "refuse images declaring more pixels (decompression bombs)",
                                     flag="--max-image-pixels", minimum=1, identity=True)
     forward_batch_size: int | None = setting(None, "images per forward pass", int, flag="--forward-batch-size", minimum=1,
-                                             default_text="1 on the CPU, --batch-size on CUDA", identity=True)
+                                             default_text="the extractor's plan on the CPU, --batch-size on CUDA",
+                                             identity=True)
     precision: str = setting("float32", "run the network under autocast (faster on GPUs, changes results slightly)",
                              flag="--precision", choices=PRECISIONS, identity=True, values=True)
     compile: bool = setting(False, "run the network through torch.compile", flag="--compile", identity=True, values=True)
@@ -227,8 +228,9 @@ class RunConfig(_Checked):
                                      flag="--checkpoint", group="checkpoint", reading=True)
     checkpoint_every: int = setting(1000, "images between checkpoints", flag="--checkpoint-every", minimum=1,
                                     group="checkpoint", reading=True)
-    streams: int = setting(1, "CPU: streams running the network side by side on one thread each, each decoding its "
-                              "own images", flag="--streams", minimum=1, group="streams", reading=True)
+    streams: int | None = setting(None, "CPU: streams running the network side by side on one thread each, each "
+                                        "decoding its own images", int, flag="--streams", minimum=1, group="streams",
+                                  default_text="the extractor's plan", reading=True)
 
 
 @dataclass(frozen=True)

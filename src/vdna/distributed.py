@@ -35,6 +35,7 @@ from .engine import (
     run_provenance,
 )
 from .extractors import create_extractor, resolve_device
+from .plans import ForwardPlan
 from .preprocess import ImageError, Preprocessor
 from .sources import ImageCollection, open_source
 
@@ -94,7 +95,7 @@ def _worker_class(ray: Any) -> type:
             device = resolve_device(device)
             extractor = create_extractor(config.feat_extractor_name, weights=config.extractor_weights, device=device)
             accumulator = dna_class.accumulator(parameters, extractor.info.layers, ranges, device)
-            step = forward_step(config, device, config.batch_size)
+            step = forward_step(config, device, extractor.info.name, config.batch_size)
             self.run = Run(forward_function(extractor, device, config), [accumulator], device, step, config.on_error)
 
         def consume(self, shard, batch_size, progress):
@@ -180,7 +181,7 @@ def run_on_ray(source: Any, config: RunConfig, ray_config: RayConfig | None = No
     num_actors, num_gpus_per_actor = ray_config.num_actors, ray_config.num_gpus_per_actor
     ray = _ray()
     local_only = [name for name in ("checkpoint", "save_sample_images") if getattr(config, name) is not None]
-    local_only += [name for name in ("compile",) if config.compile] + [name for name in ("streams",) if config.streams != 1]
+    local_only += [name for name in ("compile",) if config.compile] + [name for name in ("streams",) if config.streams not in (None, 1)]
     if local_only:
         flags = [option(name) for name in local_only]
         named = f"{', '.join(flags[:-1])} and {flags[-1]} are options" if len(flags) > 1 else f"{flags[0]} is an option"
@@ -248,6 +249,7 @@ def run_on_ray(source: Any, config: RunConfig, ray_config: RayConfig | None = No
     provenance = run_provenance(
         config, source, info, ranges, dna_class, parameters, record,
         device=actor_device, workers=num_actors, threads=threads, backend="ray",
+        plan=ForwardPlan(forward_step(config, actor_device, info.name, config.batch_size)),
     )
     return accumulator.result(info.name, provenance)
 

@@ -43,6 +43,7 @@ from .dna import VDNA, Provenance
 from .extractors import Extractor, ExtractorInfo, check_ranges_match, resolve_device
 from .fileformat import DATA_SETTINGS_011
 from .kernels import compile_kernels, uncached_kernels
+from .plans import ForwardPlan, resolve_plan
 from .preprocess import ImageError, Preprocessor, decode_image
 from .ranges import ActivationRanges, load_activation_ranges
 from .sources import ImageCollection, ItemStream, open_source
@@ -185,9 +186,12 @@ def _channels_last(network: Forward, images: torch.Tensor) -> Mapping[str, torch
     return network(images.contiguous(memory_format=torch.channels_last))
 
 
-def forward_step(config: RunConfig, device: torch.device, batch: int) -> int:
-    """Images per forward pass: ``forward_batch_size``, else one at a time on the CPU and ``batch`` elsewhere."""
-    return config.forward_batch_size or (1 if device.type == "cpu" else batch)
+def forward_step(config: RunConfig, device: torch.device, extractor: str, batch: int | None) -> int | None:
+    """Images per forward pass without streams: the plan's on the CPU; on CUDA ``forward_batch_size``, else ``batch``
+    (None: each batch as it comes)."""
+    if device.type == "cpu":
+        return resolve_plan(config, extractor, device, available_cores()).forward_batch_size
+    return config.forward_batch_size or batch
 
 
 @dataclass
@@ -258,13 +262,26 @@ class Run:
         done = 0
         with torch.inference_mode():
             for chunk in images.to(self.device, non_blocking=True).split(self.forward_batch_size):
-                activations = self.forward(chunk)
+                activations = self._forward_whole(chunk)
                 for accumulator in self.accumulators:
                     accumulator.update(activations)
                 for tracker in self.trackers:
                     tracker.update(activations, positions[done : done + chunk.shape[0]])
                 done += chunk.shape[0]
                 self.progress(chunk.shape[0])
+
+    def _forward_whole(self, images: torch.Tensor) -> Mapping[str, torch.Tensor]:
+        """The activations of ``images`` from a forward pass of exactly ``forward_batch_size`` images.
+
+        A shorter chunk (a batch's last) is padded with blank images whose outputs are dropped, so
+        every image goes through the same computation whatever the batches and the number of images.
+        """
+        count = images.shape[0]
+        if count == self.forward_batch_size:
+            return self.forward(images)
+        padding = images.new_zeros((self.forward_batch_size - count, *images.shape[1:]))
+        activations = self.forward(torch.cat([images, padding]))
+        return {layer: values[:count] for layer, values in activations.items()}
 
     def add(self, batch: Batch) -> None:
         """One batch: its failures meet the policy, its images go through the network, and it is recorded."""
@@ -326,44 +343,112 @@ class _ShrinkingChunks:
         return chunk
 
 
+class _InOrder:
+    """A batch's items handed out one at a time; each image's part of the run's distributions is merged in item order.
+
+    An item is handed out only within ``window`` items of the next to merge, which bounds the parts
+    waiting. Merging in order makes distributions whose merges round (Gaussians) or keep the images'
+    order (per-image DNAs) the same as one stream's, bit for bit.
+    """
+
+    def __init__(self, items: list[tuple], into: list[Accumulator], window: int):
+        self._items, self._into, self._window = items, into, window
+        self._taken = self._next = 0
+        self._parts: dict[int, list[Accumulator]] = {}
+        self._turn = threading.Condition()
+        self._stopped = False
+
+    def take(self) -> tuple[int, tuple] | None:
+        """The next item and its index (None once every item is taken, or once a stream has failed)."""
+        with self._turn:
+            index = self._taken
+            if index == len(self._items) or self._stopped:
+                return None
+            self._taken += 1
+            self._turn.wait_for(lambda: self._stopped or index < self._next + self._window)
+            return None if self._stopped else (index, self._items[index])
+
+    def put(self, index: int, parts: list[Accumulator]) -> None:
+        """An item's parts (none for an image that could not be used), merged once every earlier item's are."""
+        with self._turn:
+            self._parts[index] = parts
+            while self._next in self._parts:
+                for accumulator, part in zip(self._into, self._parts.pop(self._next)):
+                    accumulator.merge(part)
+                self._next += 1
+            self._turn.notify_all()
+
+    def stop(self) -> None:
+        """A stream failed: hand out nothing more, and wake the streams waiting for their turn."""
+        with self._turn:
+            self._stopped = True
+            self._turn.notify_all()
+
+
 def run_streams(
+    run: Run,
     streams: Sequence[Run],
     batches: Iterable[list[tuple]],
     preprocessor: Preprocessor,
     max_pixels: int,
     after_batch: Callable[[], None],
 ) -> None:
-    """Each batch's images shared among one-thread streams (CPU): ``streams`` are the run and its forks.
+    """Each batch's images shared among one-thread streams (CPU): ``streams`` are ``run`` or forks of it.
 
-    ``batches`` are :func:`raw_batches`. Streams take a batch's images in chunks that shrink as the
-    batch runs out (so they finish a batch together), decode and preprocess a chunk (the decoder's
-    data is still in the cache), then run its images one at a time. The batch's failures and record
-    go through the first stream, the run itself, between batches, when no stream is running; the
-    forks are merged into it at the end.
+    ``batches`` are :func:`raw_batches`; each stream decodes and preprocesses its images (the
+    decoder's data is still in the cache), then runs them one at a time. Distributions whose parts
+    add up exactly in any order (histograms, ranges) stay in each stream until the end, and streams
+    take a batch's images in chunks that shrink as the batch runs out (so they finish it together).
+    Any other distribution is merged image by image in the images' order (:class:`_InOrder`), and
+    ``run`` itself then runs no image. The batch's failures and record go through ``run``, between
+    batches, when no stream is running; the forks are merged into it at the end.
     """
-    run = streams[0]
+    in_order = [index for index, accumulator in enumerate(run.accumulators) if not accumulator.dna_class.exact_merge]
 
-    def work(stream: int, chunks: _ShrinkingChunks) -> list[tuple]:
+    def prepared(item: tuple) -> tuple:
+        position, name, raw, reason = item
+        return (position, name, None, reason) if reason is not None else prepare_image(raw, name, position, preprocessor, max_pixels)
+
+    def chunks_work(stream: int, chunks: _ShrinkingChunks) -> list[tuple]:
         outcomes: list[tuple] = []
         while chunk := chunks.take():
-            prepared = [
-                (position, name, None, reason) if reason is not None else prepare_image(raw, name, position, preprocessor, max_pixels)
-                for position, name, raw, reason in chunk
-            ]
-            for position, _, image, _ in prepared:
+            ready = [prepared(item) for item in chunk]
+            for position, _, image, _ in ready:
                 if image is not None:
                     streams[stream].add_images(image[None], [position])
-            outcomes.extend((position, name, None, reason) for position, name, _, reason in prepared)  # images let go
+            outcomes.extend((position, name, None, reason) for position, name, _, reason in ready)  # images let go
+        return outcomes
+
+    def ordered_work(stream: int, order: _InOrder) -> list[tuple]:
+        outcomes: list[tuple] = []
+        try:
+            while (taken := order.take()) is not None:
+                index, item = taken
+                position, name, image, reason = prepared(item)
+                parts = []
+                if image is not None:
+                    streams[stream].add_images(image[None], [position])
+                    parts = [streams[stream].accumulators[k].take() for k in in_order]
+                order.put(index, parts)
+                outcomes.append((position, name, None, reason))
+        except BaseException:
+            order.stop()
+            raise
         return outcomes
 
     with one_thread_streams(len(streams)) as each_stream:
         for items in batches:
-            chunks = _ShrinkingChunks(items, len(streams))
-            outcomes = sorted(itertools.chain.from_iterable(each_stream(functools.partial(work, chunks=chunks))))
+            if in_order:
+                into = [run.accumulators[k] for k in in_order]
+                work = functools.partial(ordered_work, order=_InOrder(items, into, 2 * len(streams)))
+            else:
+                work = functools.partial(chunks_work, chunks=_ShrinkingChunks(items, len(streams)))
+            outcomes = sorted(itertools.chain.from_iterable(each_stream(work)))
             run.add(collate(outcomes, keep_images=False))
             after_batch()
-    for fork in streams[1:]:
-        run.merge(fork)
+    for fork in streams:
+        if fork is not run:
+            run.merge(fork)
 
 
 # -- what a run needs and what it records -----------------------------------------------------------------
@@ -407,12 +492,13 @@ def run_provenance(
     device: torch.device,
     workers: int,
     threads: int,
+    plan: ForwardPlan,
     backend: str = "local",
 ) -> Provenance:
     """What a DNA records about how it was made: vdna 0.1.1's settings, every setting of ``config``, what the run resolved.
 
     ``threads``: torch's intra-op threads on the CPU, recorded because CPU convolutions round
-    differently with different thread counts.
+    differently with different thread counts. ``plan``: the forward passes the run made.
     """
     return Provenance(
         weights_sha256=info.weights_sha256,
@@ -446,7 +532,8 @@ def run_provenance(
             "precision": config.precision,
             "compile": config.compile,
             "torch_threads": threads,
-            "streams": config.streams,
+            "forward_batch_size": plan.forward_batch_size,
+            "streams": plan.streams,
             "backend": backend,
         },
     )
@@ -547,19 +634,15 @@ def make_dnas(
         raise ValueError("at least one distribution is needed")
     kinds = [parse_distribution(name) for name in names]
     device = resolve_device(config.device)
-    streams = config.streams
-    if streams > 1:
-        if device.type != "cpu":
-            raise ValueError(f"{option('streams')} run the network on CPU threads; the device is {device}")
-        inexact = [name for name, (dna_class, _) in zip(names, kinds) if not dna_class.exact_merge]
-        if inexact:
-            raise ValueError(
-                f"{option('streams')} need a distribution whose parts add up exactly in any order (histogram-B, "
-                f"activation-ranges); {', '.join(inexact)} does not"
-            )
+    if (config.streams or 1) > 1 and device.type != "cpu":
+        raise ValueError(f"{option('streams')} run the network on CPU threads; the device is {device}")
+    if (config.streams or 1) > 1 and (config.forward_batch_size or 1) > 1:
+        raise ValueError(f"{option('streams')} run images one at a time; {option('forward_batch_size')} does not apply")
     if config.checkpoint is not None and (len(names) != 1 or trackers):
         raise ValueError(f"{option('checkpoint')} saves the state of one DNA; make one distribution at a time to checkpoint")
     extractor = extractors(1)[0]
+    plan = resolve_plan(config, extractor.info.name, device, available_cores())
+    streams = plan.streams
     forward = forward_function(extractor, device, config)
     needed = any(c.needs_ranges for c, _ in kinds)
     ranges = resolve_ranges(config.activation_ranges if ranges is None else ranges, extractor) if needed else None
@@ -584,8 +667,7 @@ def make_dnas(
             positions = [i for i in range(len(collection)) if i not in finished]
             todo = collection.subset(positions)
     _compile_phase(config.verbose)
-    forward_batch_size = forward_step(config, device, config.batch_size)
-    description = f"DNA {', '.join(names)}" if names else "neuron maxima"
+    description = f"{'DNA ' + ', '.join(names) if names else 'neuron maxima'} ({plan})"
     with tqdm(total=total, initial=len(record.done), unit="img", desc=description, disable=not config.verbose) as bar:
         lock = threading.Lock()
 
@@ -593,15 +675,17 @@ def make_dnas(
             with lock:
                 bar.update(done)
 
-        run = Run(forward, accumulators, device, forward_batch_size, config.on_error, progress, record, trackers)
+        run = Run(forward, accumulators, device, plan.forward_batch_size, config.on_error, progress, record, trackers)
+        runners = [run]
         if streams > 1:
             copies = [extractor] * (streams - 1) if extractor.concurrent_calls and not config.compile else extractors(streams)[1:]
-            parts = [run] + [run.fork(forward_function(copy, device, config)) for copy in copies]
-        else:
-            parts = [run]
+            runners += [run.fork(forward_function(copy, device, config)) for copy in copies]
+            if not all(dna_class.exact_merge for dna_class, _ in kinds):
+                runners[0] = run.fork(forward)  # the run merges each image's parts in order: it runs none itself
+        parts = [run] + [runner for runner in runners if runner is not run]
         saver = _PeriodicCheckpoint(store, parts, config.checkpoint_every) if store is not None else lambda: None
         if streams > 1:
-            run_streams(parts, raw_batches(todo, config.batch_size, positions), preprocessor, config.max_image_pixels, saver)
+            run_streams(run, runners, raw_batches(todo, config.batch_size, positions), preprocessor, config.max_image_pixels, saver)
         else:
             loader = image_loader(
                 todo, preprocessor, config.batch_size, workers, device.type == "cuda", config.max_image_pixels, positions
@@ -612,7 +696,7 @@ def make_dnas(
     dnas = [
         accumulator.result(info.name, run_provenance(
             config, source, info, ranges if dna_class.needs_ranges else None, dna_class, parameters, record,
-            device=device, workers=workers if streams == 1 else 0, threads=threads,
+            device=device, workers=workers if streams == 1 else 0, threads=threads, plan=plan,
         ))
         for accumulator, (dna_class, parameters) in zip(accumulators, kinds)
     ]

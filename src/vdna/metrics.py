@@ -57,6 +57,7 @@ from .engine import (
 )
 from .extractors import Extractor, create_extractor
 from .io import load_vdna_from_files
+from .plans import ForwardPlan
 
 SOURCE = "image tensors given to update()"
 """What a metric's DNAs record as their source."""
@@ -256,7 +257,7 @@ class DNAMetric(Metric):
         device = self.device
         if str(device) not in self._forwards:
             self._forwards[str(device)] = forward_function(self.extractor, device, self._config)
-        forward, step = self._forwards[str(device)], forward_step(self._config, device, len(pixels))
+        forward, step = self._forwards[str(device)], forward_step(self._config, device, self.extractor.info.name, len(pixels))
         accumulator = self._bound()
         self._interrupted = True  # until the batch is in every state
         with _float32_region(device):  # precision= may still ask for autocast, inside
@@ -313,6 +314,7 @@ class DNAMetric(Metric):
         provenance = run_provenance(
             self._config, SOURCE, info, self._ranges, self._dna_class, self._distribution_parameters, RunRecord(),
             device=self.device, workers=0, threads=torch.get_num_threads(), backend="metric",
+            plan=ForwardPlan(forward_step(self._config, self.device, info.name, None)),  # None: each update's batch
         )
         accumulator = self._bound()
         accumulator.num_images = num_images

@@ -9,15 +9,19 @@ few images, a fixed amount of memory, to bin them in one pass).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
+from dataclasses import asdict, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from .config import RunConfig, given_settings, run_settings
 from .dna import VDNA
-from .engine import Tracker, describe_source, make_dnas
+from .engine import Tracker, available_cores, describe_source, make_dnas
 from .extractors import Extractor, create_extractor, resolve_device
+from .plans import ForwardPlan, candidate_plans
 from .ranges import ActivationRanges
 
 
@@ -112,6 +116,41 @@ class VDNAProcessor:
         if output is not None:
             ranges.save(output)
         return ranges
+
+    def measure_plans(
+        self,
+        extractor: str = RunConfig.feat_extractor_name,
+        source: Any = None,
+        images: int = 64,
+        candidates: Sequence[ForwardPlan] | None = None,
+        distribution_name: str | None = None,
+        **settings: Any,
+    ) -> list[tuple[ForwardPlan, float]]:
+        """Images per second of each candidate plan (:mod:`vdna.plans`) on the CPU: whole runs of the first
+        ``images`` images of ``source`` (decoded as a run decodes them), each after a warm-up run.
+
+        Without ``source``, random arrays of the extractor's input size: nothing to decode, so plans
+        that decode in parallel (streams, decoding workers) show less of their advantage than on files.
+        A run's time includes starting its decoding workers, so measure runs as long as yours.
+        ``distribution_name``: by default histograms where the extractor has ranges (or ``activation_ranges``
+        are given), else Gaussians. ``settings`` are other settings of the runs (``extractor_weights``, ...).
+        """
+        info = self.get_extractor(extractor, "cpu", settings.get("extractor_weights")).info
+        if distribution_name is None:
+            has_ranges = info.ranges is not None or settings.get("activation_ranges") is not None
+            distribution_name = RunConfig.distribution_name if has_ranges else "gaussian"
+        if source is None:
+            source = list(np.random.default_rng(0).integers(0, 256, (images, *info.input_size, 3), dtype=np.uint8))
+            settings = {"num_workers": 0, **settings}
+        timings = []
+        for plan in candidates or candidate_plans(available_cores()):
+            config = RunConfig(feat_extractor_name=extractor, distribution_name=distribution_name, device="cpu",
+                               verbose=False, **asdict(plan), **settings)
+            self.run(source, replace(config, num_images=plan.forward_batch_size * plan.streams))  # warm-up
+            start = time.perf_counter()
+            made = self.run(source, replace(config, num_images=images))[0]
+            timings.append((plan, made.num_images / (time.perf_counter() - start)))
+        return timings
 
     def make_vdna(
         self,

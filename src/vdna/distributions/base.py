@@ -7,6 +7,7 @@ accumulators, or two DNAs, merge exactly into the one of the union of their imag
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -144,14 +145,28 @@ class Accumulator:
         self.device = torch.device(device)
         self.ranges = ranges
         self.num_images = 0
-        self.values: dict[str, dict[str, Any]] = {
-            state.name: {layer: state.initial(neurons, parameters, self.device) for layer, neurons in self.layers.items()}
+        self.values = self._initial_values()
+
+    def _initial_values(self) -> dict[str, dict[str, Any]]:
+        return {
+            state.name: {layer: state.initial(neurons, self.parameters, self.device) for layer, neurons in self.layers.items()}
             for state in self.states
         }
 
     def fresh(self) -> Accumulator:
         """An empty accumulator like this one: same distribution, layers, ranges and device."""
         return self.dna_class.accumulator(self.parameters, self.layers, self.ranges, self.device)
+
+    def take(self) -> Accumulator:
+        """The images added so far, handed over as an accumulator of their own; this one starts again empty.
+
+        Merging what is taken image by image, in the images' order, gives what :meth:`update` gives
+        (a stream makes each image's part; the run merges them in order).
+        """
+        self.flush()
+        part = copy.copy(self)
+        self.values, self.num_images = self._initial_values(), 0
+        return part
 
     def update(self, activations: Mapping[str, torch.Tensor]) -> None:
         """Add a batch: ``{layer: (batch, neurons, positions)}`` for every layer."""

@@ -191,7 +191,8 @@ class MomentsAccumulator(Accumulator):
         if torch.isnan(per_image).any():
             raise ValueError(f"layer {layer!r}: the extractor produced NaN activations")
         moments = Moments(self.layers[layer], self.dna_class.full_covariance)
-        moments.add_samples(self.values["moments"][layer], per_image)
+        for image in per_image.split(1):  # image by image: the same sums however images are grouped into batches
+            moments.add_samples(self.values["moments"][layer], image)
 
     def layer_data(self) -> dict[str, dict[str, torch.Tensor]]:
         key, full = self.dna_class.spread_key, self.dna_class.full_covariance

@@ -1,0 +1,61 @@
+"""The forward plans of every extractor of the zoo on this machine: images per second of each candidate.
+
+Each extractor runs in a fresh process, with its real weights where they are here and random
+weights otherwise (the network's cost is the same), through ``VDNAProcessor.measure_plans``:
+whole runs of the folder's first images (decoded and resized as any run does) with each
+candidate plan, after a warm-up run. The fastest plan of
+each is what ``vdna plan --extractor NAME --save`` would keep, and what ``RECORDED_CPU_PLANS``
+records for a 2-core CPU.
+
+    python benchmarks/plans.py ../shared/data/imagenet1k --images 48 [--extractors inception vgg16 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+
+def run_one(name: str, folder: str, images: int) -> dict:
+    from vdna import VDNAProcessor
+    from vdna.extractors import create_extractor, register_extractor
+
+    try:
+        extractor = create_extractor(name, device="cpu")
+    except (FileNotFoundError, ValueError):
+        extractor = create_extractor(name, pretrained=False, device="cpu")
+    built = f"{name}-as-built"
+    register_extractor(built)(lambda pretrained=True, weights=None: extractor)
+    timings = VDNAProcessor().measure_plans(built, folder, images)
+    return {"extractor": name, "weights": extractor.info.weights_source,
+            "images_per_second": {str(plan): round(speed, 2) for plan, speed in timings},
+            "fastest": str(max(timings, key=lambda timing: timing[1])[0])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", help="images to time the runs on (e.g. ../shared/data/imagenet1k)")
+    parser.add_argument("--images", type=int, default=48)
+    parser.add_argument("--extractors", nargs="*", help="default: every built-in extractor")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one, args.folder, args.images)))
+        return
+    from vdna.extractors import BUILTIN_EXTRACTORS
+
+    for name in args.extractors or sorted(BUILTIN_EXTRACTORS):
+        done = subprocess.run([sys.executable, __file__, args.folder, "--one", name, "--images", str(args.images)],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(f"| {name} | failed: {done.stderr.strip().splitlines()[-1]} |")
+            continue
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        speeds = " / ".join(f"{speed:g}" for speed in result["images_per_second"].values())
+        print(f"| {name} | {speeds} | {result['fastest']} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
