@@ -211,7 +211,7 @@ class DNAMetric(Metric):
         given_ranges = config.activation_ranges if ranges is None else ranges
         self._ranges = resolve_ranges(given_ranges, self.extractor) if dna_class.needs_ranges else None
         self._preprocessor = run_preprocessor(info, self._config)
-        self._forwards: dict[str, Callable] = {}
+        self._forwards: dict[str, tuple[Callable, int | None]] = {}  # per device: forward pass, and the plan's step
         self._accumulators: dict[str, Accumulator] = {}
         self._interrupted = False
         self._state_names: dict[tuple[str, str], str] = {}
@@ -255,9 +255,11 @@ class DNAMetric(Metric):
             for index, image in enumerate(pixels)
         ])
         device = self.device
-        if str(device) not in self._forwards:
-            self._forwards[str(device)] = forward_function(self.extractor, device, self._config)
-        forward, step = self._forwards[str(device)], forward_step(self._config, device, self.extractor.info.name, len(pixels))
+        if str(device) not in self._forwards:  # the plan is resolved once per device, not read at every update
+            step = forward_step(self._config, device, self.extractor.info.name, None)
+            self._forwards[str(device)] = (forward_function(self.extractor, device, self._config), step)
+        forward, step = self._forwards[str(device)]
+        step = step or len(pixels)  # None on CUDA without forward_batch_size: each update's batch at once
         accumulator = self._bound()
         self._interrupted = True  # until the batch is in every state
         with _float32_region(device):  # precision= may still ask for autocast, inside
