@@ -20,21 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import extractor_as_built
+
 
 def run_one(name: str, folder: Path, count: int) -> dict:
     import torch
 
     from vdna import VDNAProcessor
-    from vdna.extractors import create_extractor, register_extractor
 
-    try:
-        extractor = create_extractor(name, device="cpu")
-        weights = extractor.info.weights_source
-    except (FileNotFoundError, ValueError) as error:
-        extractor = create_extractor(name, pretrained=False, device="cpu")
-        weights = f"random (real weights not downloadable here: {str(error).split('(')[0].strip()})"
-    built = f"{name}-as-built"  # the extractor built above, real or random weights, under a name of its own
-    register_extractor(built)(lambda pretrained=True, weights=None: extractor)
+    built, extractor, weights = extractor_as_built(name)
     files = sorted(folder.iterdir())[:count]
     processor = VDNAProcessor()
     with tempfile.TemporaryDirectory() as scratch:

@@ -2,12 +2,13 @@
 
 Each extractor runs in a fresh process, with its real weights where they are here and random
 weights otherwise (the network's cost is the same), through ``VDNAProcessor.measure_plans``:
-whole runs of the folder's first images (decoded and resized as any run does) with each
-candidate plan, after a warm-up run. The fastest plan of
+whole runs of the folder's first ``--images`` images and of half as many (decoded and resized as
+any run does) with each candidate plan, after a warm-up run; a plan's speed is the images the
+longer run adds over the time it adds. The fastest plan of
 each is what ``vdna plan --extractor NAME --save`` would keep, and what ``RECORDED_CPU_PLANS``
 records for a 2-core CPU.
 
-    python benchmarks/plans.py ../shared/data/imagenet1k --images 48 [--extractors inception vgg16 ...]
+    python benchmarks/plans.py ../shared/data/imagenet1k --images 64 [--extractors inception vgg16 ...]
 """
 
 from __future__ import annotations
@@ -17,19 +18,15 @@ import json
 import subprocess
 import sys
 
+from _common import extractor_as_built
+
 
 def run_one(name: str, folder: str, images: int) -> dict:
     from vdna import VDNAProcessor
-    from vdna.extractors import create_extractor, register_extractor
 
-    try:
-        extractor = create_extractor(name, device="cpu")
-    except (FileNotFoundError, ValueError):
-        extractor = create_extractor(name, pretrained=False, device="cpu")
-    built = f"{name}-as-built"
-    register_extractor(built)(lambda pretrained=True, weights=None: extractor)
+    built, _, weights = extractor_as_built(name)
     timings = VDNAProcessor().measure_plans(built, folder, images)
-    return {"extractor": name, "weights": extractor.info.weights_source,
+    return {"extractor": name, "weights": weights,
             "images_per_second": {str(plan): round(speed, 2) for plan, speed in timings},
             "fastest": str(max(timings, key=lambda timing: timing[1])[0])}
 
@@ -37,7 +34,7 @@ def run_one(name: str, folder: str, images: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="images to time the runs on (e.g. ../shared/data/imagenet1k)")
-    parser.add_argument("--images", type=int, default=48)
+    parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--extractors", nargs="*", help="default: every built-in extractor")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()

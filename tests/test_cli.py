@@ -94,6 +94,7 @@ def test_make_compact_and_compare_it(two_sets, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["value"] == 0.0
 
 
+@pytest.mark.slow
 def test_make_and_rank_with_streams_and_where_streams_do_not_apply(two_sets, tmp_path, capsys, one_torch_thread):
     first, second = two_sets
     assert main(["make", str(first), "-o", str(tmp_path / "one"), "--quiet", "--workers", "0"]) == 0

@@ -121,6 +121,7 @@ def _ranges_json(layers: Mapping[str, int], scale: float = 1.0) -> bytes:
     return json.dumps(document).encode()
 
 
+@pytest.mark.slow
 def test_mugs_weights_and_ranges_come_from_the_hub_once_then_from_the_cache(cache, monkeypatch, tmp_path):
     random_model = create_extractor("mugs_vit_base", pretrained=False)
     layers = random_model.info.layers
@@ -171,7 +172,7 @@ def test_every_extractor_with_published_weights_has_its_format_here():
 # The default run loads a plain .pth (resnet50) and a .safetensors (dinov2_vits14) checkpoint here; the wrapped
 # "state_dict" of Mugs is loaded by test_mugs_weights_and_ranges_come_from_the_hub_once_then_from_the_cache and the
 # "module." prefix of DINO by test_dino_resnet50_checkpoint_keys_are_mapped. Every extractor's own checkpoint is slow.
-SMALL_CHECKPOINTS = {"dinov2_vits14", "resnet50"}
+SMALL_CHECKPOINTS = {"dinov2_vits14"}
 
 
 @pytest.mark.parametrize("name", names(PUBLISHED_FORMATS, slow=set(PUBLISHED_FORMATS) - SMALL_CHECKPOINTS))
@@ -283,6 +284,7 @@ def test_fid_inception_matches_pytorch_fid_on_the_same_weights():
     torch.testing.assert_close(got, expected.flatten(2), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_rand_resnet50_is_the_same_in_a_fresh_process_and_after_other_random_draws():
     code = "from vdna.extractors import create_extractor; print(create_extractor('rand_resnet50', device='cpu').info.weights_sha256)"
     fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

@@ -106,6 +106,7 @@ def test_counts_beyond_int32_are_stored_as_int64(tmp_path):
 VDNA_011 = os.environ.get("VDNA_011_PATH")
 
 
+@pytest.mark.slow
 def test_vdna_011_loads_our_files_and_computes_the_same_distances(tmp_path):
     if not VDNA_011:
         missing("set VDNA_011_PATH to a folder where vdna==0.1.1 is installed (pip install --target)")

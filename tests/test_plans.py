@@ -74,6 +74,24 @@ def test_measured_plans_time_whole_runs_of_each_candidate_on_random_arrays_or_re
         assert [plan for plan, _ in timings] == candidates and all(speed > 0 for _, speed in timings)
 
 
+def test_a_plan_is_timed_by_what_a_longer_run_adds_so_what_every_run_spends_once_cancels_out(tiny_net, monkeypatch):
+    processor, runs = VDNAProcessor(), []
+    clock = iter(np.arange(0.0, 100.0, 0.5))
+    monkeypatch.setattr("vdna.processor.time.perf_counter", lambda: next(clock))
+
+    def run(source, config):  # each image costs 0.5 s on the clock; the clock's own reading adds 0.5 s to every run
+        runs.append(config.num_images)
+        for _ in range(config.num_images):
+            next(clock)
+        return [type("Made", (), {"num_images": config.num_images})()]
+
+    monkeypatch.setattr(processor, "run", run)
+    (plan, speed), = processor.measure_plans(tiny_net, images=12, candidates=[ForwardPlan(4)])
+    assert plan == ForwardPlan(4) and runs == [4, 6, 12] and speed == pytest.approx(6 / 3.0)  # 12 - 6 images in 6.5 - 3.5 s
+    with pytest.raises(ValueError, match="images must be at least 2, got 1"):
+        processor.measure_plans(tiny_net, images=1)
+
+
 def test_vdna_plan_prints_the_timings_and_save_keeps_the_fastest_for_later_runs(tiny_net, cache, capsys):
     assert main(["plan", "--extractor", tiny_net, "--images", "4", "--save"]) == 0
     out = capsys.readouterr().out

@@ -53,6 +53,7 @@ def test_bfloat16_autocast_is_close_and_recorded(processor, photos):
     assert NFD(half, reference).item() < 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("tiny_net")
 def test_compiled_network_gives_the_same_dna_to_rounding(processor, photos):
     reference = make(processor, photos)

@@ -286,6 +286,7 @@ def _save_repeatedly(path: str, value: int, rounds: int) -> None:
         vdna.save(path)
 
 
+@pytest.mark.slow
 def test_two_processes_saving_one_path_leave_one_complete_dna(tmp_path):
     target = str(tmp_path / "shared")
     context = multiprocessing.get_context("spawn")

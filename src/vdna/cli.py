@@ -774,11 +774,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = _command(commands, "plan", command_plan, "measure the forward plans of an extractor on this machine", (
         "Time whole runs of your images (or random ones) with each candidate plan (forward batches of 1, 4, 8 and 16 images, and\n"
-        "one stream per core) and print images per second. Runs that set neither --forward-batch-size nor\n"
+        "one stream per core) and print images per second: the images a run of --images adds to a run of half as many,\n"
+        "over the time it adds, so what each run spends once cancels out. Runs that set neither --forward-batch-size nor\n"
         "--streams use the extractor's plan: with --save, the fastest measured here; else the recorded one."))
     plan.add_argument("source", nargs="?", help="images to time the runs on, as a run reads them (default: random "
                                                  "arrays, with nothing to decode)")
-    plan.add_argument("--images", type=_integer(1), default=64, help="images per timed run (default 64)")
+    plan.add_argument("--images", type=_integer(2), default=64,
+                      help="images of the longer timed run; a run of half as many is timed too (default 64)")
     plan.add_argument("--save", action="store_true", help="keep the fastest plan for runs of this extractor here")
     _add_making(plan, groups=("distribution",), exclude=("forward_batch_size", "num_images", "shuffle_files"))
 
