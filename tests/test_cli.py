@@ -13,8 +13,9 @@ import pytest
 import torch
 from conftest import image_files
 
-from vdna import EMD, load_vdna_from_files
+from vdna import EMD, FD, NFD, VDNAProcessor, load_vdna_from_files
 from vdna.cli import main
+from vdna.distances import list_distances
 from vdna.stats import compare_sets, layer_shares, layer_table
 
 
@@ -129,6 +130,46 @@ def test_compare_stats_of_folders_is_compare_sets_of_their_per_image_dnas(two_se
     assert list(shown["layers"]) == list(images[0].neurons_list)  # early to late
     assert shown["layers"]["head"] == expected.layers["head"].to_dict()
     assert shown["layers"]["head"]["noise_floor"] == expected.layers["head"].noise_floor
+
+
+def test_several_metrics_make_each_sets_dnas_in_one_pass_and_give_what_each_metric_gives_alone(two_sets, capsys, dna_of,
+                                                                                                   monkeypatch):
+    alone = {metric: [dna_of(folder, distribution_name=kind, num_workers=0) for folder in two_sets]
+             for metric, kind in (("emd", "histogram-1000"), ("nfd", "gaussian"), ("fd", "layer-gaussian"))}
+    passes = []
+    run = VDNAProcessor.run
+    monkeypatch.setattr(VDNAProcessor, "run", lambda self, source, config, distributions=None, *rest, **named: (
+        passes.append(list(distributions)), run(self, source, config, distributions, *rest, **named))[1])
+    assert main(["compare", *map(str, two_sets), "--metrics", "emd,nfd,fd", "--json", "--quiet", "--workers", "0"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert passes == [["histogram-1000", "gaussian", "layer-gaussian"]] * 2
+    assert [result["metric"] for result in shown] == ["emd", "nfd", "fd"]
+    assert [result["value"] for result in shown] == [EMD(*alone["emd"]).item(), NFD(*alone["nfd"]).item(), FD(*alone["fd"]).item()]
+
+    passes.clear()
+    assert main(["compare", *map(str, two_sets), "--metrics", "emd,nfd", "--stats", *STATS]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert passes == [["image-histogram-1000", "image-mean"]] * 2
+    assert lines[0].startswith("emd: ") and sum(line.startswith("nfd: ") for line in lines) == 1
+    assert sum("95% CI" in line for line in lines) == 2
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--metric", "emd", "--metrics", "nfd"], "give --metric NAME or --metrics NAME,NAME,..., not both"),
+    (["--metrics", "emd,nfd", "--neuron-wise", "units.csv"], "--neuron-wise writes the units of one metric"),
+    (["--metrics", "emd,nfd", "--distribution", "gaussian"], "--distribution sets the DNAs of one metric"),
+    (["--metrics", "emd,emd"], "metrics are named twice: emd, emd"),
+])
+def test_several_metrics_refuse_what_applies_to_one(two_sets, tmp_path, capsys, arguments, message):
+    arguments = [argument.replace("units.csv", str(tmp_path / "units.csv")) for argument in arguments]
+    assert main(["compare", *map(str, two_sets), *arguments, "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_an_unknown_metric_in_the_list_is_named_with_the_valid_ones(two_sets, capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", *map(str, two_sets), "--metrics", "emd,nope"])
+    assert f"unknown metric nope; valid: {', '.join(list_distances())}" in capsys.readouterr().err
 
 
 def test_compare_stats_of_saved_per_image_dnas_prints_the_statistics_and_the_layers(two_sets, tmp_path, capsys, dna_of):

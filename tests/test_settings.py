@@ -14,7 +14,7 @@ from vdna.config import COMMAND_LINE_FLAGS, CONFIGS, RayConfig, declared, option
 
 
 def _entry_points():
-    from vdna.comparison import compare
+    from vdna.comparison import compare, compare_metrics
     from vdna.distributed import make_vdna_ray
     from vdna.explain import neuron_examples
     from vdna.metrics import DNAMetric
@@ -25,7 +25,8 @@ def _entry_points():
     return {
         "make_vdna": VDNAProcessor.make_vdna, "make_vdnas": VDNAProcessor.make_vdnas, "calibrate": VDNAProcessor.calibrate,
         "make_vdna_ray": make_vdna_ray, "DNAMetric": DNAMetric.__init__, "make_report": make_report,
-        "neuron_examples": neuron_examples, "compare": compare, "compare_sets": compare_sets,
+        "neuron_examples": neuron_examples, "compare": compare, "compare_metrics": compare_metrics,
+        "compare_sets": compare_sets,
     }
 
 

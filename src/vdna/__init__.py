@@ -58,6 +58,7 @@ _WHERE = {
     "list_distances": "distances",
     "register_distance": "distances",
     "compare": "comparison",
+    "compare_metrics": "comparison",
     "compare_sets": "stats",
     "make_report": "report",
     # extractors
@@ -67,7 +68,7 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
-    from .comparison import compare
+    from .comparison import compare, compare_metrics
     from .distances import EMD, FD, NFD, NeuronSelection, get_distance, list_distances, register_distance
     from .distributed import make_vdna_ray
     from .distributions import (
@@ -118,6 +119,7 @@ __all__ = [
     "__version__",
     "check_comparable",
     "compare",
+    "compare_metrics",
     "compare_sets",
     "create_extractor",
     "get_distance",

@@ -216,15 +216,24 @@ def command_make(args: argparse.Namespace) -> int:
 
 
 def command_compare(args: argparse.Namespace) -> int:
-    from .comparison import compare
+    from .comparison import compare_metrics
     from .inputs import is_saved_dna
+
+    if args.metrics and args.metric is not None:
+        raise ValueError("give --metric NAME or --metrics NAME,NAME,..., not both")
+    metrics = args.metrics or [args.metric or "emd"]
+    if len(metrics) > 1 and args.neuron_wise:
+        raise ValueError("--neuron-wise writes the units of one metric; give --metric NAME")
+    args.metric = metrics[0]
 
     saved = [is_saved_dna(argument) for argument in (args.a, args.b)]
     if args.extractor_weights is not None and (all(saved) or Path(args.extractor_weights).suffix == ".json"):
         raise ValueError("--weights is the extractor's weights file, used only to make DNAs from images; to weight "
                          "neurons (EMD_W) give --neuron-weights FILE, the file written by `vdna attributes -o`")
-    if args.neuron_weights and args.metric == "fd":
+    if args.neuron_weights and "fd" in metrics:
         raise ValueError("--neuron-weights weight neurons (emd, nfd); fd compares whole layers")
+    if args.neuron_weights and len(metrics) > 1:
+        raise ValueError("--neuron-weights weight the units of one metric; give --metric NAME")
     if not args.stats and (args.resamples is not None or args.permutations is not None):
         raise ValueError("--resamples and --permutations set the statistics of --stats; add --stats")
     weights = None
@@ -235,22 +244,23 @@ def command_compare(args: argparse.Namespace) -> int:
             weights = load_neuron_weights(args.neuron_weights, args.metric, args.attribute)
         except (ValueError, FileNotFoundError) as error:
             raise type(error)(f"--neuron-weights: {error}") from None
-    result = compare(
-        args.a, args.b, args.metric, layer=args.layer, neuron_weights=weights, stats=args.stats, by_layer=args.by_layer,
+    results = compare_metrics(
+        args.a, args.b, metrics, layer=args.layer, neuron_weights=weights, stats=args.stats, by_layer=args.by_layer,
         distribution=args.distribution_name, config=run_config(args), stats_config=_settings(args, StatsConfig),
         processor=_processor(args), ray=_ray(args),
     )
-    for dna, was_saved in zip((result.a, result.b), saved):
+    for dna, was_saved in zip((results[0].a, results[0].b), saved):
         if not was_saved:
             _report_skipped(dna)
     if args.neuron_wise:
-        _write_unit_values(args.neuron_wise, result.unit_values(), args.metric)
+        _write_unit_values(args.neuron_wise, results[0].unit_values(), args.metric)
     if args.json:
         import json
 
-        print(json.dumps(result.to_dict((args.a, args.b)), indent=2))
+        documents = [result.to_dict((args.a, args.b)) for result in results]
+        print(json.dumps(documents if args.metrics else documents[0], indent=2))
     else:
-        print("\n".join(result.lines()))
+        print("\n".join(line for result in results for line in result.lines()))
     return 0
 
 
@@ -710,6 +720,14 @@ def _distances() -> list[str]:
     return list_distances()
 
 
+def _metric_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in _distances()]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown metric {', '.join(unknown) or repr(text)}; valid: {', '.join(_distances())}")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``vdna`` command's argument parser."""
     parser = _Parser(prog="vdna", description="Visual DNA: make, compare and inspect DNAs of image sets.")
@@ -736,9 +754,11 @@ def build_parser() -> argparse.ArgumentParser:
         "also its interval, noise floor and p-value; without, from the DNAs of the whole sets (any saved DNAs)."))
     compare.add_argument("a")
     compare.add_argument("b")
-    compare.add_argument("--metric", choices=_distances(), default="emd",
+    compare.add_argument("--metric", choices=_distances(), default=None,
                          help="the distance (default: emd, between histograms; nfd between gaussian DNAs, fd between "
                               "layer-gaussian DNAs)")
+    compare.add_argument("--metrics", type=_metric_list, metavar="NAME,NAME,...",
+                         help="several distances, each set's DNAs made in one pass for all (JSON: a list, one per metric)")
     compare.add_argument("--layer", default=None, help="compare the neurons of this layer only")
     compare.add_argument("--neuron-wise", type=_output_file, metavar="FILE.csv",
                          help="also write per-neuron distances to this CSV file")

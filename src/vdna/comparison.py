@@ -8,14 +8,14 @@ each layer's part. The :class:`Comparison` it returns reads as text and as JSON.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from .config import RayConfig, RunConfig, StatsConfig, option, run_settings
-from .distances import NeuronWeights, get_distance
+from .distances import Distance, NeuronWeights, get_distance
 from .dna import VDNA
 from .inputs import as_distribution, dnas_of, saved_dna
 from .processor import VDNAProcessor
@@ -79,10 +79,24 @@ def _summary(vdna: VDNA, source: str) -> dict[str, Any]:
             "feature_extractor": vdna.feature_extractor_name}
 
 
-def compare(
+def compare(a: Any, b: Any, metric: str = "emd", **settings: Any) -> Comparison:
+    """The distance ``metric`` between the sets ``a`` and ``b`` (saved DNAs, DNAs, or sources of images).
+
+    ``settings``: those of :func:`compare_metrics`. From images, each set's DNAs are made in one
+    pass with the settings ``config`` and ``options`` (:class:`~vdna.RunConfig`'s fields): the
+    metric's distribution (``bins`` for histograms), or ``distribution``; with ``stats``, its
+    per-image DNAs, resampled by :func:`~vdna.stats.compare_sets` with ``stats_config``'s
+    resamples and permutations and the run's seed. ``layer`` compares that layer only;
+    ``neuron_weights`` weight the compared units. ``by_layer`` adds each layer's value and share
+    (with its statistics when asked).
+    """
+    return compare_metrics(a, b, [metric], **settings)[0]
+
+
+def compare_metrics(
     a: Any,
     b: Any,
-    metric: str = "emd",
+    metrics: Sequence[str],
     *,
     layer: str | None = None,
     neuron_weights: NeuronWeights | None = None,
@@ -95,44 +109,60 @@ def compare(
     processor: VDNAProcessor | None = None,
     ray: RayConfig | None = None,
     **options: Any,
-) -> Comparison:
-    """The distance ``metric`` between the sets ``a`` and ``b`` (saved DNAs, DNAs, or sources of images).
+) -> list[Comparison]:
+    """:func:`compare` by each of ``metrics``, in that order, from one pass through the network per set of images.
 
-    From images, each set's DNAs are made in one pass with the settings ``config`` and ``options``
-    (:class:`~vdna.RunConfig`'s fields): the metric's distribution (``bins`` for histograms), or
-    ``distribution``; with ``stats``, its per-image DNAs, resampled by
-    :func:`~vdna.stats.compare_sets` with ``stats_config``'s resamples and permutations and the
-    run's seed. ``layer`` compares that layer only; ``neuron_weights`` weight the compared units.
-    ``by_layer`` adds each layer's value and share (with its statistics when asked).
+    Each set's DNAs of every distribution the metrics need are made together (on Ray, one run per
+    distribution); a saved DNA serves every metric it gives the DNAs of. ``distribution`` replaces
+    the distribution of a single metric only.
     """
-    distance = get_distance(metric)
+    distances = [get_distance(metric) for metric in metrics]
+    if not distances:
+        raise ValueError("give at least one metric")
+    if len(set(metrics)) != len(metrics):
+        raise ValueError(f"metrics are named twice: {', '.join(metrics)}")
+    if distribution is not None and len(distances) > 1:
+        raise ValueError(f"{option('distribution_name')} sets the DNAs of one metric; with several metrics each makes its own")
     config, ranges = run_settings(config, "compare", **options)
     neurons = None if layer is None else {layer: None}
-    processor = processor or VDNAProcessor()
+    stats_config, processor = stats_config or StatsConfig(), processor or VDNAProcessor()
     if stats:
-        stats_config = stats_config or StatsConfig()
         check_memory(0, 1, stats_config.resamples, stats_config.permutations)  # before any image goes through the network
-        kind = distance.per_image_distribution(bins)
-        if distribution is not None and parse_type(distribution) != parse_type(kind):
-            raise ValueError(f"{option('stats')} resamples per-image DNAs: with {option('metric')} {metric} give "
+    kinds = []
+    for distance in distances:
+        kind = distance.per_image_distribution(bins) if stats else distance.distribution(bins)
+        if stats and distribution is not None and parse_type(distribution) != parse_type(kind):
+            raise ValueError(f"{option('stats')} resamples per-image DNAs: with {option('metric')} {distance.name} give "
                              f"{option('distribution_name')} {distance.per_image_distribution('B')} or none, not {distribution}")
-        wanted = distribution or kind
-        given = [saved_dna(argument) for argument in (a, b)]  # saved DNAs are checked before images go through the network
-        given = [None if dna is None else as_distribution(dna, wanted, str(argument)) for dna, argument in zip(given, (a, b))]
-        first, second = (dna if dna is not None else dnas_of(argument, [wanted], config, processor, ray=ray, ranges=ranges)[0]
-                         for dna, argument in zip(given, (a, b)))
-        result = compare_sets(first, second, metric, resamples=stats_config.resamples,
-                              permutations=stats_config.permutations, seed=config.seed, neurons=neurons,
-                              neuron_weights=neuron_weights)
-        return Comparison(metric, result.value, first, second, layer, neuron_weights is not None, result,
-                          result.layers if by_layer else None)
-    wanted = distribution or distance.distribution(bins)
-    first, second = (dnas_of(argument, [wanted], config, processor, ray=ray, ranges=ranges, name=name)[0]
-                     for argument, name in ((a, "A"), (b, "B")))
+        kinds.append(distribution or kind)
+    wanted = list(dict.fromkeys(kinds))
+    sets: list[dict[str, VDNA]] = [{}, {}]
+    saved = [saved_dna(argument) for argument in (a, b)]
+    for dnas, given, argument in zip(sets, saved, (a, b)):  # saved DNAs are checked before images go through the network
+        if given is not None:
+            dnas.update({kind: as_distribution(given, kind, str(argument)) for kind in wanted})
+    for dnas, given, argument, name in zip(sets, saved, (a, b), ("A", "B")):
+        if given is None:
+            passes = [wanted] if ray is None else [[kind] for kind in wanted]  # a run on Ray makes one DNA
+            made = [dna for kinds_of_pass in passes for dna in dnas_of(
+                argument, kinds_of_pass, config, processor, ray=ray, ranges=ranges, name=name)]
+            dnas.update(zip(wanted, made))
+    return [_compared(distance, sets[0][kind], sets[1][kind], layer, neurons, neuron_weights, stats, by_layer,
+                      stats_config, config.seed) for distance, kind in zip(distances, kinds)]
+
+
+def _compared(distance: Distance, first: VDNA, second: VDNA, layer: str | None, neurons: Any,
+              neuron_weights: NeuronWeights | None, stats: bool, by_layer: bool, stats_config: StatsConfig,
+              seed: int) -> Comparison:
+    weighted = neuron_weights is not None
+    if stats:
+        result = compare_sets(first, second, distance.name, resamples=stats_config.resamples,
+                              permutations=stats_config.permutations, seed=seed, neurons=neurons, neuron_weights=neuron_weights)
+        return Comparison(distance.name, result.value, first, second, layer, weighted, result, result.layers if by_layer else None)
     first_set, second_set = distance.set_dna(first, "first set"), distance.set_dna(second, "second set")
     value = float(distance.compare(first_set, second_set, neurons=neurons, neuron_weights=neuron_weights))
-    layers = layer_shares(first_set, second_set, metric, neurons=neurons, neuron_weights=neuron_weights) if by_layer else None
-    return Comparison(metric, value, first, second, layer, neuron_weights is not None, None, layers)
+    layers = layer_shares(first_set, second_set, distance.name, neurons=neurons, neuron_weights=neuron_weights) if by_layer else None
+    return Comparison(distance.name, value, first, second, layer, weighted, None, layers)
 
 
 def parse_type(distribution: str) -> str:
@@ -142,4 +172,4 @@ def parse_type(distribution: str) -> str:
     return parse_distribution(distribution)[0].type
 
 
-__all__ = ["Comparison", "compare"]
+__all__ = ["Comparison", "compare", "compare_metrics"]
