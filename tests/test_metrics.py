@@ -234,7 +234,7 @@ def test_distance_equals_emd_to_the_reference_and_reset_keeps_it(photos, whole, 
         metric.compute()
     metric.update(batch[3:])
     assert torch.equal(metric.compute(), EMD(halves[1]["histogram-1000"], whole["histogram-1000"]))
-    assert metric.reference.num_images == 6
+    assert metric.reference.num_images == 6 and metric.higher_is_better is False
 
 
 def test_nfd_on_chosen_neurons(photos, whole, halves, one_torch_thread):
@@ -255,7 +255,7 @@ def test_the_extractor_is_frozen_outside_the_module_tree():
     assert metric.to("cpu").extractor is metric.extractor
     metric.persistent(True)
     assert metric.state_dict()["counts_0"].dtype == torch.int64
-    assert metric.higher_is_better is None and DNADistance.higher_is_better is False
+    assert metric.higher_is_better is None
     assert not metric.is_differentiable and not metric.full_state_update
 
 

@@ -371,11 +371,14 @@ def _load_reference(reference: Any) -> VDNA:
 
 
 class DNADistance(DNAMetric):
-    """The distance of the images given to :meth:`update` to a reference DNA (a torchmetrics ``Metric``).
+    """The distance of the images given to :meth:`update` to a reference DNA (a torchmetrics ``Metric``):
+    ``compare(reference, images)``.
 
     ``reference``: a :class:`~vdna.VDNA` or the path of a saved DNA, e.g. the training set's;
     ``metric``: a registered distance (:func:`vdna.distances.list_distances`: ``"emd"`` between
-    histogram DNAs, ``"nfd"`` between Gaussian DNAs, ``"fd"`` between layer-Gaussian DNAs),
+    histogram DNAs, ``"nfd"`` between Gaussian DNAs, ``"fd"`` between layer-Gaussian DNAs, the
+    metrics of per-image embeddings such as ``"kid"`` between ``image-mean`` DNAs, the reference
+    in the role of the real images),
     computed as its record's ``compare`` does, with ``neurons`` (``{layer: indices or None}``; whole
     layers for ``"fd"``) and ``neuron_weights`` (one per compared neuron, or layer for ``"fd"``).
     The extractor and distribution default to the reference's; the other settings are
@@ -384,8 +387,12 @@ class DNADistance(DNAMetric):
     ``compute()`` returns a float64 scalar tensor; ``reset()`` forgets the images and keeps the reference.
     """
 
-    higher_is_better = False
     plot_lower_bound = 0.0
+
+    @property
+    def higher_is_better(self) -> bool:  # type: ignore[override]
+        """False for distances; True where larger means closer (precision, recall, ...)."""
+        return not self._lower_is_closer
 
     def __init__(
         self,
@@ -413,6 +420,7 @@ class DNADistance(DNAMetric):
             check_comparable(self._dna(0), reference)
         except ValueError as error:
             raise ValueError(f"the reference DNA does not match this metric's DNAs: {error}") from None
+        self._lower_is_closer = distance.lower_is_closer
         self._distance = functools.partial(distance.compare, neurons=neurons, neuron_weights=neuron_weights)
         self._distance(reference, reference)  # a bad selection or bad weights fail here, not after an epoch
         self._reference = reference
@@ -424,7 +432,7 @@ class DNADistance(DNAMetric):
 
     def compute(self) -> torch.Tensor:
         """The distance (float64 scalar) of every image given to :meth:`update` since the last reset to the reference."""
-        return torch.as_tensor(self._distance(super().compute(), self._reference), dtype=torch.float64)
+        return torch.as_tensor(self._distance(self._reference, super().compute()), dtype=torch.float64)
 
 
 __all__ = ["DNADistance", "DNAMetric", "batch_pixels", "shared_extractor"]
