@@ -12,6 +12,8 @@ taken once.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -35,6 +37,23 @@ def subset_sizes(images: int, points: int = POINTS) -> np.ndarray:
     return np.linspace(min(5000, max(images // 10, 2)), images, points).astype(np.int64)
 
 
+def _subset_fd(mean: torch.Tensor, covariance: torch.Tensor, root: torch.Tensor, subset: torch.Tensor, block: int) -> torch.Tensor:
+    """FD between the reference Gaussian (``root``: its covariance's square root) and a subset's.
+
+    With fewer images than dimensions, ``tr sqrtm(S1 S2)`` is the sum of the singular values of
+    ``R A / sqrt(n - 1)`` (``R`` the subset's centred rows, ``A = sqrtm(S1)``): an ``n x d`` factorisation
+    instead of a ``d x d`` one, as :func:`~vdna.distances.fd_distance.resampled_fds` does.
+    """
+    if subset.shape[0] > subset.shape[1]:
+        return frechet_distance(mean, covariance, *mean_and_covariance(subset, block), root1=root)
+    rows = subset.to(torch.float64)
+    centred = rows - rows.mean(dim=0)
+    scale = subset.shape[0] - 1
+    cross = torch.linalg.svdvals(centred @ root).sum() / math.sqrt(scale)
+    value = (mean - rows.mean(dim=0)).square().sum() + covariance.trace() + centred.square().sum() / scale - 2 * cross
+    return value.clamp(min=0)
+
+
 def fd_infinity_of_embeddings(
     real: torch.Tensor, fake: torch.Tensor, points: int = POINTS, seed: int = SEED, block: int = BLOCK, return_fit: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, np.ndarray, np.ndarray]:
@@ -50,9 +69,9 @@ def fd_infinity_of_embeddings(
     rng = np.random.default_rng(seed)
     fds = []
     for size in sizes.tolist():
-        subset = mean_and_covariance(fake[torch.from_numpy(rng.choice(fake.shape[0], size, replace=False))], block)
+        subset = fake[torch.from_numpy(rng.choice(fake.shape[0], size, replace=False))]
         with one_torch_thread():  # factorisations: fastest on one thread, and the same rounding on any machine
-            fds.append(float(frechet_distance(mean, covariance, *subset, root1=root)))
+            fds.append(float(_subset_fd(mean, covariance, root, subset, block)))
     fds = np.array(fds)
     _, intercept = np.polyfit(1.0 / sizes, fds, deg=1)
     value = torch.tensor(float(intercept), dtype=torch.float64)
