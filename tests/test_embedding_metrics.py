@@ -284,7 +284,13 @@ def test_every_mistake_is_refused_with_its_reason(sets, dna_of, data_dir, last):
 
 # -- registry and statistics --------------------------------------------------------------------------------------
 def test_the_metrics_are_registered_by_name(sets):
+    import vdna
+    import vdna.distances
+
     assert set(NEW) <= set(list_distances())
+    for function in ("kid", "mmd_rbf", "prdc", "precision", "recall", "density", "coverage", "realism_scores", "vendi_score",
+                     "fd_infinity", "sliced_wasserstein"):
+        assert getattr(vdna, function) is getattr(vdna.distances, function) and function in vdna.__all__
     record = get_distance("mmd-rbf")
     assert record.name == "mmd-rbf" and record.unit == "layer" and record.image_type == "image-mean"
     a, b = (two_layers(dna, 20) for dna in sets)
