@@ -19,9 +19,7 @@ from vdna.distances import (
     coverage,
     density,
     fd_infinity,
-    get_distance,
     kid,
-    list_distances,
     mmd_rbf,
     prdc,
     precision,
@@ -31,6 +29,7 @@ from vdna.distances import (
     sliced_wasserstein,
     vendi_score,
 )
+from vdna.distances._registry import get_distance, list_distances
 from vdna.distances.fd_infinity_distance import subset_sizes
 from vdna.distances.kid_distance import kid_of_embeddings
 from vdna.distributions import VDNAImageMeans
