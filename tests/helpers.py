@@ -73,6 +73,31 @@ def random_spd(size: int, rng: np.random.Generator, rank: int | None = None) -> 
     return factor @ factor.T / factor.shape[1]
 
 
+def cmmd_reference(x: np.ndarray, y: np.ndarray, sigma: float = 10.0, scale: float = 1000.0) -> float:
+    """google-research cmmd's ``distance.mmd`` (Gaussian RBF kernel, biased estimator), written again in float64 numpy."""
+    gamma = 1 / (2 * sigma**2)
+    xx, yy = (x * x).sum(1), (y * y).sum(1)
+    k_xx = np.mean(np.exp(-gamma * (-2 * x @ x.T + xx[:, None] + xx[None, :])))
+    k_yy = np.mean(np.exp(-gamma * (-2 * y @ y.T + yy[:, None] + yy[None, :])))
+    k_xy = np.mean(np.exp(-gamma * (-2 * x @ y.T + xx[:, None] + yy[None, :])))
+    return scale * (k_xx + k_yy - 2 * k_xy)
+
+
+def fd_infinity_reference(x: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
+    """FD-infinity by hand, as dgm-eval's ``compute_FD_infinity``: ``x`` whole, 15 subsets of ``y`` drawn with
+    ``np.random.default_rng(seed)``, FD of each (``frechet_distance`` of ``np.mean``, ``np.cov``), ``np.polyfit`` on 1/size."""
+    from vdna.distances import frechet_distance
+
+    sizes = np.linspace(min(5000, max(len(y) // 10, 2)), len(y), 15).astype(np.int32)
+    rng = np.random.default_rng(seed)
+    mean, covariance = torch.from_numpy(x.mean(0)), torch.from_numpy(np.cov(x, rowvar=False))
+    fds = []
+    for size in sizes.tolist():
+        part = y[rng.choice(len(y), size, replace=False)]
+        fds.append(float(frechet_distance(mean, covariance, torch.from_numpy(part.mean(0)), torch.from_numpy(np.cov(part, rowvar=False)))))
+    return float(np.polyfit(1 / sizes, fds, 1)[1])
+
+
 TESTS = Path(__file__).resolve().parent
 
 

@@ -115,7 +115,7 @@ def test_layer_wise_fd_has_one_weight_per_layer_and_cannot_separate_attributes_s
 
 def test_errors_name_the_problem():
     pairs = _pairs(0)
-    with pytest.raises(ValueError, match="unknown distance 'cosine'; valid: emd, fd, nfd"):
+    with pytest.raises(ValueError, match="unknown distance 'cosine'; valid: .*emd, fd, .*nfd"):
         unit_distances(pairs, "cosine")
     with pytest.raises(ValueError, match="target attribute 'beard' is not among"):
         learn_attribute_removal(pairs, pairs, "beard")

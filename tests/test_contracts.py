@@ -170,16 +170,21 @@ def test_metric_states_merge_as_the_accumulators_do(distribution, skimage_photos
 DISTANCES = list_distances()
 
 
-def per_image(name: str, seed: int, sizes=(2, 3)):
+# Identical sets are at distance 0, except for these (the value they give instead, or None where it is an estimate
+# of 0 rather than 0: KID's unbiased estimator, FD-infinity's extrapolation); higher-is-closer shares give 1.
+IDENTICAL = {"kid": None, "fd-infinity": None, "precision": 1.0, "recall": 1.0, "density": 1.0, "coverage": 1.0}
+
+
+def per_image(name: str, seed: int, sizes=(3, 4)):
     distance = get_distance(name)
     return fed(distance.per_image_distribution(BINS), batches(seed, sizes)).result("test_contract_net")
 
 
 def test_every_built_in_distance_is_listed_and_registered():
     assert set(BUILTIN_DISTANCES) <= set(DISTANCES) and DISTANCES == sorted(DISTANCES)
-    assert all(module == f"vdna.distances.{name}_distance" for name, module in BUILTIN_DISTANCES.items())
+    assert all(module == f"vdna.distances.{name.replace('-', '_')}_distance" for name, module in BUILTIN_DISTANCES.items())
     assert [get_distance(name).name for name in DISTANCES] == DISTANCES
-    with pytest.raises(ValueError, match=r"unknown distance 'fid'; valid: emd, fd, nfd"):
+    with pytest.raises(ValueError, match=r"unknown distance 'fid'; valid: .*emd, fd, fd-infinity, .*mmd-rbf, nfd"):
         get_distance("fid")
 
 
@@ -191,7 +196,7 @@ def test_a_record_names_dnas_that_fit_together(name):
         assert parse_distribution(distance.per_image_distribution(BINS))[0].type == distance.image_type
         images = per_image(name, 4)
         assert distance.resamples(images) and distance.set_of(images).type in distance.set_types
-        assert distance.set_dna(images).num_images == 5
+        assert distance.set_dna(images).num_images == 7
     assert distance.unit in ("neuron", "layer") and distance.interval in ("squared", "basic", "percentile")
 
 
@@ -199,13 +204,14 @@ def test_a_record_names_dnas_that_fit_together(name):
 def test_identical_sets_are_at_distance_zero(name):
     distance = get_distance(name)
     whole = distance.set_dna(per_image(name, 5))
-    assert float(distance.compare(whole, whole)) == 0.0
+    if IDENTICAL.get(name, 0.0) is not None:
+        assert float(distance.compare(whole, whole)) == IDENTICAL.get(name, 0.0)
 
 
 @pytest.mark.parametrize("name", DISTANCES)
 def test_resampling_every_image_once_reproduces_the_distance_of_the_sets(name):
     distance = get_distance(name)
-    a, b = per_image(name, 6, (3, 2)), per_image(name, 7, (2, 2))
+    a, b = per_image(name, 6, (3, 4)), per_image(name, 7, (3, 3))  # more than 5 images: 5 nearest neighbours
     first = np.concatenate([np.ones((a.num_images, 1)), np.zeros((b.num_images, 1))]).astype(np.int64)
     resampled = resampled_distances(a, b, first, 1 - first, metric=name)
     units = distance.unit_values(distance.set_dna(a), distance.set_dna(b))

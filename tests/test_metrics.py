@@ -353,7 +353,7 @@ def test_references_that_do_not_match_are_refused(whole, tmp_path):
         DNADistance(other_ranges)
     with pytest.raises(ValueError, match=r"metric='emd' compares histogram DNAs; the reference DNA is gaussian"):
         DNADistance(whole["gaussian"])
-    with pytest.raises(ValueError, match=r"unknown distance 'fid'; valid: emd, fd, nfd"):
+    with pytest.raises(ValueError, match=r"unknown distance 'fid'; valid: .*emd, fd, .*nfd"):
         DNADistance(hist, metric="fid")
     with pytest.raises(ValueError, match=r"fd compares whole layers: neurons= may only name layers"):
         DNADistance(whole["layer-gaussian"], metric="fd", neurons={"head": [0]})

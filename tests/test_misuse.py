@@ -146,6 +146,11 @@ def _pair(name: str):
     rng = np.random.default_rng(0)
     if "histogram" in distance.set_types:
         return (hist_dna({"l0": rng.integers(1, 9, (3, 6)), "l1": rng.integers(1, 9, (2, 6))}) for _ in range(2))
+    if "image-mean" in distance.set_types:  # per-image embeddings: 9 images, as many as a Gaussian's samples
+        from vdna.distributions import VDNAImageMeans
+
+        return (VDNAImageMeans.create({}, "test_net", {"l0": 3, "l1": 2}, {"l0": torch.from_numpy(rng.normal(size=(9, 3))),
+                                      "l1": torch.from_numpy(rng.normal(size=(9, 2)))}, 9) for _ in range(2))
     if "gaussian" in distance.set_types:
         return (gauss_dna({"l0": rng.normal(size=3), "l1": rng.normal(size=2)}, {"l0": rng.random(3) + 0.5, "l1": rng.random(2) + 0.5})
                 for _ in range(2))

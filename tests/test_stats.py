@@ -249,7 +249,7 @@ def test_layer_shares_of_dataset_dnas_are_those_of_compare_sets(pair, urban_vs_b
 def test_errors(pair, urban, bsd):
     a, b = pair
     means = bsd["image-mean"]
-    with pytest.raises(ValueError, match="unknown distance 'l2'; valid: emd, fd, nfd"):
+    with pytest.raises(ValueError, match="unknown distance 'l2'; valid: .*emd, fd, .*nfd"):
         compare_sets(a, b, metric="l2")
     with pytest.raises(TypeError, match="metric 'nfd' needs per-image DNAs of type image-mean"):
         compare_sets(a, b, metric="nfd")
@@ -289,7 +289,7 @@ def test_errors(pair, urban, bsd):
         noise_floor_curve(urban["image-histogram-1000"], [5], means)
     with pytest.raises(TypeError, match="metric 'emd' compares histogram DNAs .* the second set is a VDNAGauss"):
         layer_shares(a, means.gaussian())
-    with pytest.raises(ValueError, match="unknown distance 'l1'; valid: emd, fd, nfd"):
+    with pytest.raises(ValueError, match="unknown distance 'l1'; valid: .*emd, fd, .*nfd"):
         layer_shares(a, b, "l1")
     with pytest.raises(ValueError, match="pass either neurons= or layers="):
         noise_floor_curve(urban["image-mean"], [5], 15, neurons={"head": None}, layers=["head"])

@@ -10,7 +10,8 @@
 The task-level API lives here: making DNAs (:class:`VDNAProcessor`, :func:`make_vdna_ray` on Ray,
 :class:`DNAMetric` in training loops), saving and loading them, comparing them (:func:`EMD`,
 :func:`NFD`, :func:`FD`, any registered distance by name, :func:`compare` for two image sets given
-as images or saved DNAs, :func:`compare_sets` with interval, noise floor and p-value), the HTML
+as images or saved DNAs, :func:`compare_sets` with interval, noise floor and p-value; the field's metrics on per-image embeddings,
+:func:`kid`, :func:`prdc`, ...), the HTML
 report (:func:`make_report`), and the registries and settings that say what each can be. The
 paper's applications are in :mod:`vdna.apps`, neuron rankings in :mod:`vdna.neurons`, statistics in
 :mod:`vdna.stats`, pictures in :mod:`vdna.plots`.
@@ -54,6 +55,17 @@ _WHERE = {
     "FD": "distances",
     "NFD": "distances",
     "NeuronSelection": "distances",
+    "coverage": "distances",
+    "density": "distances",
+    "fd_infinity": "distances",
+    "kid": "distances",
+    "mmd_rbf": "distances",
+    "prdc": "distances",
+    "precision": "distances",
+    "realism_scores": "distances",
+    "recall": "distances",
+    "sliced_wasserstein": "distances",
+    "vendi_score": "distances",
     "get_distance": "distances",
     "list_distances": "distances",
     "register_distance": "distances",
@@ -69,7 +81,26 @@ _WHERE = {
 
 if TYPE_CHECKING:
     from .comparison import compare, compare_metrics
-    from .distances import EMD, FD, NFD, NeuronSelection, get_distance, list_distances, register_distance
+    from .distances import (
+        EMD,
+        FD,
+        NFD,
+        NeuronSelection,
+        coverage,
+        density,
+        fd_infinity,
+        get_distance,
+        kid,
+        list_distances,
+        mmd_rbf,
+        prdc,
+        precision,
+        realism_scores,
+        recall,
+        register_distance,
+        sliced_wasserstein,
+        vendi_score,
+    )
     from .distributed import make_vdna_ray
     from .distributions import (
         VDNAActivationRanges,
@@ -121,8 +152,12 @@ __all__ = [
     "compare",
     "compare_metrics",
     "compare_sets",
+    "coverage",
     "create_extractor",
+    "density",
+    "fd_infinity",
     "get_distance",
+    "kid",
     "list_distances",
     "list_distributions",
     "list_extractors",
@@ -131,8 +166,15 @@ __all__ = [
     "make_report",
     "make_vdna_ray",
     "merge_vdnas",
+    "mmd_rbf",
+    "prdc",
+    "precision",
+    "realism_scores",
+    "recall",
     "register_distance",
     "register_distribution",
     "register_extractor",
     "save_vdna",
+    "sliced_wasserstein",
+    "vendi_score",
 ]

@@ -9,7 +9,8 @@ the applications, the report and the training-loop metric look distances up here
 else, so a new distance is one module (registering its record) and its tests.
 
 A built-in distance is a module of this package named ``<name>_distance.py`` that registers its
-record; this module imports neither torch nor numpy, and finds the built-in distances by their
+record, an underscore of the module's name standing for a hyphen of the distance's (``mmd_rbf_distance.py``
+registers ``mmd-rbf``); this module imports neither torch nor numpy, and finds the built-in distances by their
 modules' names, importing one only when it is looked up, so listing names costs nothing.
 """
 
@@ -24,11 +25,12 @@ from typing import Any
 
 _SUFFIX = "_distance"
 BUILTIN_DISTANCES: dict[str, str] = {
-    module.name[: -len(_SUFFIX)]: f"{__package__}.{module.name}"
+    module.name[: -len(_SUFFIX)].replace("_", "-"): f"{__package__}.{module.name}"
     for module in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda module: module.name)
     if module.name.endswith(_SUFFIX)
 }
-"""Built-in distances: name -> the module that registers it (``emd`` -> ``vdna.distances.emd_distance``)."""
+"""Built-in distances: name -> the module that registers it (``emd`` -> ``vdna.distances.emd_distance``,
+``mmd-rbf`` -> ``vdna.distances.mmd_rbf_distance``)."""
 
 
 @dataclass(frozen=True)

@@ -36,20 +36,31 @@ def _psd_sqrt(matrix: torch.Tensor) -> torch.Tensor:
     return (vectors * values.clamp(min=0).sqrt()) @ vectors.T
 
 
-def trace_sqrt_product(sigma1: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
+def psd_sqrt(matrix: torch.Tensor) -> torch.Tensor:
+    """The symmetric square root of a covariance matrix (eigenvalues below zero, round-off, taken as 0)."""
+    return _psd_sqrt(matrix)
+
+
+def trace_sqrt_product(sigma1: torch.Tensor, sigma2: torch.Tensor, root1: torch.Tensor | None = None) -> torch.Tensor:
     """``tr(sqrtm(sigma1 @ sigma2))`` for covariance matrices, from eigenvalues; real and non-negative.
 
     ``sigma1 @ sigma2`` is similar to the symmetric ``A sigma2 A`` with ``A = sqrtm(sigma1)``, whose
-    eigenvalues are real and non-negative; round-off below zero is clipped.
+    eigenvalues are real and non-negative; round-off below zero is clipped. ``root1``: ``A``
+    (:func:`psd_sqrt` of ``sigma1``), when ``sigma1`` is compared with many covariances.
     """
-    root = _psd_sqrt(sigma1)
+    root = _psd_sqrt(sigma1) if root1 is None else root1
     middle = root @ sigma2 @ root
     values = torch.linalg.eigvalsh((middle + middle.T) / 2)
     return values.clamp(min=0).sqrt().sum()
 
 
-def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
-    """Fréchet distance between multivariate Gaussians (FID's formula), float64, never negative."""
+def frechet_distance(
+    mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor, root1: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Fréchet distance between multivariate Gaussians (FID's formula), float64, never negative.
+
+    ``root1``: :func:`psd_sqrt` of ``sigma1``, when the first Gaussian is compared with many (the same value).
+    """
     mu1, sigma1, mu2, sigma2 = (t.to(torch.float64) for t in (mu1, sigma1, mu2, sigma2))
     mu1, mu2 = mu1.reshape(-1), mu2.reshape(-1)
     sigma1, sigma2 = sigma1.reshape(mu1.numel(), -1), sigma2.reshape(mu2.numel(), -1)
@@ -61,7 +72,7 @@ def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
     if torch.equal(mu1, mu2) and torch.equal(sigma1, sigma2):
         return torch.zeros((), dtype=torch.float64, device=mu1.device)
     diff = mu1 - mu2
-    value = diff @ diff + torch.trace(sigma1) + torch.trace(sigma2) - 2 * trace_sqrt_product(sigma1, sigma2)
+    value = diff @ diff + torch.trace(sigma1) + torch.trace(sigma2) - 2 * trace_sqrt_product(sigma1, sigma2, root1)
     return value.clamp(min=0)
 
 
@@ -174,4 +185,4 @@ DISTANCE = register_distance(Distance(
 ))
 
 
-__all__ = ["DISTANCE", "FD", "frechet_distance", "resampled_fds", "trace_sqrt_product"]
+__all__ = ["DISTANCE", "FD", "frechet_distance", "psd_sqrt", "resampled_fds", "trace_sqrt_product"]
