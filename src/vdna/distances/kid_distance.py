@@ -72,6 +72,8 @@ def kid_of_embeddings(
     draws = [(rng.choice(x.shape[0], size, replace=False), rng.choice(y.shape[0], size, replace=False)) for _ in range(subsets)]
     at_once = max(1, _BATCH_VALUES // (size * size)) if size <= block else 0
     values: list[float] = []
+    if max(x.shape[0], y.shape[0]) <= block:  # each set's kernel values once, every subset's sums read from them
+        return _kid_of(_subset_values(x, y, draws))
     with one_torch_thread():  # many small products: fastest on one thread, and the same rounding on any machine
         if at_once:
             for start in range(0, subsets, at_once):
@@ -81,7 +83,26 @@ def kid_of_embeddings(
             for first, second in draws:
                 values.append(float(mmd2(x[torch.from_numpy(first)], y[torch.from_numpy(second)],
                                           lambda p, _, __: polynomial_kernel(p, _, __, dimensions), "unbiased", block)))
+    return _kid_of(values)
+
+
+def _kid_of(values: list[float]) -> KID:
     return KID(float(np.mean(values)), float(np.std(values)), tuple(values))
+
+
+def _subset_values(x: torch.Tensor, y: torch.Tensor, draws: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
+    """Unbiased squared MMD of each drawn pair of subsets, from the kernel matrices of the whole sets (one block each)."""
+    x, y = x.to(torch.float64), y.to(torch.float64)
+    dimensions = x.shape[1]
+    within_x, within_y, across = (polynomial_kernel(p @ q.T, None, None, dimensions) for p, q in ((x, x), (y, y), (x, y)))
+    values = []
+    for first, second in draws:
+        first, second = torch.from_numpy(first), torch.from_numpy(second)
+        size = first.numel()
+        own = within_x[first][:, first], within_y[second][:, second]
+        pairs = sum(kernel.sum() - kernel.diagonal().sum() for kernel in own) / (size * (size - 1))
+        values.append(float(pairs - 2 * across[first][:, second].sum() / (size * size)))
+    return values
 
 
 def kid(
