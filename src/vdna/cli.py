@@ -730,10 +730,10 @@ def build_parser() -> argparse.ArgumentParser:
         "whose DNA is made on the fly.\n\n"
         "--stats also tells how sure the distance is, from per-image DNAs (image-histogram-B for emd, image-mean\n"
         "for nfd and fd: made from images in one pass, or saved ones), resampled without running the network\n"
-        "again: a 95% bootstrap interval, the noise floor (the mean distance between random splits of the\n"
-        "pooled images into sets of the same sizes, +- its spread), the excess over it and the permutation\n"
-        "p-value. --by-layer gives each layer's value and share of the total, early to late: with --stats\n"
-        "also its interval, noise floor and p-value; without, from the DNAs of the whole sets (any saved DNAs)."))
+        "again: the estimate (the distance with sampling noise removed, as the interval removes it), a 95%\n"
+        "bootstrap interval, the noise floor (the mean distance between random splits of the pooled images\n"
+        "into sets of the same sizes, +- its spread) and the permutation p-value. --by-layer gives each layer's value and share of the total, early to late: with --stats\n"
+        "also its estimate, interval, noise floor and p-value; without, from the DNAs of the whole sets (any saved DNAs)."))
     compare.add_argument("a")
     compare.add_argument("b")
     compare.add_argument("--metric", choices=_distances(), default="emd",
@@ -747,7 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--attribute", help="with --neuron-weights: the attribute whose weights to use, if the file holds several")
     compare.add_argument("--json", action="store_true", help="print the result as JSON")
     compare.add_argument("--stats", action="store_true",
-                         help="also the 95%% interval, noise floor, excess and p-value, from per-image DNAs")
+                         help="also the estimate, 95%% interval, noise floor and p-value, from per-image DNAs")
     compare.add_argument("--by-layer", action="store_true",
                          help="each layer's value and share of the total, early to late (with --stats, its noise floor too)")
     _add_settings(compare, StatsConfig, "statistics (with --stats)")
