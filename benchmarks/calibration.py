@@ -70,7 +70,8 @@ def floor_corrected(value: float, floor: float, interval: str) -> float:
     return value - floor
 
 
-def run_metric(metric: str, images: VDNA, args: argparse.Namespace) -> dict:
+def run_metric(metric: str, images: VDNA, args: argparse.Namespace, results: list[dict]) -> None:
+    """Append the metric's draws to ``results``, saved (``--output``) after each size as they grow."""
     distance = get_distance(metric)
     count = images.num_images
     half = count // 2
@@ -80,7 +81,15 @@ def run_metric(metric: str, images: VDNA, args: argparse.Namespace) -> dict:
            "population": population, "null": {}, "coverage": {}, "settings": {
                key: getattr(args, key) for key in ("draws", "coverage_draws", "permutations", "null_resamples", "resamples",
                                                    "coverage_permutations", "seed")}}
+    results.append(out)
     started = time.process_time()
+
+    def save(kind: str, size: int) -> None:
+        out["cpu_seconds"] = time.process_time() - started
+        print(f"{metric} {kind} {size}: {len(out[kind][size])} draws, {out['cpu_seconds']:.0f} s of CPU so far", flush=True)
+        if args.output is not None:
+            args.output.write_text(json.dumps(results, indent=1))
+
     for size in args.null_sizes:
         rows = []
         for draw in range(args.draws):
@@ -90,6 +99,7 @@ def run_metric(metric: str, images: VDNA, args: argparse.Namespace) -> dict:
             rows.append({"value": result.value, "estimate": result.estimate, "ci": list(result.ci),
                          "noise_floor": result.noise_floor, "p_value": result.p_value})
         out["null"][size] = rows
+        save("null", size)
     for size in args.coverage_sizes:
         rows = []
         for draw in range(args.coverage_draws or args.draws):
@@ -103,8 +113,7 @@ def run_metric(metric: str, images: VDNA, args: argparse.Namespace) -> dict:
                          "linear_excess": result.value - result.noise_floor,
                          "floor_corrected": floor_corrected(result.value, result.noise_floor, distance.interval)})
         out["coverage"][size] = rows
-    out["cpu_seconds"] = time.process_time() - started
-    return out
+        save("coverage", size)
 
 
 def table(results: list[dict]) -> str:
@@ -153,10 +162,7 @@ def main() -> None:
     dnas = per_image_dnas(args.folder, sorted(set(distributions.values())), args.cache, args.extractor)
     results = []
     for name in metrics:
-        results.append(run_metric(name, dnas[distributions[name]], args))
-        print(f"{name}: {results[-1]['cpu_seconds']:.0f} s of CPU", flush=True)
-        if args.output is not None:
-            args.output.write_text(json.dumps(results, indent=1))
+        run_metric(name, dnas[distributions[name]], args, results)
     print(f"{args.folder.name}: null draws with {args.permutations} permutations, coverage draws with {args.resamples} "
           f"resamples and {args.coverage_permutations} permutations")
     print(table(results))

@@ -208,7 +208,7 @@ def statistics(result: SetComparison) -> list[Statistic]:
     """The statistics of ``result`` beside its value, as the command line prints them and the report shows them."""
     return [
         Statistic("estimate", Cell((("estimate", f"{result.estimate:.6g}"),)),
-                  f"sampling noise removed as the interval removes it ({ESTIMATES[result.interval]})"),
+                  f"sampling noise removed as the interval removes it: {ESTIMATES[result.interval]}"),
         Statistic(f"{100 * result.confidence:g}% CI", Cell((("low", f"{result.ci[0]:.6g}"), ("high", f"{result.ci[1]:.6g}")), "to"),
                   f"bootstrap, {result.resamples} resamples of each set's images, sampling noise removed"),
         Statistic("noise floor", Cell((("floor", f"{result.noise_floor:.6g}"), ("spread", f"{result.noise_floor_spread:.3g}")), "+-"),
