@@ -685,16 +685,17 @@ def _add_application_commands(commands: Any) -> None:
 
     report = _command(commands, "report", command_report, "an HTML page comparing two image sets", (
         "Write one self-contained HTML page comparing A and B (image sources, or saved histogram or\n"
-        "per-image DNAs): how sure the difference is (interval, noise floor, p-value; from images or\n"
-        "per-image DNAs), distances, each layer's share of the EMD, the most different neurons by layer\n"
-        "with their histograms and the parts of each set's images where they fire most, and the images of\n"
+        "per-image DNAs): how sure the difference is (value, estimate, interval, noise floor, p-value; from\n"
+        "images or per-image DNAs), distances, each layer's share of the EMD, the neurons furthest above\n"
+        "their own noise floor by layer with their two cumulative distributions (the area between them, their\n"
+        "EMD, shaded) and the parts of each set's images where they fire most, and the images of\n"
         "each set closest to and furthest from the other. Each set of images goes through the network once."))
     report.add_argument("a")
     report.add_argument("b")
     report.add_argument("-o", "--output", type=_output_file, required=True, help="HTML file to write")
     report.add_argument("--top-neurons", type=_integer(1), default=8, help="neurons to show (default 8)")
     report.add_argument("--no-stats", dest="stats", action="store_false",
-                        help="leave out the statistics (interval, noise floor, p-value), e.g. for sets of one image")
+                        help="leave out the statistics (estimate, interval, noise floor, p-value), e.g. for sets of one image")
     report.add_argument("--images-shown", type=_integer(1), default=6,
                         help="images per row, and crops per set for each neuron (default 6)")
     _add_settings(report, StatsConfig, "statistics")
