@@ -88,15 +88,15 @@ def halves(images, halvings: int, settings: dict) -> None:
 
 def pairs(first, second, settings: dict) -> None:
     print("\n2. Urban100 vs BSD100, random subsets of n images a side, EMD")
-    print("   n      value  95% CI                noise floor +- spread   excess         p")
+    print("   n      value  estimate  95% CI                noise floor +- spread         p")
     for size in (20, 50, 100):
         rng = np.random.default_rng(size)
         a = first.select_images(rng.choice(len(first), size, replace=False))
         b = second.select_images(rng.choice(len(second), size, replace=False))
         result = compare_sets(a, b, **settings)
         interval = f"{result.ci[0]:.3f} to {result.ci[1]:.3f}"
-        print(f"{size:4d}  {result.value:9.4f}  {interval:20s}  {result.noise_floor:11.4f} +- {result.noise_floor_spread:6.4f}  "
-              f"{result.excess:7.3f}  {result.p_value:8.4f}")
+        print(f"{size:4d}  {result.value:9.4f}  {result.estimate:8.3f}  {interval:20s}  {result.noise_floor:11.4f} +- "
+              f"{result.noise_floor_spread:6.4f}  {result.p_value:8.4f}")
 
 
 def coverage(dnas: dict, metric: str, sizes: list[int], draws: int, resamples: int) -> None:

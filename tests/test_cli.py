@@ -125,7 +125,8 @@ def test_compare_stats_of_folders_is_compare_sets_of_their_per_image_dnas(two_se
     assert shown["value"] == expected.value and shown["a"]["distribution"] == "image-histogram-1000"
     stats = shown["stats"]
     assert stats["ci"] == list(expected.ci) and stats["noise_floor"] == expected.noise_floor
-    assert stats["excess"] == expected.excess and stats["p_value"] == expected.p_value
+    assert stats["estimate"] == expected.estimate and stats["p_value"] == expected.p_value and "excess" not in stats
+    assert list(stats)[:5] == ["estimate", "ci", "noise_floor", "noise_floor_spread", "p_value"]
     assert (stats["resamples"], stats["permutations"], stats["seed"], stats["size_a"]) == (20, 30, 4, 3)
     assert list(shown["layers"]) == list(images[0].neurons_list)  # early to late
     assert shown["layers"]["head"] == expected.layers["head"].to_dict()
@@ -182,9 +183,9 @@ def test_compare_stats_of_saved_per_image_dnas_prints_the_statistics_and_the_lay
     expected = compare_sets(a, b, resamples=20, permutations=30, seed=4, neurons={"blocks.6.0": None})
     assert lines[0] == (f"emd: {expected.value:.6f}  (efficientnet_lite0, image-histogram-1000, layer blocks.6.0; "
                         "A: 3 images, B: 3 images)")
-    assert lines[1].split()[:5] == ["95%", "CI", f"{expected.ci[0]:.6g}", "to", f"{expected.ci[1]:.6g}"]
-    assert lines[2].split()[:4] == ["noise", "floor", f"{expected.noise_floor:.6g}", "+-"]
-    assert lines[3].split()[:2] == ["excess", f"{expected.excess:.6g}"]
+    assert lines[1].split()[:2] == ["estimate", f"{expected.estimate:.6g}"] and "sampling noise removed" in lines[1]
+    assert lines[2].split()[:5] == ["95%", "CI", f"{expected.ci[0]:.6g}", "to", f"{expected.ci[1]:.6g}"]
+    assert lines[3].split()[:4] == ["noise", "floor", f"{expected.noise_floor:.6g}", "+-"]
     assert lines[4].split()[:2] == ["p-value", f"{expected.p_value:.4g}"]
     assert lines[5].strip() == expected.reading()
     assert lines[6:] == layer_table(expected.layers).splitlines() and lines[7].split()[:4] == ["blocks.6.0", "320",

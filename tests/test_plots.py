@@ -42,6 +42,29 @@ def test_histogram_overlays_show_each_neurons_normalised_histograms_and_emd(dnas
     assert _png_size(tmp_path / "h.png")[0] > 300
 
 
+def test_the_area_between_each_neurons_plotted_cumulative_distributions_is_its_emd(dnas, tmp_path):
+    urban, bsd = dnas
+    neurons = [("stem", 3), ("head", 100), ("blocks.3.0", 7)]
+    figure = plots.plot_neuron_cdfs(urban, bsd, neurons, tmp_path / "c.png", labels=("urban", "bsd"))
+    for axis, (layer, index) in zip(figure.axes[:3], neurons):
+        emd = float(EMD(urban, bsd, use_neurons_from_layer=layer, use_neuron_index=index))
+        assert axis.get_title() == f"{layer} #{index}  EMD {emd:.3g} (shaded)"
+        first, second = axis.get_lines()
+        assert [first.get_label(), second.get_label()] == ["urban", "bsd"] and first.get_drawstyle() == "steps-post"
+        x, y1, y2 = first.get_xdata(), first.get_ydata(), second.get_ydata()
+        assert np.array_equal(x, second.get_xdata()) and y1[-1] == pytest.approx(1.0) and y2[-1] == pytest.approx(1.0)
+        area = float(np.sum(np.abs(y1[:-1] - y2[:-1]) * np.diff(x)))  # each step holds from one edge to the next
+        assert area == pytest.approx(emd, rel=1e-9)
+        (shaded,) = axis.collections  # the fill between the two curves
+        assert shaded.get_paths() and axis.get_xlim() == (0.0, urban.hist_nb_bins)
+        assert [label.get_text() for label in axis.get_xticklabels()] == ["-1", "-0.5", "0", "0.5", "1"]
+    assert _png_size(tmp_path / "c.png")[0] > 300
+    titled = plots.plot_neuron_cdfs(urban, bsd, neurons[:1], titles=["stem #3, 4.2 x its floor"])
+    assert titled.axes[0].get_title() == "stem #3, 4.2 x its floor"
+    with pytest.raises(ValueError, match="no neurons to plot"):
+        plots.plot_neuron_cdfs(urban, bsd, [])
+
+
 def test_layer_profile_has_one_point_per_neuron_and_a_mean_per_layer(dnas, tmp_path):
     urban, bsd = dnas
     per_layer = EMD(urban, bsd, return_neuron_wise=True)

@@ -81,34 +81,39 @@ def test_every_figure_and_thumbnail_is_rendered(page):
 @pytest.fixture(scope="module")
 def statistics(sets, dna_of):
     """What the report's statistics should be: compare_sets of both sets' per-image DNAs, as the report runs it."""
-    return compare_sets(*(dna_of(s, distribution_name="image-histogram-1000") for s in sets), resamples=200, permutations=200)
+    return compare_sets(*(dna_of(s, distribution_name="image-histogram-1000") for s in sets), resamples=200, permutations=200,
+                        units=True)
 
 
 def test_the_page_opens_with_the_statistics_of_compare_sets(page, statistics):
     assert page.locator("h2").first.inner_text() == "How sure is the difference?"
     assert page.locator("p.reading").inner_text() == statistics.reading()
-    rows = dict(row.split("\t") for row in page.locator("table.statistics").inner_text().strip().splitlines())
-    assert float(rows["dna-emd"]) == pytest.approx(statistics.value, rel=1e-5)
+    header, values = (row.split("\t") for row in page.locator("table.statistics").inner_text().strip().splitlines())
+    assert header == ["metric", "value", "estimate", "95% CI", "noise floor", "p-value"]  # one row, read at a glance
+    rows = dict(zip(header, values))
+    assert rows["metric"] == "dna-emd" and float(rows["value"]) == pytest.approx(statistics.value, rel=1e-5)
+    assert float(rows["estimate"]) == pytest.approx(statistics.estimate, rel=1e-5)
+    assert statistics.ci[0] <= statistics.estimate <= statistics.ci[1]
     table = page.locator("table.statistics")
     shown = [float(table.locator(f".{name}").inner_text()) for name in ("low", "high", "floor", "spread")]
     expected = [*statistics.ci, statistics.noise_floor, statistics.noise_floor_spread]
     assert shown == pytest.approx(expected, rel=1e-3) and statistics.ci[0] < statistics.ci[1]
-    assert float(rows["excess"]) == pytest.approx(statistics.excess, rel=1e-5)
     assert float(rows["p-value"]) == pytest.approx(statistics.p_value, rel=1e-3)
-    assert "6 vs 6 images" in page.locator("table.statistics + p.note").inner_text()
+    assert "excess" not in page.locator("body").inner_text()
+    assert "6 vs 6 images" in page.locator("p.reading + p.note").inner_text()
 
 
 def test_where_the_difference_lives_gives_each_layers_share_and_noise_floor(page, statistics):
     table = page.locator("table.layers").inner_text().strip().splitlines()
-    assert table[0].split("\t") == ["layer", "neurons", "mean EMD", "max EMD", "share of the total", "95% CI", "noise floor",
-                                    "excess", "p-value"]
+    assert table[0].split("\t") == ["layer", "neurons", "mean EMD", "max EMD", "share of the total", "estimate", "95% CI",
+                                    "noise floor", "p-value"]
     assert [row.split("\t")[0] for row in table[1:]] == list(statistics.layers)  # early to late
     for row in table[1:]:
-        layer, _, _, _, share, interval, floor, excess, p_value = row.split("\t")
+        layer, _, _, _, share, estimate, interval, floor, p_value = row.split("\t")
         part = statistics.layers[layer]
         assert share == f"{100 * part.share:.1f}%" and interval == f"{part.ci[0]:.4g} to {part.ci[1]:.4g}"
         assert floor == f"{part.noise_floor:.4g} ± {part.noise_floor_spread:.3g}"
-        assert excess == f"{part.excess:.4g}" and p_value == f"{part.p_value:.3g}"
+        assert estimate == f"{part.estimate:.4g}" and p_value == f"{part.p_value:.3g}"
     alt = "each layer's EMD beside its noise floor, and its share of the total"
     assert page.locator(f'img.figure[alt="{alt}"]').count() == 1
 
@@ -137,19 +142,25 @@ def test_most_different_neurons_and_layer_table(page, sets, dna_of):
     assert rank_neurons(urban, bsd)[0].distance == pytest.approx(max(float(v.max()) for v in per_layer.values()))
 
 
-def test_neuron_section_lists_the_top_neurons_by_layer_with_the_crops_of_both_sets(page, sets, dna_of):
+def test_neuron_section_lists_the_top_neurons_by_layer_with_the_crops_of_both_sets(page, sets, dna_of, statistics):
     urban = dna_of(sets[0])
     bsd = dna_of(sets[1])
     per_neuron = EMD(urban, bsd, return_neuron_wise=True)
-    top = rank_neurons(urban, bsd)[:4]
+    top = statistics.ranked_units()[:4]  # furthest above their own noise floor
+    assert rank_neurons(urban, bsd)[0].index not in [n.index for n in top if n.layer == rank_neurons(urban, bsd)[0].layer]
     layers = list(urban.layers)
     expected = sorted(top, key=lambda neuron: layers.index(neuron.layer))  # by layer; most different first within one
     sections = page.locator("section.neuron")
     shown = [(s.get_attribute("data-layer"), int(s.get_attribute("data-index"))) for s in sections.all()]
     assert shown == [(n.layer, n.index) for n in expected]
     assert page.locator("h3.layer").all_inner_texts() == list(dict.fromkeys(n.layer for n in expected))
-    for section, (layer, index) in zip(sections.all(), shown):
+    for section, neuron in zip(sections.all(), expected):
+        layer, index = neuron.layer, neuron.index
         assert float(section.locator(".emd").inner_text()) == pytest.approx(float(per_neuron[layer][index]), rel=1e-5)
+        assert float(section.locator(".estimate").inner_text()) == pytest.approx(neuron.estimate, rel=1e-5)
+        assert float(section.locator(".floor").inner_text()) == pytest.approx(neuron.noise_floor, rel=1e-5)
+        assert float(section.locator(".above").inner_text()) == pytest.approx(neuron.above_noise, rel=1e-2)
+        assert section.locator("img.figure").get_attribute("alt") == f"cumulative distributions of {layer} #{index}"
         sets_shown = section.locator(".set")
         assert sets_shown.locator("h5").all_inner_texts() == ["urban: highest activations", "bsd: highest activations"]
         for number in range(2):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,9 +12,11 @@ import torch
 from conftest import image_files
 
 from vdna import EMD, FD, NFD
+from vdna.distances import get_distance, list_distances, register_distance, unregister_distance
 from vdna.distributions import VDNAImageHist
 from vdna.stats import (
     LayerShare,
+    bootstrap_estimate,
     bootstrap_interval,
     compare_sets,
     layer_shares,
@@ -21,7 +24,9 @@ from vdna.stats import (
     noise_floor_curve,
     noise_floor_limits,
     resampled_distances,
+    unit_estimates,
 )
+from vdna.stats._comparison import _bootstrap_weights
 
 DISTRIBUTIONS = ["image-histogram-1000", "image-mean"]
 
@@ -102,7 +107,8 @@ def test_urban_and_bsd_differ_with_20_images_a_side(pair, urban_vs_bsd):
     assert result.value == float(EMD(a.subset(), b.subset()))
     assert result.p_value < 0.01 and result.p_value == 1 / 101  # no split is as far apart
     assert result.noise_floor + 5 * result.noise_floor_spread < result.value
-    assert 0 < result.ci[0] < result.ci[1] and result.excess == result.value - result.noise_floor
+    assert 0 < result.ci[0] <= result.estimate <= result.ci[1] and result.estimate == bootstrap_estimate(result.value, result.bootstrap)
+    assert result.estimate < result.value  # noise inflates the value at 20 images a side
     assert (result.size_a, result.size_b, result.resamples, result.permutations) == (20, 20, 100, 100)
     assert len(result.bootstrap) == 100 and len(result.null) == 100
     assert result.interval == "squared" and result.ci == bootstrap_interval(result.value, result.bootstrap)
@@ -139,7 +145,7 @@ def test_identical_sets_are_at_zero_and_never_significant(pair):
     a, _ = pair
     result = compare_sets(a, a, resamples=10, permutations=20)
     assert result.value == 0.0 and result.p_value == 1.0 and result.ci[0] == 0.0
-    assert result.excess == -result.noise_floor < 0
+    assert result.estimate == 0.0 < result.noise_floor
 
 
 def test_seeded_and_independent_of_the_thread_count(pair, urban, bsd, request):
@@ -170,23 +176,29 @@ def test_gaussian_metrics(urban, bsd):
 def test_results_print_and_serialise(urban_vs_bsd, pair):
     result = urban_vs_bsd
     out = json.loads(json.dumps(result.to_dict()))
-    assert out["value"] == result.value and out["ci"] == list(result.ci) and out["excess"] == result.excess
+    assert out["value"] == result.value and out["ci"] == list(result.ci) and out["estimate"] == result.estimate
+    assert list(out)[:7] == ["metric", "value", "estimate", "ci", "noise_floor", "noise_floor_spread", "p_value"]
+    assert "excess" not in out and "excess" not in out["layers"]["head"] and "units" not in out
+    assert list(out["layers"]["head"])[:5] == ["neurons", "value", "estimate", "share", "ci"]
+    assert out["layers"]["head"]["estimate"] == result.layers["head"].estimate
     assert out["layers"]["head"]["share"] == result.layers["head"].share and "bootstrap" not in out
     assert len(result.to_dict(samples=True)["null"]) == 100
     line = result.summary()
-    assert line.startswith(f"emd {result.value:.4g} (95% CI") and "p = 0.0099 (100 permutations" in line
+    assert line.startswith(f"emd {result.value:.4g}, estimate {result.estimate:.4g} (95% CI {result.ci[0]:.4g} to ")
+    assert "p = 0.0099 (100 permutations" in line and "excess" not in line
     assert "20 vs 20 images" in line
     lines = str(result).splitlines()
     assert lines[0] == line and lines[1].split()[:4] == ["layer", "neurons", "value", "share"]
     head = result.layers["head"]
     assert lines[-1].split()[:4] == ["head", "1280", f"{head.value:.4g}", f"{100 * head.share:.1f}%"]
-    assert lines[-1].split()[4:7] == [f"{head.ci[0]:.4g}", "to", f"{head.ci[1]:.4g}"]
-    assert lines[-1].split()[7:] == [f"{head.noise_floor:.4g}", "+-", f"{head.noise_floor_spread:.3g}", f"{head.excess:.4g}",
-                                     f"{head.p_value:.3g}"]
+    assert lines[1].split()[4:] == ["estimate", "95%", "CI", "noise", "floor", "p"]
+    assert lines[-1].split()[4:8] == [f"{head.estimate:.4g}", f"{head.ci[0]:.4g}", "to", f"{head.ci[1]:.4g}"]
+    assert lines[-1].split()[8:] == [f"{head.noise_floor:.4g}", "+-", f"{head.noise_floor_spread:.3g}", f"{head.p_value:.3g}"]
     assert len(lines) == 2 + 18
-    ratio = result.value / result.noise_floor
-    assert result.reading() == (f"The distance is {ratio:.3g} times the noise floor; p = 0.0099 (no random split of the pooled "
-                                "images was as far apart): the sets differ beyond sampling noise.")
+    assert result.reading() == (
+        f"Sampling noise removed, the distance between the sources is {result.estimate:.4g} (95% CI {result.ci[0]:.4g} to "
+        f"{result.ci[1]:.4g}); measured {result.value:.4g} against a noise floor of {result.noise_floor:.4g}; p = 0.0099 "
+        "(no random split of the pooled images was as far apart): the sets differ beyond sampling noise.")
     shares_only = layer_table(layer_shares(*(side.subset() for side in pair))).splitlines()
     assert shares_only[0].split() == ["layer", "neurons", "value", "share"] and shares_only[-1].split() == lines[-1].split()[:4]
 
@@ -206,6 +218,115 @@ def test_interval_methods_by_hand():
     assert bootstrap_interval(1.0, replicates, 0.5, "basic") == (0.0, 0.0)  # clamped at 0
     low, high = bootstrap_interval(3.0, replicates, 0.5)  # quantiles of the squares: 4 and 16
     assert (low, high) == (pytest.approx(math.sqrt(2)), pytest.approx(math.sqrt(14)))
+
+
+def test_the_estimate_is_the_intervals_construction_at_the_median_by_hand():
+    replicates = [1.0, 2.0, 3.0, 4.0, 5.0]  # median 3, median of the squares 9
+    assert bootstrap_estimate(3.0, replicates) == pytest.approx(3.0)  # sqrt(2 * 9 - 9)
+    assert bootstrap_estimate(2.5, replicates) == pytest.approx(math.sqrt(2 * 6.25 - 9))
+    assert bootstrap_estimate(2.0, replicates) == 0.0  # 2 * 4 - 9 < 0: clamped
+    assert bootstrap_estimate(2.5, replicates, "basic") == 2.0 and bootstrap_estimate(1.0, replicates, "basic") == 0.0
+    assert bootstrap_estimate(2.5, replicates, "percentile") == 3.0
+    assert unit_estimates(np.array([3.0, 2.5]), np.array([replicates, replicates])) == pytest.approx([3.0, math.sqrt(3.5)])
+    rng = np.random.default_rng(0)
+    for method in ("squared", "basic", "percentile"):
+        for _ in range(200):
+            draws = rng.gamma(2.0, 1.0 + 3 * rng.random(), size=int(rng.integers(1, 60)))
+            value = float(rng.gamma(2.0, 2.0))
+            low, high = bootstrap_interval(value, draws, rng.uniform(0.05, 0.99), method)
+            assert low <= bootstrap_estimate(value, draws, method) <= high
+    with pytest.raises(ValueError, match="method must be one of"):
+        bootstrap_estimate(1.0, [1.0], method="bca")
+    with pytest.raises(ValueError, match=r"replicates must be a \(units, resamples\) array"):
+        unit_estimates(np.array([1.0]), np.array([1.0]))
+
+
+RESAMPLED = [name for name in list_distances() if get_distance(name).image_type is not None]
+
+
+@pytest.mark.parametrize("metric", RESAMPLED)
+def test_every_metrics_estimate_removes_its_own_noise_and_lies_in_its_interval(metric, urban, bsd):
+    distance = get_distance(metric)
+    kind = distance.per_image_distribution()
+    a, b = urban[kind].select_images(range(20)), bsd[kind]
+    neurons = {"blocks.2.0": None, "blocks.4.0": None} if distance.unit == "layer" else None
+    result = compare_sets(a, b, metric, resamples=30, permutations=20, neurons=neurons)
+    assert result.interval == distance.interval
+    assert result.estimate == bootstrap_estimate(result.value, result.bootstrap, distance.interval)
+    assert result.ci[0] <= result.estimate <= result.ci[1]
+    for part in result.layers.values():
+        assert part.ci[0] <= part.estimate <= part.ci[1]
+    assert result.to_dict()["estimate"] == result.estimate
+
+
+def test_each_units_value_estimate_and_noise_floor_come_from_the_same_resamples(pair, urban_vs_bsd):
+    a, b = pair
+    chosen = {"stem": [0, 3, 7], "head": None}
+    result = compare_sets(a, b, resamples=40, permutations=30, seed=3, neurons=chosen, units=True)
+    assert compare_sets(a, b, resamples=40, permutations=30, seed=3, neurons=chosen) == result  # same numbers without units
+    assert urban_vs_bsd.units is None and list(result.units) == ["stem", "head"]
+    first, second = _bootstrap_weights(np.random.default_rng(3), 20, 20, 40)
+    replicates = resampled_distances(a, b, first, second, neurons=chosen)
+    full = EMD(a.subset(), b.subset(), return_neuron_wise=True)
+    for layer, units in result.units.items():
+        indices = np.arange(1280) if chosen[layer] is None else np.array(chosen[layer])
+        assert np.array_equal(units.indices, indices)
+        assert np.array_equal(units.value, full[layer][indices].numpy())
+        assert np.array_equal(units.estimate, unit_estimates(units.value, replicates[layer]))
+        assert units.noise_floor.mean() == pytest.approx(result.layers[layer].noise_floor, rel=1e-12)
+        live = units.noise_floor > 0
+        assert np.array_equal(units.above_noise()[live], units.estimate[live] / units.noise_floor[live])
+
+
+def test_neurons_rank_by_their_estimate_over_their_own_noise_floor(pair):
+    result = compare_sets(*pair, resamples=100, permutations=100, units=True)
+    ranked = result.ranked_units()
+    assert len(ranked) == sum(pair[0].neurons_list.values())
+    ratios = [unit.above_noise for unit in ranked]
+    assert ratios == sorted(ratios, reverse=True)
+    loudest = max(ranked, key=lambda unit: unit.value)  # the largest raw EMD: a stem neuron, the noisiest of all
+    assert (loudest.layer, loudest.index) == ("stem", 20)
+    assert loudest.noise_floor == max(unit.noise_floor for unit in ranked)
+    assert ranked.index(loudest) > 100  # far above its floor, but 100 neurons are further above theirs
+    assert ranked[0].above_noise > loudest.above_noise and ranked[0].value < loudest.value / 2
+    with pytest.raises(ValueError, match=r"compare_sets\(..., units=True\) gives them"):
+        compare_sets(*pair, resamples=5, permutations=5).ranked_units()
+
+
+def test_excess_is_a_deprecated_alias_of_the_estimate(urban_vs_bsd):
+    with pytest.warns(DeprecationWarning, match="excess is deprecated: use estimate"):
+        assert urban_vs_bsd.excess == urban_vs_bsd.estimate
+    with pytest.warns(DeprecationWarning, match="excess is deprecated"):
+        assert urban_vs_bsd.layers["head"].excess == urban_vs_bsd.layers["head"].estimate
+
+
+def test_a_metric_where_larger_is_closer_counts_smaller_splits_as_further_apart(urban, bsd):
+    nfd = get_distance("nfd")
+
+    def closeness(values):
+        return 1.0 / (1.0 + values)
+
+    def unit_values(first, second, neurons=None):
+        return {layer: closeness(values) for layer, values in nfd.unit_values(first, second, neurons=neurons).items()}
+
+    def compare(first, second, neurons=None, neuron_weights=None):
+        return torch.cat(list(unit_values(first, second, neurons).values())).mean()
+
+    def resample(*args):
+        return tuple(closeness(values) for values in nfd.resample(*args))
+
+    register_distance(replace(nfd, name="nfd-closeness", compare=compare, unit_values=unit_values, resample=resample,
+                              lower_is_closer=False))
+    try:
+        a, b = urban["image-mean"].select_images(range(20)), bsd["image-mean"]
+        apart = compare_sets(a, b, "nfd-closeness", resamples=30, permutations=40)
+        assert apart.value < apart.noise_floor and apart.p_value == 1 / 41  # no split is as far apart: none is less close
+        assert apart.ci[0] <= apart.estimate <= apart.ci[1]
+        same = compare_sets(a.select_images(range(10)), a.select_images(range(10, 20)), "nfd-closeness", resamples=30,
+                            permutations=40)
+        assert same.p_value > 0.05 and same.ci[0] <= same.estimate <= same.ci[1]
+    finally:
+        unregister_distance("nfd-closeness")
 
 
 def test_noise_floor_curve_is_the_distance_between_disjoint_draws(urban, pair):
@@ -235,7 +356,7 @@ def test_layer_shares_of_dataset_dnas_are_those_of_compare_sets(pair, urban_vs_b
     a, b = pair
     shares = layer_shares(a.subset(), b.subset())
     assert shares == {layer: LayerShare(part.neurons, part.value, part.share) for layer, part in urban_vs_bsd.layers.items()}
-    assert shares["head"].excess is None and shares["head"].to_dict()["ci"] is None
+    assert shares["head"].estimate is None and shares["head"].to_dict()["ci"] is None
     head = EMD(a.subset(), b.subset(), return_neuron_wise=True)["head"][[3, 4]]
     assert layer_shares(a, b, neurons={"head": [3, 4]}) == {"head": LayerShare(2, float(head.numpy().mean()), 1.0)}
     means = urban["image-mean"].select_images(range(20)), bsd["image-mean"]

@@ -695,16 +695,17 @@ def _add_application_commands(commands: Any) -> None:
 
     report = _command(commands, "report", command_report, "an HTML page comparing two image sets", (
         "Write one self-contained HTML page comparing A and B (image sources, or saved histogram or\n"
-        "per-image DNAs): how sure the difference is (interval, noise floor, p-value; from images or\n"
-        "per-image DNAs), distances, each layer's share of the EMD, the most different neurons by layer\n"
-        "with their histograms and the parts of each set's images where they fire most, and the images of\n"
+        "per-image DNAs): how sure the difference is (value, estimate, interval, noise floor, p-value; from\n"
+        "images or per-image DNAs), distances, each layer's share of the EMD, the neurons furthest above\n"
+        "their own noise floor by layer with their two cumulative distributions (the area between them, their\n"
+        "EMD, shaded) and the parts of each set's images where they fire most, and the images of\n"
         "each set closest to and furthest from the other. Each set of images goes through the network once."))
     report.add_argument("a")
     report.add_argument("b")
     report.add_argument("-o", "--output", type=_output_file, required=True, help="HTML file to write")
     report.add_argument("--top-neurons", type=_integer(1), default=8, help="neurons to show (default 8)")
     report.add_argument("--no-stats", dest="stats", action="store_false",
-                        help="leave out the statistics (interval, noise floor, p-value), e.g. for sets of one image")
+                        help="leave out the statistics (estimate, interval, noise floor, p-value), e.g. for sets of one image")
     report.add_argument("--images-shown", type=_integer(1), default=6,
                         help="images per row, and crops per set for each neuron (default 6)")
     _add_settings(report, StatsConfig, "statistics")
@@ -748,10 +749,10 @@ def build_parser() -> argparse.ArgumentParser:
         "whose DNA is made on the fly.\n\n"
         "--stats also tells how sure the distance is, from per-image DNAs (image-histogram-B for emd, image-mean\n"
         "for nfd and fd: made from images in one pass, or saved ones), resampled without running the network\n"
-        "again: a 95% bootstrap interval, the noise floor (the mean distance between random splits of the\n"
-        "pooled images into sets of the same sizes, +- its spread), the excess over it and the permutation\n"
-        "p-value. --by-layer gives each layer's value and share of the total, early to late: with --stats\n"
-        "also its interval, noise floor and p-value; without, from the DNAs of the whole sets (any saved DNAs)."))
+        "again: the estimate (the distance with sampling noise removed, as the interval removes it), a 95%\n"
+        "bootstrap interval, the noise floor (the mean distance between random splits of the pooled images\n"
+        "into sets of the same sizes, +- its spread) and the permutation p-value. --by-layer gives each layer's value and share of the total, early to late: with --stats\n"
+        "also its estimate, interval, noise floor and p-value; without, from the DNAs of the whole sets (any saved DNAs)."))
     compare.add_argument("a")
     compare.add_argument("b")
     compare.add_argument("--metric", choices=_distances(), default=None,
@@ -767,7 +768,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--attribute", help="with --neuron-weights: the attribute whose weights to use, if the file holds several")
     compare.add_argument("--json", action="store_true", help="print the result as JSON")
     compare.add_argument("--stats", action="store_true",
-                         help="also the 95%% interval, noise floor, excess and p-value, from per-image DNAs")
+                         help="also the estimate, 95%% interval, noise floor and p-value, from per-image DNAs")
     compare.add_argument("--by-layer", action="store_true",
                          help="each layer's value and share of the total, early to late (with --stats, its noise floor too)")
     _add_settings(compare, StatsConfig, "statistics (with --stats)")

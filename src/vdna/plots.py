@@ -1,4 +1,5 @@
-"""Figures of the paper for one's own DNAs: ranked image grids, histogram overlays, per-layer profiles,
+"""Figures of the paper for one's own DNAs: ranked image grids, histogram overlays, each neuron's two
+cumulative distributions with its EMD shaded between them, per-layer profiles,
 distance matrices, sample-size curves (with their noise floors), precision-recall curves, and the
 layers' shares of a distance beside their noise floors.
 
@@ -94,6 +95,25 @@ def plot_ranked_images(
     return _finish(figure, path)
 
 
+def _neuron_grid(neurons: Sequence[tuple[str, int]], per_row: int) -> tuple[Figure, np.ndarray]:
+    """A figure with one panel per neuron, ``per_row`` a row."""
+    if not neurons:
+        raise ValueError("no neurons to plot")
+    plt = _pyplot()
+    rows = math.ceil(len(neurons) / per_row)
+    columns = min(per_row, len(neurons))
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.4 * rows), squeeze=False)
+    return figure, axes
+
+
+def _finish_grid(figure: Figure, axes: np.ndarray, used: int, path: str | os.PathLike | None, legend: str = "best") -> Figure:
+    """The unused panels hidden, the legend in the first one, and the figure finished."""
+    for axis in list(axes.flat)[used:]:
+        axis.axis("off")
+    axes.flat[0].legend(fontsize=7, loc=legend)
+    return _finish(figure, path)
+
+
 def plot_neuron_histograms(
     vdna1: VDNAHist,
     vdna2: VDNAHist,
@@ -105,12 +125,7 @@ def plot_neuron_histograms(
     """Fig. 8-9: normalised histograms of the same neurons in two DNAs, overlaid, with their EMD."""
     from .distances import EMD
 
-    if not neurons:
-        raise ValueError("no neurons to plot")
-    plt = _pyplot()
-    rows = math.ceil(len(neurons) / per_row)
-    columns = min(per_row, len(neurons))
-    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.4 * rows), squeeze=False)
+    figure, axes = _neuron_grid(neurons, per_row)
     centres = np.linspace(-1, 1, vdna1.hist_nb_bins, endpoint=False) + 1 / vdna1.hist_nb_bins
     for axis, (layer, index) in zip(axes.flat, neurons):
         for dna, label in zip((vdna1, vdna2), labels):
@@ -120,10 +135,42 @@ def plot_neuron_histograms(
         axis.set_title(f"{layer} #{index}  EMD {distance:.3g}", fontsize=8)
         axis.set_xlim(-1, 1)
         axis.tick_params(labelsize=7)
-    for axis in list(axes.flat)[len(neurons) :]:
-        axis.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    return _finish(figure, path)
+    return _finish_grid(figure, axes, len(neurons), path)
+
+
+def plot_neuron_cdfs(
+    vdna1: VDNAHist, vdna2: VDNAHist, neurons: Sequence[tuple[str, int]], path: str | os.PathLike | None = None,
+    labels: tuple[str, str] = ("A", "B"), per_row: int = 4, titles: Sequence[str] | None = None,
+) -> Figure:
+    """The cumulative distributions of the same neurons in two DNAs, with the area between them shaded: their EMD.
+
+    The horizontal axis is the normalised activation, -1 to 1, measured in bins (the EMD's unit;
+    ticks read the normalised values), so the shaded area between the two step curves is exactly
+    the neuron's EMD. ``titles``: one per neuron (default: its layer, index and EMD).
+    """
+    from .distances import EMD
+
+    figure, axes = _neuron_grid(neurons, per_row)
+    bins = vdna1.hist_nb_bins
+    edges = np.arange(bins + 1, dtype=np.float64)
+    for number, (axis, (layer, index)) in enumerate(zip(axes.flat, neurons)):
+        curves = []
+        for dna, label in zip((vdna1, vdna2), labels):
+            counts = dna.get_neuron_dist(layer, index)[0].to(torch.float64).numpy()
+            cumulative = np.cumsum(counts) / counts.sum()
+            curves.append(np.append(cumulative, cumulative[-1]))  # the value on bin k holds from edge k to edge k + 1
+            axis.step(edges, curves[-1], where="post", label=label, linewidth=1)
+        axis.fill_between(edges, curves[0], curves[1], step="post", color="0.5", alpha=0.35, linewidth=0)
+        distance = float(EMD(vdna1, vdna2, use_neurons_from_layer=layer, use_neuron_index=index))
+        title = titles[number] if titles is not None else f"{layer} #{index}  EMD {distance:.3g} (shaded)"
+        axis.set_title(title, fontsize=8)
+        axis.set_xlim(0, bins)
+        axis.set_ylim(0, 1.02)
+        ticks = np.linspace(-1, 1, 5)
+        axis.set_xticks((ticks + 1) / 2 * bins, [f"{tick:g}" for tick in ticks])
+        axis.set_xlabel("normalised activation", fontsize=7)
+        axis.tick_params(labelsize=7)
+    return _finish_grid(figure, axes, len(neurons), path, legend="lower right")
 
 
 def plot_neuron_examples(
@@ -285,6 +332,7 @@ __all__ = [
     "plot_distance_matrix",
     "plot_layer_profile",
     "plot_layer_shares",
+    "plot_neuron_cdfs",
     "plot_neuron_examples",
     "plot_neuron_histograms",
     "plot_precision_recall",

@@ -1,11 +1,12 @@
 """One self-contained HTML page comparing two image sets (``vdna report A B -o report.html``).
 
-The page opens with how sure the difference is (dna-emd with its 95% interval, noise floor, excess
-and permutation p-value, from the per-image DNAs), then shows the headline distances (dna-emd,
-dna-fd, fd), where the difference lives (each layer's EMD and share of the total beside its noise
-floor, and the profile of neuron-wise EMDs), the most different neurons by layer, each with its
-histograms overlaid and the parts of the images of each set where it fires most, and the images of
-each set closest to and furthest from the other set. Figures and thumbnails are embedded, so the
+The page opens with how sure the difference is (one row: dna-emd's value, its estimate with
+sampling noise removed, its 95% interval, noise floor and permutation p-value, from the per-image
+DNAs), then shows the headline distances (dna-emd, dna-fd, fd), where the difference lives (each
+layer's EMD and share of the total beside its noise floor, and the profile of neuron-wise EMDs), the
+neurons furthest above their own noise floors by layer, each with its two cumulative distributions
+(the area between them shaded: its EMD) and the parts of the images of each set where it fires most,
+and the images of each set closest to and furthest from the other set. Figures and thumbnails are embedded, so the
 file can be mailed or archived alone.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -32,13 +34,15 @@ from .distributions import VDNAHist, VDNAImageHist, VDNAImageMeans
 from .dna import VDNA, now_text
 from .explain import NeuronExample, NeuronMaxima, can_read_twice, crop_examples
 from .inputs import dnas_of, saved_dna
-from .neurons import Neuron, rank_neurons
+from .neurons import rank_neurons
 from .processor import VDNAProcessor
 from .sources import ImageCollection, open_source
 from .stats import (
+    ESTIMATES,
     Cell,
     LayerShare,
     SetComparison,
+    UnitAboveNoise,
     check_memory,
     compare_sets,
     layer_columns,
@@ -160,10 +164,16 @@ def _examples_row(label: str, examples: list[NeuronExample]) -> str:
 
 
 def _neuron_section(
-    first: ReportSide, second: ReportSide, ranked: list[Neuron], examples: list[dict | None], labels: tuple[str, str]
+    first: ReportSide,
+    second: ReportSide,
+    ranked: list[UnitAboveNoise],
+    examples: list[dict | None],
+    labels: tuple[str, str],
+    measured: bool,
 ) -> str:
-    """The most different neurons grouped by layer, early to late (most different first within a layer), each
-    with its EMD, its histograms overlaid and the crops of each set's images where it fires most."""
+    """The neurons furthest above their own noise floor (``measured``; else the largest EMDs) grouped by layer, early
+    to late, each with its two cumulative distributions, the area between them (its EMD) shaded, and the crops of
+    each set's images where it fires most."""
     from . import plots
 
     notes = [
@@ -171,11 +181,20 @@ def _neuron_section(
         else f"{html.escape(side.label)}: its images cannot be read again to crop them."
         for side, found in zip((first, second), examples) if found is None
     ]
+    chosen = (
+        "Neurons whose EMD, sampling noise removed (its estimate), stands furthest above their own noise floor (their "
+        "mean EMD over the random splits of the pooled images), by layer from early to late: a neuron of an early layer "
+        "varies much from image to image, so its raw EMD is large even between two halves of one set."
+        if measured else
+        "Neurons with the largest EMD between their histograms in the two sets (without per-image DNAs there is no "
+        "noise floor to measure them against), by layer from early to late."
+    )
     parts = [
         f"<h2>The {len(ranked)} most different neurons</h2>",
         (
-            '<p class="note">Neurons with the largest EMD between their histograms in the two sets, by layer from early '
-            "to late. Beside each, the images of each set where it fires most: the part of the image its strongest "
+            f'<p class="note">{chosen} Each picture shows the neuron\'s two cumulative distributions over its normalised '
+            "activation; the shaded area between them is its EMD (the horizontal axis is measured in bins). Beside each, "
+            "the images of each set where it fires most: the part of the image its strongest "
             "position sees (its receptive field), captioned with the activation there; where that part is much larger "
             "than the position's own cell, the cell is outlined in yellow. Images with equal maxima (a ReLU6 network "
             "saturates at 6) are ranked by the neuron's mean activation over the image.</p>"
@@ -187,12 +206,20 @@ def _neuron_section(
         parts.append(f'<h3 class="layer">{html.escape(layer)}</h3>')
         for neuron in (n for n in ranked if n.layer == layer):
             key = (neuron.layer, neuron.index)
-            figure = plots.plot_neuron_histograms(first.histogram, second.histogram, [key], labels=labels, per_row=1)
+            title = f"{layer} #{neuron.index}  EMD {neuron.value:.3g}" + (
+                f", {neuron.above_noise:.3g} x its floor" if measured else "")
+            figure = plots.plot_neuron_cdfs(first.histogram, second.histogram, [key], labels=labels, per_row=1, titles=[title])
             rows = "".join(_examples_row(side.label, found[key]) for side, found in zip((first, second), examples) if found)
+            statistics_html = (
+                f' &middot; estimate <span class="estimate">{neuron.estimate:.6g}</span> &middot; noise floor '
+                f'<span class="floor">{neuron.noise_floor:.6g}</span> &middot; <span class="above">{neuron.above_noise:.3g}'
+                "</span> times its floor" if measured else ""
+            )
             parts.append(
                 f'<section class="neuron" data-layer="{html.escape(layer)}" data-index="{neuron.index}">'
-                f'<h4>{html.escape(layer)} #{neuron.index} &middot; EMD <span class="emd">{neuron.distance:.6g}</span></h4>'
-                f'<div class="neuron-body">{_figure_tag(figure, f"histograms of {layer} #{neuron.index}")}'
+                f'<h4>{html.escape(layer)} #{neuron.index} &middot; EMD <span class="emd">{neuron.value:.6g}</span>'
+                f"{statistics_html}</h4>"
+                f'<div class="neuron-body">{_figure_tag(figure, f"cumulative distributions of {layer} #{neuron.index}")}'
                 f'<div class="examples">{rows}</div></div></section>'
             )
     return "".join(parts)
@@ -237,30 +264,34 @@ def _cell_html(cell: Cell) -> str:
 
 
 def _statistics_section(first: ReportSide, second: ReportSide, result: SetComparison | None) -> str:
-    """How sure the difference is: dna-emd with its interval, noise floor, excess and p-value, and a sentence reading them."""
+    """How sure the difference is: one row of dna-emd's value, estimate, interval, noise floor and p-value, and a
+    sentence reading them."""
     parts = ["<h2>How sure is the difference?</h2>"]
     if result is None:
         missing = ", ".join(html.escape(side.label) for side in (first, second) if side.images is None)
         return parts[0] + (
-            f'<p class="note">{missing}: given as DNAs of a whole set, which cannot be resampled: the interval, noise '
-            "floor and p-value need per-image DNAs (give the images, or DNAs made with "
+            f'<p class="note">{missing}: given as DNAs of a whole set, which cannot be resampled: the estimate, interval, '
+            "noise floor and p-value need per-image DNAs (give the images, or DNAs made with "
             f"<code>vdna make SOURCE --distribution image-histogram-{first.histogram.hist_nb_bins}</code>).</p>"
         )
     label = get_distance(result.metric).label
-    rows = [f'<tr><th>{html.escape(label)}</th><td class="value">{result.value:.6g}</td></tr>']
-    rows += [f'<tr><th title="{html.escape(row.note)}">{html.escape(row.name)}</th><td class="value">{_cell_html(row.cell)}</td></tr>'
-             for row in statistics(result)]
+    rows = statistics(result)
+    head = "<th>metric</th><th>value</th>" + "".join(
+        f'<th title="{html.escape(row.note)}">{html.escape(row.name)}</th>' for row in rows)
+    cells = f'<td>{html.escape(label)}</td><td class="value">{result.value:.6g}</td>' + "".join(
+        f'<td class="value">{_cell_html(row.cell)}</td>' for row in rows)
     return "".join([
         *parts,
+        f'<table class="statistics"><tr>{head}</tr><tr>{cells}</tr></table>',
         f'<p class="reading">{html.escape(result.reading())}</p>',
-        f'<table class="statistics">{"".join(rows)}</table>',
         (
-            f'<p class="note">{result.size_a} vs {result.size_b} images. Interval: {result.resamples} bootstrap resamples '
-            "(each set's images drawn with replacement), for the distance between the sources once sampling noise is "
-            f"removed. Noise floor: mean &plusmn; standard deviation of {label} over {result.permutations} random splits "
-            f"of the pooled images into sets of the same sizes, what {label} reads when both sets come from one source. "
-            f"Excess: the value less the noise floor. p-value: the share of those splits at least as far apart "
-            f"(permutation test). Seed {result.seed}.</p>"
+            f'<p class="note">{result.size_a} vs {result.size_b} images. Value: {label} of the two sets. Estimate: the '
+            "distance between the sources once sampling noise is removed, the centre of the interval (median of the "
+            f"bootstrap resamples, {ESTIMATES[result.interval]}). Interval: {result.resamples} bootstrap resamples "
+            "(each set's images drawn with replacement), for the distance between the sources. Noise floor: mean "
+            f"&plusmn; standard deviation of {label} over {result.permutations} random splits of the pooled images into "
+            f"sets of the same sizes, what {label} reads when both sets come from one source. p-value: the share of those "
+            f"splits at least as far apart (permutation test). Seed {result.seed}.</p>"
         ),
     ])
 
@@ -332,7 +363,9 @@ def make_report(
     report without the Gaussian distances and images. When both sets have per-image DNAs, the
     page opens with :func:`vdna.stats.compare_sets` of dna-emd (``stats_config``'s resamples and
     permutations, also given as ``resamples=`` and ``permutations=``; seeded by the run's seed) and
-    gives each layer's noise floor beside its share of the EMD; ``stats=False`` leaves them out
+    gives each layer's noise floor beside its share of the EMD, and the most different neurons are
+    those whose estimate stands furthest above their own noise floor (the same resamples, neuron by
+    neuron; without statistics, the largest EMDs); ``stats=False`` leaves them out
     (sets of one image cannot have them, which is said before any image goes through the network).
     ``on_made`` is called with each DNA made from images (e.g. to list the images skipped). The
     output file is checked writable before any work.
@@ -359,11 +392,15 @@ def make_report(
     result = None
     if stats and first.images is not None and second.images is not None:
         result = compare_sets(first.images, second.images, resamples=stats_config.resamples,
-                              permutations=stats_config.permutations, seed=config.seed)
+                              permutations=stats_config.permutations, seed=config.seed, units=True)
     shares = result.layers if result is not None else layer_shares(first.histogram, second.histogram)
     distances_html, _ = _distances_table(first, second)
     per_layer = EMD(first.histogram, second.histogram, return_neuron_wise=True)
-    ranked_neurons = rank_neurons(first.histogram, second.histogram)[:top_neurons]
+    if result is not None:
+        ranked_neurons = result.ranked_units()[:top_neurons]
+    else:
+        ranked_neurons = [UnitAboveNoise(n.layer, n.index, n.distance, math.nan, math.nan, math.nan)
+                          for n in rank_neurons(first.histogram, second.histogram)[:top_neurons]]
     examples = _neuron_examples(first, second, ranked_neurons, processor, config)
     sections = [
         _statistics_section(first, second, result) if stats else "",
@@ -378,7 +415,7 @@ def make_report(
         _figure_tag(plots.plot_layer_shares(shares), "each layer's EMD beside its noise floor, and its share of the total"),
         _figure_tag(plots.plot_layer_profile(per_layer), "per-layer profile of neuron-wise EMD"),
         _layer_table(per_layer, shares),
-        _neuron_section(first, second, ranked_neurons, examples, labels),
+        _neuron_section(first, second, ranked_neurons, examples, labels, result is not None),
     ]
     for side, other in ((first, second), (second, first)):
         if side.images is None:
@@ -419,7 +456,7 @@ def _check_statistics_size(source: Any, label: str, config: RunConfig) -> None:
 
 
 def _neuron_examples(
-    first: ReportSide, second: ReportSide, neurons: list[Neuron], processor: VDNAProcessor, config: RunConfig
+    first: ReportSide, second: ReportSide, neurons: list[UnitAboveNoise], processor: VDNAProcessor, config: RunConfig
 ) -> list[dict | None]:
     """Each side's examples of ``neurons`` (crops of its best images, read again), or None where it has no images."""
     keys = [(neuron.layer, neuron.index) for neuron in neurons]

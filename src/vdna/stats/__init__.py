@@ -4,10 +4,10 @@ A distance between finite image sets mixes the difference between their sources 
 noise: two halves of one dataset are not at distance 0. From per-image DNAs (``image-histogram-B``
 for EMD, ``image-mean`` for NFD and FD) the DNA of any resample of the images follows exactly,
 without running the network again, so :func:`compare_sets` reports, besides the distance, its
-noise floor, a permutation p-value, a 95% interval for the distance between the sources and each
-layer's part. The package is split by job:
+estimate (the distance between the sources with sampling noise removed, by the same model as its
+interval), a 95% interval for it, the noise floor, a permutation p-value and each layer's part. The package is split by job:
 
-- :mod:`~vdna.stats._intervals`: bootstrap intervals (:func:`bootstrap_interval`);
+- :mod:`~vdna.stats._intervals`: bootstrap intervals and estimates (:func:`bootstrap_interval`, :func:`bootstrap_estimate`);
 - :mod:`~vdna.stats._results`: what a comparison gives (:class:`SetComparison`, :class:`LayerShare`)
   and how it reads, for the command line and the report alike (:func:`statistics`, :func:`layer_columns`);
 - :mod:`~vdna.stats._comparison`: :func:`compare_sets`, :func:`layer_shares`,
@@ -19,17 +19,32 @@ How each distance is resampled, and which interval removes its noise, is part of
 """
 
 from ._comparison import check_memory, compare_sets, layer_shares, resampled_distances, set_dna
-from ._intervals import CONFIDENCE, INTERVAL_METHODS, bootstrap_interval
+from ._intervals import CONFIDENCE, INTERVAL_METHODS, bootstrap_estimate, bootstrap_interval, unit_estimates
 from ._noise_floor import noise_floor_curve, noise_floor_limits
-from ._results import Cell, LayerShare, SetComparison, Statistic, layer_columns, layer_table, statistics
+from ._results import (
+    ESTIMATES,
+    Cell,
+    LayerShare,
+    SetComparison,
+    Statistic,
+    UnitAboveNoise,
+    UnitStatistics,
+    layer_columns,
+    layer_table,
+    statistics,
+)
 
 __all__ = [
     "CONFIDENCE",
+    "ESTIMATES",
     "INTERVAL_METHODS",
     "Cell",
     "LayerShare",
     "SetComparison",
     "Statistic",
+    "UnitAboveNoise",
+    "UnitStatistics",
+    "bootstrap_estimate",
     "bootstrap_interval",
     "check_memory",
     "compare_sets",
@@ -41,4 +56,5 @@ __all__ = [
     "resampled_distances",
     "set_dna",
     "statistics",
+    "unit_estimates",
 ]

@@ -6,8 +6,10 @@ reports, besides the distance: the **noise floor** (the mean distance when the i
 are pooled and split at random into sets of the same two sizes, with its spread), the **p-value**
 of the permutation test of "both sets come from one source" on those splits, ``(1 + #{null >=
 value}) / (1 + permutations)``, a 95% **confidence interval** for the distance between the two
-sources from bootstrap resamples (:mod:`vdna.stats._intervals`), and each layer's value, share of
-the total, noise floor, interval and p-value.
+sources from bootstrap resamples (:mod:`vdna.stats._intervals`) with the **estimate** at its centre
+(the value with sampling noise removed by the same model), and each layer's value, share of the
+total, estimate, interval, noise floor and p-value; on request each unit's value, estimate and noise
+floor, from the same resamples.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from ..distances._selection import (
     weights_vector,
 )
 from ..dna import VDNA, check_comparable
-from ._intervals import bootstrap_interval
-from ._results import LayerShare, SetComparison
+from ._intervals import bootstrap_estimate, bootstrap_interval, unit_estimates
+from ._results import LayerShare, SetComparison, UnitStatistics
 
 
 # -- checks, selection and combination -------------------------------------------------------------
@@ -178,13 +180,16 @@ def _reduced(
     unit_weights: np.ndarray,
     paired: Pairs | None = None,
     splits: tuple[np.random.Generator, int, int, int] | None = None,
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    units: bool = False,
+) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray] | None]:
     """Each layer's mean distance and the weighted total, per resample of ``paired`` or per split drawn from
-    ``splits`` (``(rng, pooled images, first set's size, count)``, drawn chunk after chunk in one stream)."""
+    ``splits`` (``(rng, pooled images, first set's size, count)``, drawn chunk after chunk in one stream);
+    with ``units``, each unit's distances too: ``(units, resamples)`` for ``paired``, their mean for ``splits``."""
     images = a.num_images + b.num_images
     count = paired[0].shape[1] if paired is not None else splits[3]
     layer_means = {layer: np.empty(count) for layer, _ in selection}
     total = np.empty(count)
+    kept: dict[str, list[np.ndarray]] = {layer: [] for layer, _ in selection}
     none = np.zeros((images, 0), dtype=np.int32)
     for start in range(0, count, _COLUMNS_AT_ONCE):
         stop = min(count, start + _COLUMNS_AT_ONCE)
@@ -195,8 +200,13 @@ def _reduced(
             _, chunk = replicates(distance, a, b, selection, (none, none), _split_weights(rng, pooled, size, stop - start))
         for layer, values in chunk.items():
             layer_means[layer][start:stop] = values.mean(axis=0)
+            if units:
+                kept[layer].append(values if paired is not None else values.sum(axis=1, keepdims=True))
         total[start:stop] = totals(chunk, unit_weights)
-    return layer_means, total
+    if not units:
+        return layer_means, total, None
+    joined = {layer: np.concatenate(parts, axis=1) for layer, parts in kept.items()}
+    return layer_means, total, joined if paired is not None else {layer: sums.sum(axis=1) / count for layer, sums in joined.items()}
 
 
 def available_memory() -> int:
@@ -211,16 +221,17 @@ def available_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def check_memory(images: int, layers: int, resamples: int, permutations: int) -> None:
+def check_memory(images: int, layers: int, resamples: int, permutations: int, units: int = 0) -> None:
     """Refuse, before any work, resamples and permutations whose distances would not fit in memory, saying what would.
 
     Kept for the result: each resample's and split's total (float64, and a Python float in the
     result) and per-layer distance (float64); the bootstrap's per-image weights (two int32 and,
-    while compared, their int64 copies); chunks are compared :data:`_COLUMNS_AT_ONCE` at a time.
+    while compared, their int64 copies); with ``units`` (per-unit statistics), each unit's distance per
+    resample (float64); chunks are compared :data:`_COLUMNS_AT_ONCE` at a time.
     Called with no images and one layer, it is the least any comparison needs.
     """
     per_split = 8 * (layers + 1) + 40
-    per_resample = per_split + 2 * 12 * images
+    per_resample = per_split + 2 * 12 * images + 8 * units
     needed = per_resample * resamples + per_split * permutations
     available = available_memory() // 2  # leave room for the DNAs themselves and the rest of the process
     if needed > available:
@@ -295,9 +306,10 @@ def compare_sets(
     neurons: Neurons | None = None,
     neuron_weights: NeuronWeights | None = None,
     *,
+    units: bool = False,
     weights: NeuronWeights | None = None,
 ) -> SetComparison:
-    """The distance between two image sets with a 95% bootstrap interval, noise floor and permutation p-value.
+    """The distance between two image sets with its estimate, 95% bootstrap interval, noise floor and p-value.
 
     ``metric``: a registered distance (:func:`vdna.distances.list_distances`) computed from
     per-image DNAs; ``a`` and ``b`` are per-image DNAs of the two sets (``image-histogram-B`` for
@@ -306,8 +318,12 @@ def compare_sets(
     ``.gaussian()``, ``FD`` of ``.layer_gaussian()``; for ``fd``, ``neurons`` may only name whole
     layers, ``{layer: None}``, and ``neuron_weights`` are per layer; ``weights=`` is their former name).
     ``resamples`` bootstrap resamples (the images of each set drawn with replacement) give the
-    interval; ``permutations`` random splits of the pooled images give the noise floor and the
-    p-value. The same inputs and ``seed`` give the same numbers, whatever the number of threads.
+    interval and the estimate (the value with sampling noise removed as the interval removes it,
+    :func:`~vdna.stats.bootstrap_estimate`); ``permutations`` random splits of the pooled images give
+    the noise floor and the p-value ("at least as far apart": at least the value, or at most it for
+    a distance whose record says larger is closer). With ``units``, the result's ``units`` give each
+    unit's (neuron's, or fd's layer's) value, estimate and noise floor from the same resamples. The
+    same inputs and ``seed`` give the same numbers, whatever the number of threads.
     """
     neuron_weights = neuron_weights_given(neuron_weights, weights)
     distance = resampled_metric(metric, [("first set", a), ("second set", b)])
@@ -324,30 +340,46 @@ def compare_sets(
                                neuron_weights)
 
     size_a, size_b = a.num_images, b.num_images
-    check_memory(size_a + size_b, len(selection), resamples, permutations)
+    check_memory(size_a + size_b, len(selection), resamples, permutations, unit_weights.size if units else 0)
     rng = np.random.default_rng(seed)
     paired = _bootstrap_weights(rng, size_a, size_b, resamples)
-    bootstrap_layers, bootstrap_totals = _reduced(distance, a, b, selection, unit_weights, paired=paired)
-    null_layers, null_totals = _reduced(distance, a, b, selection, unit_weights,
-                                        splits=(rng, size_a + size_b, size_a, permutations))
+    bootstrap_layers, bootstrap_totals, bootstrap_units = _reduced(distance, a, b, selection, unit_weights, paired=paired,
+                                                                   units=units)
+    null_layers, null_totals, null_units = _reduced(distance, a, b, selection, unit_weights,
+                                                    splits=(rng, size_a + size_b, size_a, permutations), units=units)
     layers = {
         layer: replace(part, **_spread(part.value, bootstrap_layers[layer], null_layers[layer], distance))
         for layer, part in _layer_parts(full, unit_weights, dict(selection_sizes(selection, a))).items()
     }
+    per_unit = None
+    if units:
+        indices = {layer: np.arange(values.size) if index is None or distance.unit == "layer" else index.cpu().numpy()
+                   for (layer, index), values in zip(selection, full.values())}
+        per_unit = {
+            layer: UnitStatistics(indices[layer], values, unit_estimates(values, bootstrap_units[layer], distance.interval),
+                                  null_units[layer])
+            for layer, values in full.items()
+        }
     return SetComparison(
         metric=metric, value=value, **_spread(value, bootstrap_totals, null_totals, distance), interval=distance.interval,
         size_a=size_a, size_b=size_b, resamples=resamples, permutations=permutations, seed=int(seed),
-        layers=layers, bootstrap=tuple(bootstrap_totals.tolist()), null=tuple(null_totals.tolist()),
+        layers=layers, bootstrap=tuple(bootstrap_totals.tolist()), null=tuple(null_totals.tolist()), units=per_unit,
     )
 
 
 def _spread(value: float, bootstrap: np.ndarray, null: np.ndarray, distance: Distance) -> dict[str, Any]:
-    """Interval, noise floor, its spread and p-value of ``value`` from its bootstrap and null distances."""
+    """Estimate, interval, noise floor, its spread and p-value of ``value`` from its bootstrap and null distances.
+
+    The p-value counts the splits at least as far apart as the sets: at least ``value``, or at most
+    it for a distance whose larger values mean closer sets.
+    """
+    as_far = null >= value if distance.lower_is_closer else null <= value
     return {
+        "estimate": bootstrap_estimate(value, bootstrap, method=distance.interval),
         "ci": bootstrap_interval(value, bootstrap, method=distance.interval),
         "noise_floor": float(null.mean()),
         "noise_floor_spread": float(null.std(ddof=1)) if null.size > 1 else 0.0,
-        "p_value": float((1 + np.count_nonzero(null >= value)) / (1 + null.size)),
+        "p_value": float((1 + np.count_nonzero(as_far)) / (1 + null.size)),
     }
 
 

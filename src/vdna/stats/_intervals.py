@@ -8,17 +8,41 @@ where the noise adds up linearly (a sum of squared differences such as NFD). Whe
 quadrature (``d**2 ~ true**2 + noise**2``, a first-power distance such as EMD), the basic interval
 of the squared distance, ``sqrt(2 v**2 - q(d*^2))``, does. Each distance's record names the one it
 uses (:attr:`vdna.distances.Distance.interval`).
+
+The same construction at the median of the replicates gives the **estimate** of the distance between
+the sources (:func:`bootstrap_estimate`), so the estimate always lies inside the interval.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
 CONFIDENCE = 0.95
 INTERVAL_METHODS = ("squared", "basic", "percentile")
+
+
+def _checked(replicates: Sequence[float] | np.ndarray, method: str, ndim: int = 1) -> np.ndarray:
+    if method not in INTERVAL_METHODS:
+        raise ValueError(f"method must be one of {INTERVAL_METHODS}, got {method!r}")
+    values = np.asarray(replicates, dtype=np.float64)
+    if values.ndim != ndim or values.shape[-1] == 0 or not np.isfinite(values).all():
+        shape = "a non-empty 1-D sequence" if ndim == 1 else "a (units, resamples) array"
+        raise ValueError(f"replicates must be {shape} of finite distances")
+    return values
+
+
+def _noise_removed(value: float | np.ndarray, replicates: np.ndarray, levels: Sequence[float], method: str) -> np.ndarray:
+    """The distance between the sources that each quantile ``levels`` of the ``replicates`` (along their last
+    axis) stands for, ``(levels, ...)``: ``"squared"``: ``sqrt(max(0, 2 v**2 - q(d*^2)))``; ``"basic"``:
+    ``max(0, 2 v - q(d*))``; ``"percentile"``: ``q(d*)``. The first two decrease as the quantile grows."""
+    value = np.asarray(value, dtype=np.float64)
+    if method == "percentile":
+        return np.quantile(replicates, levels, axis=-1)
+    if method == "basic":
+        return np.maximum(0.0, 2 * value - np.quantile(replicates, levels, axis=-1))
+    return np.sqrt(np.maximum(0.0, 2 * value**2 - np.quantile(replicates**2, levels, axis=-1)))
 
 
 def bootstrap_interval(
@@ -31,22 +55,27 @@ def bootstrap_interval(
     to ``sqrt(2 v**2 - q_low(d*^2))`` (each clamped at 0); ``"basic"`` (reverse percentile):
     ``(2 v - q_high, 2 v - q_low)``, clamped at 0; ``"percentile"``: ``(q_low, q_high)``.
     """
-    if method not in INTERVAL_METHODS:
-        raise ValueError(f"method must be one of {INTERVAL_METHODS}, got {method!r}")
+    values = _checked(replicates, method)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    values = np.asarray(replicates, dtype=np.float64)
-    if values.ndim != 1 or values.size == 0 or not np.isfinite(values).all():
-        raise ValueError("replicates must be a non-empty 1-D sequence of finite distances")
-    levels = [(1 - confidence) / 2, (1 + confidence) / 2]
-    if method == "percentile":
-        low, high = np.quantile(values, levels)
-        return float(low), float(high)
-    if method == "basic":
-        low, high = np.quantile(values, levels)
-        return max(0.0, 2 * value - float(high)), max(0.0, 2 * value - float(low))
-    low, high = np.quantile(values**2, levels)
-    return math.sqrt(max(0.0, 2 * value**2 - float(high))), math.sqrt(max(0.0, 2 * value**2 - float(low)))
+    low, high = sorted(float(end) for end in _noise_removed(value, values, [(1 - confidence) / 2, (1 + confidence) / 2], method))
+    return low, high
 
 
-__all__ = ["CONFIDENCE", "INTERVAL_METHODS", "bootstrap_interval"]
+def bootstrap_estimate(value: float, replicates: Sequence[float] | np.ndarray, method: str = "squared") -> float:
+    """The distance between two sources, sampling noise removed as :func:`bootstrap_interval` removes it.
+
+    The interval's construction at the median of the replicates ``d*``: ``"squared"``:
+    ``sqrt(max(0, 2 v**2 - median(d*^2)))``; ``"basic"``: ``max(0, 2 v - median(d*))``;
+    ``"percentile"``: ``median(d*)``. The median lies between any two quantiles around it, so the
+    estimate lies in every interval of the same replicates.
+    """
+    return float(_noise_removed(value, _checked(replicates, method), [0.5], method)[0])
+
+
+def unit_estimates(values: np.ndarray, replicates: np.ndarray, method: str = "squared") -> np.ndarray:
+    """:func:`bootstrap_estimate` of many units at once: ``values`` ``(units,)``, ``replicates`` ``(units, resamples)``."""
+    return _noise_removed(values, _checked(replicates, method, ndim=2), [0.5], method)[0]
+
+
+__all__ = ["CONFIDENCE", "INTERVAL_METHODS", "bootstrap_estimate", "bootstrap_interval", "unit_estimates"]
