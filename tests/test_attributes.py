@@ -59,6 +59,7 @@ def test_unit_distances_are_the_neuron_wise_emds():
     torch.testing.assert_close(distances["hat"], expected, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_learned_weights_remove_the_planted_attribute_and_keep_the_others():
     train, validation, test = _pairs(1), _pairs(2), _pairs(3)
     removal = learn_attribute_removal(train, validation, "hat", metric="emd")

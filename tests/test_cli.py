@@ -152,7 +152,7 @@ def test_several_metrics_make_each_sets_dnas_in_one_pass_and_give_what_each_metr
     lines = capsys.readouterr().out.splitlines()
     assert passes == [["image-histogram-1000", "image-mean"]] * 2
     assert lines[0].startswith("emd: ") and sum(line.startswith("nfd: ") for line in lines) == 1
-    assert sum("95% CI" in line for line in lines) == 2
+    assert sum(line.startswith("  95% CI") for line in lines) == 2
 
 
 @pytest.mark.parametrize(("arguments", "message"), [

@@ -129,6 +129,7 @@ def test_transfer_ranks_sources_and_scores_the_ranking(folders, tmp_path, capsys
     assert out[0].startswith("urban: ") and (tmp_path / "m.png").is_file()
 
 
+@pytest.mark.slow
 def test_sample_size_prints_curves(folders, tmp_path, capsys, dna_of):
     assert main(["sample-size", str(folders["mixed"]), str(folders["urban_ref"]), "--sizes", "2,4,6", "--seeds", "2",
                  "--fd", "--fd-layer", "blocks.2.0", "--plot", str(tmp_path / "s.png"), *QUIET]) == 0
@@ -150,6 +151,7 @@ def test_sample_size_prints_curves(folders, tmp_path, capsys, dna_of):
                       "and REFERENCE pooled: what the curve reads when both come from one source; mean +- std over 2 draws")
 
 
+@pytest.mark.slow
 def test_report_command(folders, tmp_path, capsys):
     assert main(["report", str(folders["urban"]), str(folders["bsd"]), "-o", str(tmp_path / "r.html"), "--top-neurons", "2", *QUIET]) == 0
     assert capsys.readouterr().out.strip() == f"report -> {tmp_path / 'r.html'}"

@@ -124,6 +124,7 @@ def test_realism_neurons_from_other_dnas_focus_the_ranking(processor, image_dnas
     assert [r.distance for r in ranking] == sorted(expected.tolist())
 
 
+@pytest.mark.slow
 def test_sample_size_curve_for_emd_and_fd(processor, image_dnas, candidates, urban_reference):
     curve = sample_size_curve(image_dnas, urban_reference, sizes=[2, 6, 12], seeds=3)
     assert curve.distances.shape == (3, 3)

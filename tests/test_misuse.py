@@ -350,6 +350,7 @@ def test_a_report_of_one_image_says_so_before_the_network_and_offers_no_stats(da
     assert "one holds 1 image(s): the statistics compare resamples of each set and need at least 2 images a side" in line
 
 
+@pytest.mark.slow
 def test_a_report_lists_the_images_it_skipped_on_the_terminal_and_in_the_page(data_dir, tmp_path, capsys):
     photos = sorted((data_dir / "set14").iterdir())[:4]
     first, second = _folder(tmp_path, "first", photos[:2], bad=True), _folder(tmp_path, "second", photos[2:])

@@ -37,12 +37,16 @@ class ForwardPlan:
         return "one image at a time" if self.forward_batch_size == 1 else f"forward batches of {self.forward_batch_size}"
 
 
+_STREAMS = ForwardPlan(streams=2)
 RECORDED_CPU_PLANS: dict[str, ForwardPlan] = {
-    "efficientnet_lite0": ForwardPlan(streams=2),
+    name: _STREAMS
+    for name in ("efficientnet_lite0", "inception", "resnet50", "rand_resnet50", "dino_resnet50", "vgg16",
+                 "dino_vit_base", "mugs_vit_base", "clip_im_vit_b16", "dinov2_vits14", "dinov2_vitb14")
 }
-"""Plans measured faster than one image at a time on a 2-core CPU in whole runs of hundreds of ImageNet images
-(``benchmarks/end_to_end.py --streams 2``); streams are capped by the cores a run may use. Extractors not
-listed run one image at a time until ``vdna plan`` measures them on the machine at hand."""
+"""The fastest plans measured on a 2-core CPU (``benchmarks/plans.py``, ``benchmarks/peers.py``): one stream per
+core for every network measured (each family by one of its members: the ResNet-50s, the ViT-B/16s), capped by
+the cores a run may use. The ViT-Ls, not measured, run one image at a time until ``vdna plan`` measures them on
+the machine at hand."""
 
 PLANS_FILE = "plans.json"
 
