@@ -20,7 +20,7 @@ Each draw reads only what it is for, so the null draws resample little (``--null
 the coverage draws permute little (``--coverage-permutations``). Draw ``d`` of size ``n`` picks its
 images with ``numpy.random.default_rng([seed, n, d])`` and resamples with seed ``d``. Prints one table (markdown) and writes every draw to ``--output`` (JSON).
 
-    nice -n 10 python benchmarks/calibration.py /work/shared/data/imagenet1k --cache /tmp/vdna-calibration \\
+    nice -n 10 python benchmarks/calibration.py ../shared/data/imagenet1k --cache /tmp/vdna-calibration \\
         --metrics emd nfd --draws 100
 """
 

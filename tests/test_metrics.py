@@ -20,6 +20,7 @@ from metric_ranks import DISTRIBUTIONS, as_batch, real_photo
 
 import vdna
 from vdna import EMD, NFD, load_vdna_from_files
+from vdna.distances import get_distance
 from vdna.distributions import VDNAHist
 
 pytest.importorskip("torchmetrics")
@@ -243,6 +244,18 @@ def test_nfd_on_chosen_neurons(photos, whole, halves, one_torch_thread):
     metric.update(as_batch(photos[:3]))
     expected = NFD(halves[0]["gaussian"], whole["gaussian"], neurons=neurons)
     torch.testing.assert_close(metric.compute(), expected, rtol=1e-10, atol=0)
+
+
+def test_a_metric_of_embeddings_takes_the_reference_as_the_real_set(photos, whole, one_torch_thread):
+    reference = whole["image-mean"]
+    precision = DNADistance(reference, metric="precision")
+    precision.update(as_batch(photos))
+    assert precision.higher_is_better is True and precision.compute().item() == 1.0  # the same six images
+    kid = DNADistance(reference, metric="kid", neurons={"head": None})
+    kid.update(as_batch(photos[:3]))
+    expected = get_distance("kid").compare(reference, reference.select_images([0, 1, 2]), neurons={"head": None})
+    assert kid.higher_is_better is False
+    torch.testing.assert_close(kid.compute(), expected, rtol=1e-10, atol=0)
 
 
 # -- what the metric is as a module ------------------------------------------------------------------------
