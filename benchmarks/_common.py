@@ -17,3 +17,18 @@ def extractor_as_built(name: str) -> tuple[str, object, str]:
     built = f"{name}-as-built"
     register_extractor(built)(lambda pretrained=True, weights=None: extractor)
     return built, extractor, weights
+
+
+def run_in_fresh_process(script: str, folder: str, images: int, name: str) -> tuple[dict | None, str]:
+    """``(result, error)`` of ``script --one name`` on ``folder``'s first ``images`` images, in a process of its
+    own (so its peak memory and its threads are its own): the JSON its last line prints, or the last line of
+    its errors."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, script, str(folder), "--images", str(images), "--one", name],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return None, (done.stderr.strip().splitlines() or ["no output"])[-1]
+    return json.loads(done.stdout.strip().splitlines()[-1]), ""

@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import extractor_as_built
+from _common import extractor_as_built, run_in_fresh_process
 
 
 def run_one(name: str, folder: Path, count: int) -> dict:
@@ -61,9 +60,10 @@ def main() -> None:
 
     rows = []
     for name in args.only or list_extractors():
-        output = subprocess.run([sys.executable, __file__, str(args.folder), "--images", str(args.images), "--one", name],
-                                capture_output=True, text=True, check=True).stdout
-        rows.append(json.loads(output.strip().splitlines()[-1]))
+        result, error = run_in_fresh_process(__file__, args.folder, args.images, name)
+        if result is None:
+            sys.exit(f"{name} failed: {error}")
+        rows.append(result)
         print(f"done {name}", file=sys.stderr)
     print(f"{args.images} images of {args.folder}, histogram-1000, CPU, {rows[0]['threads']} torch threads")
     print("| extractor | layers | neurons | input | weights | sha256 | calibrate s | DNA s | images/s | peak MiB |")

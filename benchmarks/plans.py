@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 
-from _common import extractor_as_built
+from _common import extractor_as_built, run_in_fresh_process
 
 
 def run_one(name: str, folder: str, images: int) -> dict:
@@ -44,15 +42,12 @@ def main() -> None:
     from vdna.extractors import BUILTIN_EXTRACTORS
 
     for name in args.extractors or sorted(BUILTIN_EXTRACTORS):
-        done = subprocess.run([sys.executable, __file__, args.folder, "--one", name, "--images", str(args.images)],
-                              capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            print(f"| {name} | failed: {done.stderr.strip().splitlines()[-1]} |")
+        result, error = run_in_fresh_process(__file__, args.folder, args.images, name)
+        if result is None:
+            print(f"| {name} | failed: {error} |")
             continue
-        result = json.loads(done.stdout.strip().splitlines()[-1])
         speeds = " / ".join(f"{speed:g}" for speed in result["images_per_second"].values())
         print(f"| {name} | {speeds} | {result['fastest']} |", flush=True)
-
 
 if __name__ == "__main__":
     main()
